@@ -1,0 +1,57 @@
+"""Sessions a user types: `nox -s ablation`, `nox -s tests`, `nox -s bench`, `nox -s report`, `nox -s lint`.
+
+Venvs are built with virtualenv + pip (pip finds the pinned torch wheels on local disk; uv does not).
+"""
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests", "lint"]
+
+PYTHON = "3.11"
+
+
+def install(session: nox.Session, extras: str = "test,postgres") -> None:
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (CPU); extra arguments go to pytest."""
+    install(session)
+    session.run("pytest", *session.posargs, env={"OMP_NUM_THREADS": "2"})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Static checks with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", "study", "tests", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def ablation(session: nox.Session) -> None:
+    """Run a study (default: the paper's Table 1 on the context probe), then render its report.
+
+    `nox -s ablation -- configs/studies/X.yaml [--workers N] [--storage URL] [dotted.overrides=...]`
+    """
+    install(session)
+    args = list(session.posargs) or ["configs/studies/table1.yaml"]
+    session.run("python", "-m", "study", "sweep", *args)
+    session.run("python", "-m", "study.report", "--study-file", args[0])
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """Re-render every report from results/ (no training)."""
+    install(session)
+    session.run("python", "-m", "study.report", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Throughput and data-pipeline benchmarks: `nox -s bench -- CONFIG [overrides]`."""
+    install(session)
+    args = list(session.posargs) or ["configs/probe.yaml"]
+    session.run("python", "-m", "study", "bench", *args)

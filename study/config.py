@@ -1,0 +1,381 @@
+"""Typed, frozen run configuration: YAML (base + overrides) -> validated dataclasses -> stable hash.
+
+A config file is a mapping of sections (model, data, train, eval, bench, run). It may name a `base:` file
+(path relative to itself); the base is loaded first and the file's keys override it key by key, one level
+deep. Dotted CLI overrides (`model.bins=[1,2,3,6]`) are applied last; their values are parsed as YAML.
+Every error is a `ConfigError` whose one-line message names the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, has the wrong type or an out-of-range value."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: a timm backbone, the pyramid pooling module and the heads."""
+
+    backbone: str = "resnet18"
+    out_indices: tuple[int, ...] = (3, 4)  # (aux stage, last stage) of timm's features_only
+    output_stride: int = 8
+    layers: tuple[int, ...] | None = None  # timm ResNet blocks per stage (small CPU backbones)
+    channels: tuple[int, ...] | None = None  # timm ResNet stage widths
+    stem_width: int | None = None
+    stem_type: str | None = None  # "", "deep", "deep_tiered"
+    pretrained: str = ""  # local checkpoint path; nothing is downloaded
+    ppm: bool = True  # false (or bins=[]) gives the dilated-FCN baseline
+    bins: tuple[int, ...] = (1, 2, 3, 6)
+    pool: str = "avg"  # avg | max
+    reduction: bool = True  # 1x1 conv to C/len(bins) per branch (DR)
+    align_corners: bool = True
+    head_channels: int = 512
+    aux_channels: int = 256
+    dropout: float = 0.1
+    aux_weight: float = 0.4  # 0 builds no aux head
+
+    def validate(self) -> None:
+        _check(self.output_stride in (8, 16, 32), "model.output_stride", "must be 8, 16 or 32")
+        _check(len(self.out_indices) in (1, 2), "model.out_indices", "must name 1 or 2 stages (aux, last)")
+        _check(all(b >= 1 for b in self.bins), "model.bins", "every bin must be >= 1")
+        _check(len(set(self.bins)) == len(self.bins), "model.bins", "bins must be distinct")
+        _check(self.pool in ("avg", "max"), "model.pool", "must be 'avg' or 'max'")
+        _check(self.head_channels >= 1, "model.head_channels", "must be >= 1")
+        _check(self.aux_channels >= 1, "model.aux_channels", "must be >= 1")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        _check(self.aux_weight >= 0.0, "model.aux_weight", "must be >= 0")
+        _check(self.aux_weight == 0 or len(self.out_indices) == 2, "model.out_indices",
+               "an aux head needs two stages (aux, last)")
+        _check(self.stem_type in (None, "", "deep", "deep_tiered"), "model.stem_type",
+               "must be '', 'deep' or 'deep_tiered'")
+
+    @property
+    def pyramid_bins(self) -> tuple[int, ...]:
+        """The bins actually built: empty for the FCN baseline."""
+        return self.bins if self.ppm else ()
+
+
+AUGMENTATIONS = ("scale", "rotate", "blur", "flip")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, where it lives, and the training augmentation."""
+
+    name: str = "probe"  # probe | camvid | ade20k | cityscapes | voc | folder
+    root: str = ""  # data set folder in its official layout (not used by the probe)
+    train_split: str = "train"
+    val_split: str = "val"
+    image_size: tuple[int, int] = (128, 128)  # probe scenes (h, w)
+    train_size: int = 2000  # probe scenes in the train split
+    val_size: int = 300  # probe scenes in the val split
+    data_seed: int = 0  # probe: scenes are a function of (data_seed, split, index)
+    resize: tuple[int, int] | None = None  # (h, w) every image is resized to first, e.g. CamVid 180x240
+    crop_size: tuple[int, int] = (128, 128)  # training crop (h, w), padded with the ignore label
+    augment: tuple[str, ...] = ("scale", "rotate", "blur", "flip")
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    rotate_degrees: float = 10.0
+    ignore_index: int = 255
+    workers: int = 0  # DataLoader worker processes
+
+    def validate(self) -> None:
+        _check(self.name in ("probe", "camvid", "ade20k", "cityscapes", "voc", "folder"), "data.name",
+               "must be one of probe, camvid, ade20k, cityscapes, voc, folder")
+        _check(self.name == "probe" or bool(self.root), "data.root", f"is required for data set '{self.name}'")
+        _check(len(self.image_size) == 2 and min(self.image_size) >= 16, "data.image_size",
+               "must be (h, w), each >= 16")
+        _check(self.train_size >= 1, "data.train_size", "must be >= 1")
+        _check(self.val_size >= 1, "data.val_size", "must be >= 1")
+        _check(self.resize is None or (len(self.resize) == 2 and min(self.resize) >= 1), "data.resize",
+               "must be (h, w), each >= 1")
+        _check(len(self.crop_size) == 2 and min(self.crop_size) >= 1, "data.crop_size",
+               "must be (h, w), each >= 1")
+        bad = [a for a in self.augment if a not in AUGMENTATIONS]
+        _check(not bad, "data.augment", f"unknown augmentation {bad}; choose from {list(AUGMENTATIONS)}")
+        lo, hi = self.scale_range
+        _check(0 < lo <= hi, "data.scale_range", "must be (lo, hi), 0 < lo <= hi")
+        _check(0 <= self.rotate_degrees <= 180, "data.rotate_degrees", "must be in [0, 180]")
+        _check(0 <= self.ignore_index <= 255, "data.ignore_index", "must be in [0, 255]")
+        _check(self.workers >= 0, "data.workers", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe (paper defaults)."""
+
+    steps: int = 800  # iteration budget
+    batch_size: int = 8
+    lr: float = 0.01
+    head_lr_mult: float = 10.0  # new layers (pyramid, heads) learn this much faster
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    eval_every: int = 0  # evaluate on val every N steps (0: only at the end)
+    log_every: int = 50
+    checkpoint_every: int = 0  # 0: no intermediate checkpoints
+    amp: bool = True  # bf16 autocast on CUDA (CPU always runs fp32)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = True  # SyncBatchNorm under DDP
+
+    def validate(self) -> None:
+        _check(self.steps >= 1, "train.steps", "must be >= 1")
+        _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _check(self.lr > 0, "train.lr", "must be > 0")
+        _check(self.head_lr_mult > 0, "train.head_lr_mult", "must be > 0")
+        _check(0 <= self.momentum < 1, "train.momentum", "must be in [0, 1)")
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _check(self.poly_power >= 0, "train.poly_power", "must be >= 0")
+        _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
+        _check(self.log_every >= 1, "train.log_every", "must be >= 1")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How the val split is predicted."""
+
+    mode: str = "whole"  # whole | slide | multiscale
+    crop_size: tuple[int, int] = (128, 128)  # sliding window (h, w); stride is 2/3 of it
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    flip: bool = True  # multiscale: average with the flipped prediction
+    batch_size: int = 8
+    qualitative: int = 4  # how many val predictions to save as PNG
+
+    def validate(self) -> None:
+        _check(self.mode in ("whole", "slide", "multiscale"), "eval.mode", "must be whole, slide or multiscale")
+        _check(len(self.crop_size) == 2 and min(self.crop_size) >= 1, "eval.crop_size", "must be (h, w), each >= 1")
+        _check(len(self.scales) >= 1 and all(s > 0 for s in self.scales), "eval.scales", "must be positive")
+        _check(self.batch_size >= 1, "eval.batch_size", "must be >= 1")
+        _check(self.qualitative >= 0, "eval.qualitative", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The throughput protocol."""
+
+    enabled: bool = True
+    batch_size: int = 8
+    image_size: tuple[int, int] = (128, 128)  # (h, w)
+    warmup: int = 2
+    iters: int = 5
+    repeats: int = 3
+    latency_iters: int = 20
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 1, "bench.batch_size", "must be >= 1")
+        _check(len(self.image_size) == 2 and min(self.image_size) >= 16, "bench.image_size",
+               "must be (h, w), each >= 16")
+        _check(self.warmup >= 0, "bench.warmup", "must be >= 0")
+        _check(self.iters >= 1, "bench.iters", "must be >= 1")
+        _check(self.repeats >= 1, "bench.repeats", "must be >= 1")
+        _check(self.latency_iters >= 2, "bench.latency_iters", "must be >= 2")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Identity and placement of one run."""
+
+    study: str = "adhoc"
+    variant: str = "default"
+    seed: int = 0
+    out_dir: str = "results"  # records go to <out_dir>/<study>/runs/<variant>__s<seed>/
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    deterministic: bool = True
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+
+    def validate(self) -> None:
+        _check(bool(self.study) and "/" not in self.study, "run.study", "must be a non-empty name without '/'")
+        _check(bool(self.variant) and "/" not in self.variant, "run.variant", "must be a non-empty name without '/'")
+        _check(self.seed >= 0, "run.seed", "must be >= 0")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "run.device",
+               "must be auto, cpu, cuda or cuda:N")
+        _check(self.threads >= 0, "run.threads", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain, JSON-ready nested dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig,
+            "bench": BenchConfig, "run": RunConfig}
+
+# Keys that place or label a run but do not change what it computes: left out of the hash.
+UNHASHED = {("run", "study"), ("run", "variant"), ("run", "out_dir"), ("run", "device"), ("run", "threads"),
+            ("data", "workers"), ("data", "root"), ("train", "log_every")}
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against a field annotation; lists become tuples; ints are accepted for floats."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {list(value)!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {type(value).__name__} {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {annotation!r}")
+
+
+def _build_section(name: str, values: dict[str, Any]) -> Any:
+    cls = SECTIONS[name]
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {key: _coerce(value, hints[key], f"{name}.{key}") for key, value in values.items()}
+    section = cls(**kwargs)
+    section.validate()
+    return section
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a Config from a nested mapping of sections."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(data).__name__}")
+    sections = {}
+    for name, values in data.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"{name}: unknown section (known: {', '.join(SECTIONS)})")
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {type(values).__name__}")
+        sections[name] = _build_section(name, values)
+    for name in SECTIONS:
+        sections.setdefault(name, _build_section(name, {}))
+    return Config(**sections)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Section-by-section, key-by-key override (one level deep: lists are replaced, not merged)."""
+    out = {name: dict(values or {}) for name, values in base.items()}
+    for name, values in override.items():
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {type(values).__name__}")
+        out.setdefault(name, {}).update(values)
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Load a config file and its `base:` chain into one nested dict (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: circular 'base:' reference")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected a file path")
+    return merge(read_yaml(path.parent / base, _seen + (path.resolve(),)), data)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, key, YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"{text}: override must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"{dotted}: override key must be section.key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"{dotted}: cannot parse value {raw!r}") from None
+    return parts[0], parts[1], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    out = merge(data, {})
+    for text in overrides:
+        section, key, value = parse_override(text)
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """YAML file (with its base chain) + dotted overrides -> validated Config."""
+    data = read_yaml(path) if path is not None else {}
+    return from_dict(apply_overrides(data, overrides))
+
+
+def config_hash(cfg: Config) -> str:
+    """Stable 12-hex-digit hash of everything that changes what a run computes."""
+    data = cfg.to_dict()
+    for section, key in UNHASHED:
+        data[section].pop(key, None)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
