@@ -1,0 +1,271 @@
+"""Study files (configs/studies/*.yaml) -> a validated StudySpec, its grid cells and its search suggestions.
+
+A study names a base run config, shared overrides, seeds, an objective and either a grid of named variants
+(each a mapping of dotted overrides) or an Optuna search space. Each (variant, seed) is one cell with one
+stable output folder; a search trial is a cell whose variant name is derived from its trial number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from study.config import Config, ConfigError, apply_overrides, from_dict, read_yaml
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "none")
+PARAM_TYPES = ("float", "int", "categorical")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One search dimension over a dotted config key."""
+
+    key: str
+    type: str  # float | int | categorical
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    sampler: str = "tpe"
+    pruner: str = "median"
+    n_trials: int = 20  # the study's total budget, whatever the number of workers
+    sampler_seed: int = 0
+    params: tuple[Param, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    path: Path  # the study file
+    base_config: Path
+    description: str = ""
+    paper_table: str | None = None
+    baseline: str | None = None
+    seeds: tuple[int, ...] = (0,)
+    metric: str = "miou"
+    direction: str = "maximize"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # grid: name -> dotted overrides
+    search: SearchSpec | None = None
+    max_retries: int = 1  # a failed cell is tried at most 1 + max_retries times
+
+    @property
+    def kind(self) -> str:
+        return "search" if self.search else "grid"
+
+
+def _err(path: Path, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {key}: {message}")
+
+
+def _dotted_mapping(path: Path, key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.count(".") == 1 for k in value):
+        raise _err(path, key, "expected a mapping of dotted keys (section.key: value)")
+    return dict(value)
+
+
+def _param(path: Path, key: str, raw: Any) -> Param:
+    where = f"search.space.{key}"
+    if key.count(".") != 1:
+        raise _err(path, where, "keys must be dotted config keys (section.key)")
+    if not isinstance(raw, dict) or raw.get("type") not in PARAM_TYPES:
+        raise _err(path, where, f"needs type: one of {', '.join(PARAM_TYPES)}")
+    unknown = set(raw) - {"type", "low", "high", "log", "choices"}
+    if unknown:
+        raise _err(path, where, f"unknown field(s) {sorted(unknown)}")
+    if raw["type"] == "categorical":
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise _err(path, where, "categorical needs a non-empty list of choices")
+        return Param(key, "categorical", choices=tuple(tuple(c) if isinstance(c, list) else c for c in choices))
+    low, high = raw.get("low"), raw.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
+        raise _err(path, where, "needs numbers low < high")
+    log = raw.get("log", False)
+    if not isinstance(log, bool) or (log and low <= 0):
+        raise _err(path, where, "log must be true/false, and log needs low > 0")
+    if raw["type"] == "int" and not (isinstance(low, int) and isinstance(high, int)):
+        raise _err(path, where, "int needs integer low and high")
+    return Param(key, raw["type"], low=low, high=high, log=log)
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study file; every cell's config is built once here so errors surface before training."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: study file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
+             "variants", "search", "max_retries"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
+
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _err(path, "name", "must be a simple name (letters, digits, _ . + -)")
+    if not isinstance(raw.get("base_config"), str):
+        raise _err(path, "base_config", "is required: a run config path relative to the study file")
+    base_config = path.parent / raw["base_config"]
+    if not base_config.is_file():
+        raise _err(path, "base_config", f"{base_config} not found")
+
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise _err(path, "seeds", "must be a non-empty list of distinct non-negative integers")
+
+    objective = raw.get("objective") or {}
+    if not isinstance(objective, dict) or set(objective) - {"metric", "direction"}:
+        raise _err(path, "objective", "expected {metric, direction}")
+    metric = objective.get("metric", "miou")
+    direction = objective.get("direction", "maximize")
+    if metric not in ("miou", "miou_present", "pixel_acc", "mean_acc"):
+        raise _err(path, "objective.metric", "must be miou, miou_present, pixel_acc or mean_acc")
+    if direction not in ("maximize", "minimize"):
+        raise _err(path, "objective.direction", "must be maximize or minimize")
+
+    max_retries = raw.get("max_retries", 1)
+    if not isinstance(max_retries, int) or max_retries < 0:
+        raise _err(path, "max_retries", "must be an integer >= 0")
+
+    overrides = _dotted_mapping(path, "overrides", raw.get("overrides"))
+    variants: dict[str, dict[str, Any]] = {}
+    search = None
+    if ("variants" in raw) == ("search" in raw):
+        raise _err(path, "variants", "a study has either variants (a grid) or search (an Optuna space)")
+    if "variants" in raw:
+        if not isinstance(raw["variants"], dict) or not raw["variants"]:
+            raise _err(path, "variants", "expected a mapping of variant name -> overrides")
+        for vname, vover in raw["variants"].items():
+            if not isinstance(vname, str) or not _NAME.match(vname):
+                raise _err(path, f"variants.{vname}", "variant names are simple names (letters, digits, _ . + -)")
+            variants[vname] = _dotted_mapping(path, f"variants.{vname}", vover)
+    else:
+        s = raw["search"]
+        if not isinstance(s, dict) or set(s) - {"sampler", "pruner", "n_trials", "seed", "space"}:
+            raise _err(path, "search", "expected {sampler, pruner, n_trials, seed, space}")
+        if s.get("sampler", "tpe") not in SAMPLERS:
+            raise _err(path, "search.sampler", f"must be one of {SAMPLERS}")
+        if s.get("pruner", "median") not in PRUNERS:
+            raise _err(path, "search.pruner", f"must be one of {PRUNERS}")
+        n_trials = s.get("n_trials", 20)
+        if not isinstance(n_trials, int) or n_trials < 1:
+            raise _err(path, "search.n_trials", "must be an integer >= 1")
+        space = s.get("space")
+        if not isinstance(space, dict) or not space:
+            raise _err(path, "search.space", "expected a non-empty mapping of dotted key -> parameter")
+        search = SearchSpec(sampler=s.get("sampler", "tpe"), pruner=s.get("pruner", "median"), n_trials=n_trials,
+                            sampler_seed=int(s.get("seed", 0)),
+                            params=tuple(_param(path, k, v) for k, v in space.items()))
+
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in variants:
+        raise _err(path, "baseline", f"{baseline!r} is not one of the variants")
+    paper_table = raw.get("paper_table")
+    if paper_table is not None and paper_table not in ("table1", "table2", "table3", "table4"):
+        raise _err(path, "paper_table", "must be table1, table2, table3 or table4")
+
+    spec = StudySpec(name=name, path=path, base_config=base_config, description=str(raw.get("description", "")),
+                     paper_table=paper_table, baseline=baseline, seeds=tuple(seeds), metric=metric,
+                     direction=direction, overrides=overrides, variants=variants, search=search,
+                     max_retries=max_retries)
+    for variant in variants:  # surface every grid cell's config error now, naming the variant
+        try:
+            cell_config(spec, variant, seeds[0])
+        except ConfigError as e:
+            raise ConfigError(f"{path}: variant {variant}: {e}") from None
+    return spec
+
+
+def grid_cells(spec: StudySpec) -> list[tuple[str, int]]:
+    """Every (variant, seed) of a grid, in file order then seed order."""
+    return [(variant, seed) for variant in spec.variants for seed in spec.seeds]
+
+
+def _apply(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = apply_overrides(data, [])  # a copy, section by section
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def cell_config(spec: StudySpec, variant: str, seed: int, params: dict[str, Any] | None = None,
+                out_dir: str = "results", cli_overrides: tuple[str, ...] = ()) -> Config:
+    """The resolved run config of one cell: base <- study overrides <- variant or trial params <- CLI <- identity."""
+    data = read_yaml(spec.base_config)
+    for layer in (spec.overrides, spec.variants.get(variant, {}), params or {}):
+        data = _apply(data, layer)
+    data = apply_overrides(data, list(cli_overrides))
+    data = _apply(data, {"run.study": spec.name, "run.variant": variant, "run.seed": seed, "run.out_dir": out_dir})
+    return from_dict(data)
+
+
+def trial_variant(number: int) -> str:
+    return f"trial-{number:04d}"
+
+
+def suggest(trial: Any, search: SearchSpec) -> dict[str, Any]:
+    """Ask an Optuna trial for one point of the space; returns dotted overrides."""
+    out: dict[str, Any] = {}
+    for p in search.params:
+        if p.type == "float":
+            out[p.key] = trial.suggest_float(p.key, p.low, p.high, log=p.log)
+        elif p.type == "int":
+            out[p.key] = trial.suggest_int(p.key, int(p.low), int(p.high), log=p.log)
+        else:
+            # Optuna stores only primitive choices: lists are offered as their YAML text.
+            labels = [yaml.safe_dump(list(c) if isinstance(c, tuple) else c, default_flow_style=True).strip()
+                      .replace("\n...", "") for c in p.choices]
+            label = trial.suggest_categorical(p.key, labels)
+            out[p.key] = p.choices[labels.index(label)]
+    return out
+
+
+def study_manifest(spec: StudySpec, command: str, root: Path) -> dict[str, Any]:
+    """What the report needs to know about the study, written to results/<study>/study.json."""
+    def rel(p: Path) -> str:
+        try:
+            return str(p.resolve().relative_to(root.resolve()))
+        except ValueError:
+            return str(p)
+
+    space = None
+    if spec.search:
+        space = {p.key: {"type": p.type, "low": p.low, "high": p.high, "log": p.log,
+                         "choices": [list(c) if isinstance(c, tuple) else c for c in p.choices]}
+                 for p in spec.search.params}
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "study_file": rel(spec.path),
+        "base_config": rel(spec.base_config),
+        "command": command,
+        "kind": spec.kind,
+        "baseline": spec.baseline,
+        "paper_table": spec.paper_table,
+        "seeds": list(spec.seeds),
+        "objective": {"metric": spec.metric, "direction": spec.direction},
+        "overrides": spec.overrides,
+        "variants": spec.variants,
+        "space": space,
+        "n_trials": spec.search.n_trials if spec.search else None,
+    }
