@@ -1,0 +1,81 @@
+"""Confusion-matrix segmentation metrics. Accumulates on the tensors' device; no I/O.
+
+Two mIoU conventions exist: `miou` averages all K classes, absent classes counting 0 (the official PSPNet code);
+`miou_present` is the nan-mean over classes with a non-empty union (mmsegmentation). Reports say which they use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def scores(matrix: torch.Tensor, class_names: Sequence[str] | None = None) -> dict:
+    """KxK confusion matrix (rows = truth, columns = prediction) -> mIoU (both conventions), accuracies, per class."""
+    m = matrix.double()
+    k = m.shape[0]
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(k)]
+    if len(names) != k:
+        raise ValueError(f"class_names: {len(names)} names for {k} classes")
+    inter = m.diag()
+    truth = m.sum(1)
+    union = truth + m.sum(0) - inter
+    iou = inter / union  # nan where the class is absent from truth and prediction
+    total = m.sum()
+    present = truth > 0
+    return {
+        "miou": float(torch.nan_to_num(iou, nan=0.0).mean()),
+        "miou_present": float(iou[union > 0].mean()) if (union > 0).any() else float("nan"),
+        "pixel_acc": float(inter.sum() / total) if total > 0 else float("nan"),
+        "mean_acc": float((inter[present] / truth[present]).mean()) if present.any() else float("nan"),
+        "per_class_iou": {name: float(v) for name, v in zip(names, iou.tolist(), strict=True)},
+    }
+
+
+class ConfusionMatrix:
+    """Accumulates a KxK confusion matrix over a split, skipping `ignore_index` pixels.
+
+    A truth label outside [0, K) that is not the ignore index is counted on the device (no host sync per update)
+    and raised as a ValueError by `compute()` / `check()`, so a miscount never goes unnoticed.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        self.bad = torch.zeros((), dtype=torch.int64, device=device)
+        self.bad_example = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+        pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+        if target.numel() == 0:
+            return
+        if self.matrix.device != target.device:
+            self.matrix = self.matrix.to(target.device)
+            self.bad, self.bad_example = self.bad.to(target.device), self.bad_example.to(target.device)
+        k = self.num_classes
+        keep = target != self.ignore_index
+        out_of_range = keep & ((target < 0) | (target >= k))
+        self.bad += out_of_range.sum()
+        self.bad_example = torch.maximum(self.bad_example, torch.where(out_of_range, target, -1).amax())
+        valid = keep & ~out_of_range & (pred >= 0) & (pred < k)
+        self.matrix += torch.bincount(target[valid] * k + pred[valid], minlength=k * k).reshape(k, k)
+
+    def check(self) -> None:
+        """Raise if any update saw a label outside [0, K) that is not the ignore index (one host sync)."""
+        bad = int(self.bad)
+        if bad:
+            raise ValueError(f"{bad} target pixels have label {int(self.bad_example)} (or another) outside "
+                             f"[0, {self.num_classes}) and are not the ignore index {self.ignore_index}")
+
+    def reset(self) -> None:
+        self.matrix.zero_()
+        self.bad.zero_()
+        self.bad_example.fill_(-1)
+
+    def compute(self, class_names: Sequence[str] | None = None) -> dict:
+        self.check()
+        return scores(self.matrix, class_names)

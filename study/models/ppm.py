@@ -1,0 +1,57 @@
+"""The pyramid pooling module of PSPNet (Zhao et al., 2017, Sec. 3.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _pool(kind: str, bin_size: int) -> nn.Module:
+    if kind == "avg":
+        return nn.AdaptiveAvgPool2d(bin_size)
+    if kind == "max":
+        return nn.AdaptiveMaxPool2d(bin_size)
+    raise ValueError(f"pool: must be 'avg' or 'max', got {kind!r}")
+
+
+class PyramidPooling(nn.Module):
+    """Pools x into bin x bin grids, optionally reduces each to C/N channels, upsamples, concatenates with x.
+
+    forward(x) = cat([x, branch_1(x), ..., branch_N(x)], dim=1); each branch is adaptive avg|max pooling, then
+    (reduction) 1x1 conv without bias to in_channels // N + BatchNorm + ReLU, then bilinear upsampling to x's size.
+    Without reduction the pooled map is upsampled as it is, so the output has C * (1 + N) channels.
+    """
+
+    def __init__(self, in_channels: int, bins: Sequence[int] = (1, 2, 3, 6), pool: str = "avg",
+                 reduction: bool = True, align_corners: bool = True):
+        super().__init__()
+        if not bins:
+            raise ValueError("bins: the pyramid needs at least one bin (use no PyramidPooling for the FCN)")
+        if any(b < 1 for b in bins):
+            raise ValueError(f"bins: every bin must be >= 1, got {tuple(bins)}")
+        self.bins = tuple(bins)
+        self.pool = pool
+        self.reduction = reduction
+        self.align_corners = align_corners
+        branch_channels = in_channels // len(self.bins) if reduction else in_channels
+        if branch_channels < 1:
+            raise ValueError(f"in_channels {in_channels} is too few for {len(self.bins)} reduced branches")
+        branches = []
+        for b in self.bins:
+            layers: list[nn.Module] = [_pool(pool, b)]
+            if reduction:
+                layers += [nn.Conv2d(in_channels, branch_channels, 1, bias=False), nn.BatchNorm2d(branch_channels),
+                           nn.ReLU(inplace=True)]
+            branches.append(nn.Sequential(*layers))
+        self.branches = nn.ModuleList(branches)
+        self.out_channels = in_channels + branch_channels * len(self.bins)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        outs = [x]
+        for branch in self.branches:
+            outs.append(F.interpolate(branch(x), size=size, mode="bilinear", align_corners=self.align_corners))
+        return torch.cat(outs, dim=1)

@@ -1,0 +1,56 @@
+"""PSPNet: dilated backbone -> pyramid pooling (or none: the dilated-FCN baseline) -> head; aux head on stage -2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.models.heads import SegHead
+from study.models.ppm import PyramidPooling
+
+
+class PSPNet(nn.Module):
+    """Returns logits, never a loss: {"out": (N, K, H, W)} plus {"aux": ...} in training mode with an aux head."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, bins: Sequence[int] = (1, 2, 3, 6),
+                 pool: str = "avg", reduction: bool = True, align_corners: bool = True,
+                 head_channels: int = 512, aux_channels: int = 256, dropout: float = 0.1,
+                 aux_weight: float = 0.4):
+        super().__init__()
+        channels = backbone.feature_info.channels()
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.aux_weight = aux_weight
+        self.align_corners = align_corners
+        last = channels[-1]
+        self.ppm = PyramidPooling(last, bins, pool, reduction, align_corners) if bins else None
+        head_in = self.ppm.out_channels if self.ppm is not None else last
+        self.head = SegHead(head_in, head_channels, num_classes, dropout)
+        self.aux_head = None
+        if aux_weight > 0:
+            if len(channels) < 2:
+                raise ValueError("model.out_indices: an aux head needs two backbone stages")
+            self.aux_head = SegHead(channels[-2], aux_channels, num_classes, dropout)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        features = self.backbone(x)
+        top = features[-1]
+        if self.ppm is not None:
+            top = self.ppm(top)
+        out = {"out": self._upsample(self.head(top), size)}
+        if self.training and self.aux_head is not None:
+            out["aux"] = self._upsample(self.aux_head(features[-2]), size)
+        return out
+
+    def _upsample(self, logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Backbone parameters vs new layers (pyramid and heads), which train with a larger learning rate."""
+        backbone = list(self.backbone.parameters())
+        ids = {id(p) for p in backbone}
+        return {"backbone": backbone, "new": [p for p in self.parameters() if id(p) not in ids]}

@@ -1,0 +1,61 @@
+import math
+
+import pytest
+import torch
+
+from study.evaluate.metrics import ConfusionMatrix, scores
+
+
+def test_against_a_hand_computed_matrix_with_ignore_and_an_absent_class():
+    # K = 4; class 3 never appears in truth nor prediction; 255 is ignored
+    target = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 255, 255])
+    pred = torch.tensor([0, 0, 1, 1, 1, 2, 0, 2, 3, 0])
+    cm = ConfusionMatrix(4)
+    cm.update(pred, target)
+    assert cm.matrix.tolist() == [[2, 1, 0, 0], [0, 2, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    s = cm.compute(["a", "b", "c", "d"])
+    iou = {"a": 2 / 4, "b": 2 / 3, "c": 2 / 3}
+    for name, value in iou.items():
+        assert s["per_class_iou"][name] == pytest.approx(value)
+    assert math.isnan(s["per_class_iou"]["d"])
+    assert s["miou"] == pytest.approx(sum(iou.values()) / 4)  # absent class counts 0 (official PSPNet)
+    assert s["miou_present"] == pytest.approx(sum(iou.values()) / 3)  # nan-mean (mmsegmentation)
+    assert s["pixel_acc"] == pytest.approx(6 / 8)
+    assert s["mean_acc"] == pytest.approx((2 / 3 + 2 / 2 + 2 / 3) / 3)
+
+
+def test_class_predicted_but_absent_from_truth_counts_zero_in_both():
+    s = scores(torch.tensor([[3, 1], [0, 0]]))
+    assert s["per_class_iou"]["class_1"] == 0.0
+    assert s["miou"] == s["miou_present"] == pytest.approx((3 / 4 + 0) / 2)
+    assert s["mean_acc"] == pytest.approx(3 / 4)
+
+
+def test_accumulating_equals_one_update_on_the_concatenation():
+    g = torch.Generator().manual_seed(0)
+    preds = [torch.randint(0, 5, (2, 7, 9), generator=g) for _ in range(3)]
+    targets = [torch.randint(0, 6, (2, 7, 9), generator=g) for _ in range(3)]
+    targets = [torch.where(t == 5, 255, t) for t in targets]
+    a, b = ConfusionMatrix(5), ConfusionMatrix(5)
+    for p, t in zip(preds, targets, strict=True):
+        a.update(p, t)
+    b.update(torch.cat(preds), torch.cat(targets))
+    assert torch.equal(a.matrix, b.matrix)
+    assert int(a.matrix.sum()) == int(sum((t != 255).sum() for t in targets))
+
+
+def test_label_outside_the_range_is_an_error():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 1]), torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match="label 7 .* outside \\[0, 3\\)"):
+        cm.compute()
+    cm.reset()
+    cm.update(torch.tensor([0, 1]), torch.tensor([0, 1]))
+    assert cm.compute()["pixel_acc"] == 1.0
+
+
+def test_shape_mismatch_and_bad_names():
+    with pytest.raises(ValueError, match="shape"):
+        ConfusionMatrix(3).update(torch.zeros(2, 2), torch.zeros(4))
+    with pytest.raises(ValueError, match="class_names"):
+        scores(torch.eye(3, dtype=torch.int64), ["a"])

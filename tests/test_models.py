@@ -1,0 +1,105 @@
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from study.config import ModelConfig
+from study.models.build import build_model
+
+TINY = dict(backbone="resnet18", layers=(1, 1, 1, 1), channels=(8, 16, 32, 64), stem_width=8, stem_type="deep",
+            head_channels=16, aux_channels=8)
+
+
+def tiny(**kw) -> ModelConfig:
+    return ModelConfig(**{**TINY, **kw})
+
+
+CASES = list(itertools.product([(), (1,), (1, 2, 3, 6)], ["avg", "max"], [True, False], [0.0, 0.4], [8, 16]))
+
+
+@pytest.mark.parametrize("bins, pool, reduction, aux, stride", CASES)
+def test_shapes_over_every_axis(bins, pool, reduction, aux, stride):
+    cfg = tiny(bins=bins, pool=pool, reduction=reduction, aux_weight=aux, output_stride=stride)
+    model = build_model(cfg, num_classes=5)
+    x = torch.randn(2, 3, 48, 40)
+    out = model.train()(x)
+    assert out["out"].shape == (2, 5, 48, 40)
+    assert ("aux" in out) == (aux > 0)
+    if aux:
+        assert out["aux"].shape == (2, 5, 48, 40)
+    assert set(model.eval()(x)) == {"out"}
+    c = model.backbone.feature_info.channels()[-1]
+    expected = c if not bins else (2 * c if reduction else c * (1 + len(bins)))
+    assert model.head[0].in_channels == expected
+    reductions = model.backbone.feature_info.reduction()
+    assert reductions[-1] == stride
+
+
+def test_fcn_baseline_has_no_pyramid_and_no_aux_parameters():
+    fcn = build_model(tiny(ppm=False, aux_weight=0.0), 4)
+    psp = build_model(tiny(aux_weight=0.0), 4)
+    assert fcn.ppm is None and fcn.aux_head is None
+    assert not any(name.startswith(("ppm", "aux_head")) for name, _ in fcn.named_parameters())
+    assert sum(p.numel() for p in psp.ppm.parameters()) > 0
+    assert build_model(tiny(bins=()), 4).ppm is None
+
+
+def test_channels_follow_feature_info():
+    model = build_model(tiny(channels=(8, 16, 48, 96), reduction=False, bins=(1, 2)), 3)
+    assert model.backbone.feature_info.channels() == [48, 96]
+    assert model.head[0].in_channels == 96 * 3 and model.aux_head[0].in_channels == 48
+
+
+def test_probe_backbone_two_stages():
+    cfg = ModelConfig(backbone="resnet18", out_indices=(1, 2), layers=(1, 1, 1, 1), channels=(16, 32, 64, 128),
+                      stem_width=16, stem_type="deep", head_channels=32, aux_weight=0.0)
+    model = build_model(cfg, 4)
+    assert model.backbone.feature_info.channels() == [16, 32]
+    assert model.backbone.feature_info.reduction() == [4, 8]
+    assert model.eval()(torch.randn(1, 3, 64, 64))["out"].shape == (1, 4, 64, 64)
+
+
+def test_resnet50s_gives_the_papers_channels():
+    model = build_model(ModelConfig(backbone="resnet50s", out_indices=(3, 4)), 150)
+    assert model.backbone.feature_info.channels() == [1024, 2048]
+    assert model.ppm.out_channels == 4096 and model.aux_head[0].in_channels == 1024
+
+
+def test_gradients_reach_every_parameter():
+    model = build_model(tiny(aux_weight=0.4), 3).train()
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    out = model(x)
+    (F.cross_entropy(out["out"], y) + 0.4 * F.cross_entropy(out["aux"], y)).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    assert all(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if n.startswith("ppm"))
+
+
+def test_param_groups_cover_each_parameter_once():
+    model = build_model(tiny(), 3)
+    groups = model.param_groups()
+    ids = [id(p) for g in groups.values() for p in g]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    assert {id(p) for p in groups["backbone"]} == {id(p) for p in model.backbone.parameters()}
+    new = {id(p) for p in groups["new"]}
+    assert all(id(p) in new for p in model.ppm.parameters()) and all(id(p) in new for p in model.head.parameters())
+
+
+def test_pretrained_backbone_from_a_local_file(tmp_path):
+    source = build_model(tiny(), 3)
+    path = tmp_path / "backbone.pt"
+    torch.save({"state_dict": source.backbone.state_dict()}, path)
+    model = build_model(tiny(pretrained=str(path)), 3)
+    for (name, a), b in zip(source.backbone.state_dict().items(), model.backbone.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="model.pretrained: checkpoint .* not found"):
+        build_model(tiny(pretrained=str(tmp_path / "nope.pt")), 3)
+    torch.save({"unrelated.weight": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="no weight"):
+        build_model(tiny(pretrained=str(tmp_path / "other.pt")), 3)
+
+
+def test_unknown_backbone_is_one_line():
+    with pytest.raises(ValueError, match="model.backbone"):
+        build_model(tiny(backbone="no_such_net"), 3)

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from study.models.ppm import PyramidPooling
+
+
+def test_output_is_input_then_branches_in_bin_order():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 12, 12)
+    ppm = PyramidPooling(8, bins=(1, 2, 3, 6), pool="avg", reduction=False).eval()
+    y = ppm(x)
+    assert y.shape == (2, 8 * 5, 12, 12)
+    assert torch.equal(y[:, :8], x)
+    # bin 1 without reduction: every pixel of the branch is the channel mean
+    assert torch.allclose(y[:, 8:16], x.mean((2, 3), keepdim=True).expand(-1, -1, 12, 12), atol=1e-6)
+
+
+def test_reduction_gives_c_over_n_channels_per_branch():
+    ppm = PyramidPooling(64, bins=(1, 2, 3, 6), reduction=True)
+    assert ppm.out_channels == 128 and ppm(torch.randn(2, 64, 9, 9)).shape == (2, 128, 9, 9)
+    convs = [m for m in ppm.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 and all(c.out_channels == 16 and c.kernel_size == (1, 1) and c.bias is None for c in convs)
+    assert PyramidPooling(64, bins=(1,), reduction=True).out_channels == 128
+
+
+def test_max_vs_avg_on_a_hand_built_tensor():
+    # one channel, 4x4: the top-left 2x2 quadrant holds 1, 2, 3, 10; the rest is 0
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, 0], x[0, 0, 0, 1], x[0, 0, 1, 0], x[0, 0, 1, 1] = 1.0, 2.0, 3.0, 10.0
+    avg = PyramidPooling(1, bins=(1, 2), pool="avg", reduction=False)(x)
+    mx = PyramidPooling(1, bins=(1, 2), pool="max", reduction=False)(x)
+    assert torch.allclose(avg[0, 1], torch.full((4, 4), 16 / 16))  # global mean = 16 / 16
+    assert torch.allclose(mx[0, 1], torch.full((4, 4), 10.0))
+    # bin 2 with align_corners: the corners of the upsampled map are the four cells exactly
+    assert avg[0, 2, 0, 0] == pytest.approx(16 / 4) and mx[0, 2, 0, 0] == pytest.approx(10.0)
+    assert avg[0, 2, 3, 3] == pytest.approx(0.0) and mx[0, 2, 3, 3] == pytest.approx(0.0)
+
+
+def test_align_corners_switch_changes_upsampling():
+    x = torch.arange(36.0).reshape(1, 1, 6, 6)
+    a = PyramidPooling(1, bins=(2,), reduction=False, align_corners=True)(x)
+    b = PyramidPooling(1, bins=(2,), reduction=False, align_corners=False)(x)
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("bins", [(), (0, 1)])
+def test_bad_bins(bins):
+    with pytest.raises(ValueError, match="bins"):
+        PyramidPooling(8, bins=bins)
+
+
+def test_bad_pool():
+    with pytest.raises(ValueError, match="pool"):
+        PyramidPooling(8, bins=(1,), pool="median")
