@@ -82,6 +82,7 @@ class DataConfig:
     train_size: int = 2000  # probe scenes in the train split
     val_size: int = 300  # probe scenes in the val split
     data_seed: int = 0  # probe: scenes are a function of (data_seed, split, index)
+    probe_extras: bool = False  # probe: add the confusable (building/skyscraper) and inconspicuous (bed/pillow) classes
     resize: tuple[int, int] | None = None  # (h, w) every image is resized to first, e.g. CamVid 180x240
     crop_size: tuple[int, int] = (128, 128)  # training crop (h, w), padded with the ignore label
     augment: tuple[str, ...] = ("scale", "rotate", "blur", "flip")
@@ -126,7 +127,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
     amp: bool = True  # bf16 autocast on CUDA (CPU always runs fp32)
-    channels_last: bool = True  # on CUDA
+    channels_last: bool = True  # NHWC memory format (faster with cuDNN and with oneDNN on CPUs)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
 
@@ -269,6 +270,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string: accept plain numeric text
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -367,8 +368,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in results/<study>/)")
     p.add_argument("--out", default="results", help="results folder (default results)")
     p.add_argument("--retry-failed", action="store_true", help="run cells that exhausted their retries again")
+    p.add_argument("--seeds", help="comma-separated seeds replacing the study file's (e.g. 0,1)")
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     if args.workers < 1:
         p.error("--workers must be >= 1")
     return args
@@ -378,7 +380,7 @@ def _spawn_workers(args: argparse.Namespace, url: str, n: int) -> list[subproces
     threads = max(1, (os.cpu_count() or 1) // n)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
-           "--worker-only", "--storage", url, "--out", args.out]
+           "--worker-only", "--storage", url, "--out", args.out] + (["--seeds", args.seeds] if args.seeds else [])
     return [subprocess.Popen(cmd, env=env) for _ in range(n)]
 
 
@@ -386,6 +388,12 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         spec = load_study(args.study_file)
+        if args.seeds:
+            try:
+                seeds = tuple(int(s) for s in args.seeds.split(","))
+            except ValueError:
+                raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+            spec = dataclasses.replace(spec, seeds=seeds)
         cli = tuple(args.overrides)
         for variant in spec.variants:  # validate the CLI overrides against every cell before any work
             cell_config(spec, variant, spec.seeds[0], None, args.out, cli)
@@ -403,6 +411,7 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
         return 2
 
     command = shlex.join(["python", "-m", "study", "sweep", args.study_file, *args.overrides]
+                         + (["--seeds", args.seeds] if args.seeds else [])
                          + (["--storage", redact(args.storage)] if args.storage else []))
     atomic_write_text(study_dir / "study.json",
                       json.dumps(study_manifest(spec, command, Path.cwd()), indent=2, sort_keys=True) + "\n")

@@ -266,6 +266,7 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> dict[str, Any]:
         "objective": {"metric": spec.metric, "direction": spec.direction},
         "overrides": spec.overrides,
         "variants": spec.variants,
+        "variant_order": list(spec.variants),
         "space": space,
         "n_trials": spec.search.n_trials if spec.search else None,
     }

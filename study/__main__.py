@@ -1,0 +1,144 @@
+"""`python -m study run|evaluate|bench|sweep ...`: the pieces of a study, one at a time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+USAGE = """usage: python -m study COMMAND ...
+
+commands:
+  run CONFIG [section.key=value ...]          train, evaluate and benchmark one run; writes its run record
+  evaluate --checkpoint PATH [--data-root DIR] [--split SPLIT] [--out FILE] [section.key=value ...]
+                                              evaluate a trained model (model.pt) on any split
+  bench CONFIG [section.key=value ...]        throughput only (no training); prints a table, writes JSON
+  sweep STUDY.yaml [--workers N] [--storage URL] [section.key=value ...]
+                                              run a grid or Optuna study (see README)
+"""
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(argv: list[str]) -> int:
+    from study.config import load_config
+    from study.run import run_one
+
+    p = argparse.ArgumentParser(prog="python -m study run")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args(argv)
+    record = run_one(load_config(args.config, args.overrides))
+    print(json.dumps({"id": record.id, "status": record.status, "error": record.error,
+                      **{k: record.metrics.get(k) for k in ("miou", "miou_present", "pixel_acc", "mean_acc")}}))
+    return 0 if record.status == "completed" else 1
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    import torch
+
+    from study.config import apply_overrides, from_dict
+    from study.data.build import build_dataset
+    from study.env import pick_device
+    from study.evaluate.predict import evaluate
+    from study.models.build import build_model
+    from study.record import atomic_write_text
+
+    p = argparse.ArgumentParser(prog="python -m study evaluate")
+    p.add_argument("--checkpoint", required=True, help="model.pt written by a run")
+    p.add_argument("--data-root", help="data set folder (default: the run's data.root)")
+    p.add_argument("--split", help="split to evaluate (default: the run's data.val_split)")
+    p.add_argument("--out", help="JSON file for the metrics (default: next to the checkpoint)")
+    p.add_argument("overrides", nargs="*", help="e.g. eval.mode=slide")
+    args = p.parse_args(argv)
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        return _fail(f"{path}: checkpoint not found")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        config, state = saved["config"], saved["model"]
+    except Exception as e:  # noqa: BLE001
+        return _fail(f"{path}: not a model file written by `python -m study run` ({str(e).splitlines()[0]})")
+    extra = list(args.overrides)
+    if args.data_root:
+        extra.append(f"data.root={args.data_root}")
+    config["model"]["pretrained"] = ""
+    cfg = from_dict(apply_overrides(config, extra))
+    split = args.split or cfg.data.val_split
+    dataset = build_dataset(cfg.data, split, train=False)
+    device = pick_device(cfg.run.device)
+    model = build_model(cfg.model, dataset.num_classes)
+    model.load_state_dict(state)
+    metrics = evaluate(model.to(device), dataset, cfg.eval, device, None, cfg.data.workers)
+    result = {"checkpoint": str(path), "data": cfg.data.name, "split": split, "images": len(dataset),
+              "eval_mode": cfg.eval.mode, **{k: metrics[k] for k in ("miou", "miou_present", "pixel_acc",
+                                                                     "mean_acc", "per_class_iou")}}
+    out = Path(args.out) if args.out else path.with_name(f"eval_{cfg.data.name}_{split}_{cfg.eval.mode}.json")
+    atomic_write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(f"{cfg.data.name} {split} ({len(dataset)} images, {cfg.eval.mode}): mIoU {100 * metrics['miou']:.2f}  "
+          f"mIoU(present) {100 * metrics['miou_present']:.2f}  pixel acc {100 * metrics['pixel_acc']:.2f}  "
+          f"mean acc {100 * metrics['mean_acc']:.2f}  -> {out}")
+    return 0
+
+
+def cmd_bench(argv: list[str]) -> int:
+    from tabulate import tabulate
+
+    from study.bench import benchmark
+    from study.config import load_config
+    from study.data.build import build_dataset
+    from study.env import pick_device, seed_everything
+    from study.models.build import build_model
+    from study.record import atomic_write_text
+
+    p = argparse.ArgumentParser(prog="python -m study bench")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--out", help="JSON file (default results/bench/<variant>.json)")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    if cfg.run.threads:
+        import torch
+
+        torch.set_num_threads(cfg.run.threads)
+    device = pick_device(cfg.run.device)
+    num_classes = build_dataset(cfg.data, cfg.data.val_split, train=False).num_classes
+    model = build_model(cfg.model, num_classes).to(device)
+    result = benchmark(model, cfg, device, num_classes)
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in result.items()]
+    print(tabulate(rows, headers=["measure", "value"]))
+    out = Path(args.out) if args.out else Path(cfg.run.out_dir) / "bench" / f"{cfg.run.variant}.json"
+    atomic_write_text(out, json.dumps({"config": cfg.to_dict(), "throughput": result}, indent=2) + "\n")
+    print(f"-> {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "sweep":
+        from study.search.runner import main as sweep_main
+
+        return sweep_main(rest)
+    commands = {"run": cmd_run, "evaluate": cmd_evaluate, "bench": cmd_bench}
+    if command not in commands:
+        return _fail(f"unknown command {command!r}\n{USAGE}")
+    from study.config import ConfigError
+    from study.data.common import DatasetError
+
+    try:
+        return commands[command](rest)
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as e:
+        return _fail(str(e).splitlines()[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

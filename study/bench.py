@@ -1,0 +1,159 @@
+"""The throughput protocol: warm-up, synchronised timed iterations, median and spread over repeats.
+
+Measured on synthetic input of `bench.image_size` (pre- and post-processing excluded, whole-image forward):
+train images/s (forward + backward + SGD step), inference images/s, latency p50/p95 at batch 1, peak memory,
+parameters, FLOPs per image from torch.utils.flop_counter (the pyramid's own share too), and MFU on known GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import resource
+import statistics
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from study.config import Config
+
+# Dense bf16 tensor-core peaks (TFLOP/s) for model-FLOPs utilisation.
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, iters: int, device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    """(forward FLOPs of the whole model, of its pyramid module) for input x, by torch.utils.flop_counter."""
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    model.train(was_training)
+    per_module = counter.get_flop_counts()
+    total = float(counter.get_total_flops())
+    ppm = sum(float(v) for name, counts in per_module.items() if name.split(".")[-1] == "ppm"
+              for v in counts.values())
+    return total, ppm
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_TFLOPS.items():
+        if key in name:
+            return value
+    return None
+
+
+def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_classes: int) -> dict[str, Any]:
+    """Run the protocol on a copy of `model` (its weights are not touched)."""
+    bc, tc = cfg.bench, cfg.train
+    cuda = device.type == "cuda"
+    model = copy.deepcopy(model).to(device)
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    runner = torch.compile(model) if tc.compile else model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and tc.amp else contextlib.nullcontext()
+    h, w = bc.image_size
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(bc.batch_size, 3, h, w, generator=g).to(device).contiguous(memory_format=memory_format)
+    y = torch.randint(0, num_classes, (bc.batch_size, h, w), generator=g).to(device)
+    x1 = x[:1].contiguous(memory_format=memory_format)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+
+    def train_step() -> None:
+        with autocast:
+            out = runner(x)
+        loss = F.cross_entropy(out["out"].float(), y)
+        if "aux" in out:
+            loss = loss + 0.4 * F.cross_entropy(out["aux"].float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer(batch: torch.Tensor):
+        def step() -> None:
+            with torch.no_grad(), autocast:
+                runner(batch)
+        return step
+
+    model.train()
+    for _ in range(bc.warmup):
+        train_step()
+    train_rates = [bc.batch_size * bc.iters / _timed(train_step, bc.iters, device) for _ in range(bc.repeats)]
+    model.eval()
+    for _ in range(bc.warmup):
+        infer(x)()
+    infer_rates = [bc.batch_size * bc.iters / _timed(infer(x), bc.iters, device) for _ in range(bc.repeats)]
+    one = infer(x1)
+    one()
+    latencies = sorted(1000 * _timed(one, 1, device) for _ in range(bc.latency_iters))
+
+    if cuda:
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+        memory_kind = "cuda max_memory_allocated"
+    else:
+        peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss_before) / 1024
+        memory_kind = "process peak RSS (ru_maxrss)"
+    flops, ppm_flops = count_flops(model, x1)
+    train_img_s = statistics.median(train_rates)
+    peak = peak_tflops(device)
+    mfu = (3 * flops * train_img_s / (peak * 1e12)) if peak else None  # forward + backward ~ 3x forward
+    return {
+        "train_img_s": train_img_s,
+        "train_img_s_min": min(train_rates),
+        "train_img_s_max": max(train_rates),
+        "infer_img_s": statistics.median(infer_rates),
+        "infer_img_s_min": min(infer_rates),
+        "infer_img_s_max": max(infer_rates),
+        "latency_ms_p50": _percentile(latencies, 50),
+        "latency_ms_p95": _percentile(latencies, 95),
+        "peak_mem_mb": peak_mb,
+        "memory_kind": memory_kind,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "gflops": flops / 1e9,
+        "ppm_gflops": ppm_flops / 1e9,
+        "mfu": mfu,
+        "flop_counter": "torch.utils.flop_counter (convolutions and matmuls; pooling, BN and interpolation "
+                        "not counted)",
+        "batch_size": bc.batch_size,
+        "image_size": list(bc.image_size),
+        "dtype": "bfloat16" if cuda and tc.amp else "float32",
+        "channels_last": tc.channels_last,
+        "compile": tc.compile,
+        "device": str(device),
+        "protocol": f"synthetic input {h}x{w}, whole-image forward, {bc.warmup} warm-up, {bc.repeats} x "
+                    f"{bc.iters} timed iterations (median), latency over {bc.latency_iters} single images; "
+                    "data loading and pre/post-processing excluded",
+    }
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)

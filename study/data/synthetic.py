@@ -1,0 +1,138 @@
+"""The context probe: procedural scenes whose labels need context, built from the PSPNet paper's failure modes.
+
+Every surface pixel carries the same grey noise texture. What tells the two surfaces (road, water) apart is the
+*share* of two cue colours among sparse 2x2 dots (6% of pixels): on road 62% of the dots are red and 38% blue, on
+water the reverse. Both colours occur everywhere, so a local window or a max-pooled presence says little; an
+average over a large region reads the share. Half of the scenes are split into two surfaces at 1/3, 1/2 or 2/3 of
+the width or height (a thin dark curb, ignore label), positions that the pyramid's bins 2, 3 and 6 line up with.
+
+1. Mismatched relationship: identical chequered objects (16-32 px) are `car` on road and `boat` on water.
+With `data.probe_extras` (off by default: the default keeps the four classes whose ordering was measured):
+2. Confusable categories: striped towers of the same texture are `building` when short (16-32 px tall) and
+   `skyscraper` when tall (64-100 px): only their extent tells them apart.
+3. Inconspicuous objects: `pillow`s (10-14 px) on a `bed` carry the bed's stripes, a little brighter.
+
+Scenes are a pure function of (data_seed, split, index): the same on every worker, in every order.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+CLASSES = ("road", "water", "car", "boat", "building", "skyscraper", "bed", "pillow")
+PALETTE = ((128, 64, 128), (0, 90, 200), (0, 0, 142), (230, 150, 20), (70, 70, 70), (190, 40, 190),
+           (120, 200, 80), (250, 230, 120))
+CORE = 4  # road, water, car, boat: the measured default; the other four come with `extras`
+ROAD, WATER, CAR, BOAT, BUILDING, SKYSCRAPER, BED, PILLOW = range(8)
+IGNORE = 255
+
+DOT_DENSITY = 0.06  # share of pixels covered by 2x2 cue dots
+OWN_SHARE = 0.62  # share of a surface's dots in its own colour
+CUE_COLOURS = {ROAD: (200, 40, 40), WATER: (40, 40, 200)}
+SPLIT_FRACTION = 0.5  # share of scenes split into two surfaces
+TOWER_PROB = 0.35
+BED_PROB = 0.35
+
+
+def _rng(data_seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([data_seed, zlib.crc32(split.encode()), index])
+
+
+def object_pattern(size: int) -> np.ndarray:
+    """The chequered object texture shared by cars and boats (4 px cells), grey levels in [0, 1]."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    return np.where(((yy // 4) + (xx // 4)) % 2 == 0, 0.92, 0.12)
+
+
+def _stripes(h: int, w: int, period: int, lo: float, hi: float, vertical: bool) -> np.ndarray:
+    idx = np.arange(w if vertical else h)
+    line = np.where((idx // (period // 2 or 1)) % 2 == 0, hi, lo)
+    return np.broadcast_to(line[None, :] if vertical else line[:, None], (h, w))
+
+
+def class_names(extras: bool) -> tuple[str, ...]:
+    return CLASSES if extras else CLASSES[:CORE]
+
+
+def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] = (128, 128), extras: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scene: (uint8 RGB image (H,W,3), uint8 label map (H,W), uint8 surface map (H,W)).
+
+    The surface map gives the surface class (road or water) under every pixel, for checking the region rule.
+    `extras` adds the towers (failure mode 2) and beds with pillows (failure mode 3).
+    """
+    rng = _rng(data_seed, split, index)
+    h, w = size
+    grey = np.clip(rng.normal(0.45, 0.09, (h, w)), 0, 1)
+    image = np.repeat(grey[:, :, None], 3, axis=2)
+    surface = np.full((h, w), ROAD if rng.random() < 0.5 else WATER, dtype=np.uint8)
+    curb = np.zeros((h, w), dtype=bool)
+    if rng.random() < SPLIT_FRACTION:
+        vertical = rng.random() < 0.5
+        length = w if vertical else h
+        cut = int(round(length * rng.choice([1 / 3, 1 / 2, 2 / 3])))
+        other = WATER if surface[0, 0] == ROAD else ROAD
+        if vertical:
+            surface[:, cut:] = other
+            curb[:, max(0, cut - 1): cut + 1] = True
+        else:
+            surface[cut:, :] = other
+            curb[max(0, cut - 1): cut + 1, :] = True
+
+    # cue dots on the 2x2 grid: colour drawn from the share of the surface under the dot
+    gh, gw = h // 2, w // 2
+    has_dot = rng.random((gh, gw)) < DOT_DENSITY
+    own = rng.random((gh, gw)) < OWN_SHARE
+    cell_surface = surface[: gh * 2: 2, : gw * 2: 2]
+    colour_class = np.where(own, cell_surface, np.where(cell_surface == ROAD, WATER, ROAD))
+    dots = np.zeros((h, w, 3))
+    dot_mask = np.zeros((h, w), dtype=bool)
+    for cls, rgb in CUE_COLOURS.items():
+        cells = has_dot & (colour_class == cls)
+        big = np.kron(cells, np.ones((2, 2), dtype=bool))
+        full = np.zeros((h, w), dtype=bool)
+        full[: big.shape[0], : big.shape[1]] = big
+        dots[full] = np.asarray(rgb) / 255.0
+        dot_mask |= full
+    image[dot_mask] = dots[dot_mask]
+    label = surface.copy()
+    image[curb] = 0.05
+    label[curb] = IGNORE
+
+    # 1. identical objects; class from the surface they stand on (placed inside one surface)
+    for _ in range(int(rng.integers(1, 4))):
+        s = int(rng.integers(16, 33))
+        for _attempt in range(10):
+            top, left = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+            region = surface[top: top + s, left: left + s]
+            if (region == region[0, 0]).all() and not curb[top: top + s, left: left + s].any():
+                image[top: top + s, left: left + s] = object_pattern(s)[:, :, None]
+                label[top: top + s, left: left + s] = CAR if region[0, 0] == ROAD else BOAT
+                break
+
+    # 2. confusable towers: same texture, class by extent
+    if extras and rng.random() < TOWER_PROB:
+        tall = rng.random() < 0.5
+        th = int(rng.integers(64, min(101, h + 1))) if tall else int(rng.integers(16, 33))
+        tw = int(rng.integers(16, 29))
+        top, left = int(rng.integers(0, h - th + 1)), int(rng.integers(0, w - tw + 1))
+        image[top: top + th, left: left + tw] = _stripes(th, tw, 4, 0.3, 0.62, vertical=True)[:, :, None]
+        label[top: top + th, left: left + tw] = SKYSCRAPER if tall else BUILDING
+
+    # 3. inconspicuous pillows on a bed
+    if extras and rng.random() < BED_PROB:
+        bh, bw = int(rng.integers(36, 57)), int(rng.integers(36, 57))
+        top, left = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        image[top: top + bh, left: left + bw] = _stripes(bh, bw, 6, 0.55, 0.72, vertical=False)[:, :, None]
+        label[top: top + bh, left: left + bw] = BED
+        for _ in range(int(rng.integers(1, 3))):
+            ps = int(rng.integers(10, 15))
+            pt, pl = int(rng.integers(top, top + bh - ps + 1)), int(rng.integers(left, left + bw - ps + 1))
+            stripes = _stripes(bh, bw, 6, 0.63, 0.80, vertical=False)
+            image[pt: pt + ps, pl: pl + ps] = stripes[pt - top: pt - top + ps, pl - left: pl - left + ps, None]
+            label[pt: pt + ps, pl: pl + ps] = PILLOW
+
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), label, surface
+

@@ -1,0 +1,86 @@
+"""Paired image/mask transforms: the paper's training augmentation (each switchable) and evaluation preprocessing.
+
+Images are PIL RGB, masks PIL "L" with class ids (ignore = 255). Randomness comes from the `rng` passed in: the
+training sampler gives every (step, sample) its own seed, so augmentation is the same whatever the number of
+workers, and a resumed run sees exactly the crops it would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+MEAN_RGB = tuple(int(round(255 * m)) for m in MEAN)  # pad/fill colour: normalises to ~0
+
+
+def resize_pair(image: Image.Image, mask: Image.Image, size_hw: Sequence[int]) -> tuple[Image.Image, Image.Image]:
+    """Bilinear for the image, nearest for the mask."""
+    wh = (int(size_hw[1]), int(size_hw[0]))
+    if image.size == wh:
+        return image, mask
+    return image.resize(wh, Image.BILINEAR), mask.resize(wh, Image.NEAREST)
+
+
+def augment_pair(image: Image.Image, mask: Image.Image, augment: Sequence[str], scale_range: Sequence[float],
+                 rotate_degrees: float, crop_hw: Sequence[int], ignore_index: int, rng: random.Random
+                 ) -> tuple[Image.Image, Image.Image]:
+    """Random scale, rotation, Gaussian blur, horizontal flip (those named in `augment`), then a padded random crop."""
+    if "scale" in augment:
+        s = rng.uniform(scale_range[0], scale_range[1])
+        w, h = image.size
+        image, mask = resize_pair(image, mask, (max(1, round(h * s)), max(1, round(w * s))))
+    if "rotate" in augment and rotate_degrees > 0:
+        angle = rng.uniform(-rotate_degrees, rotate_degrees)
+        image = image.rotate(angle, resample=Image.BILINEAR, fillcolor=MEAN_RGB)
+        mask = mask.rotate(angle, resample=Image.NEAREST, fillcolor=ignore_index)
+    if "blur" in augment and rng.random() < 0.5:
+        image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.2, 1.5)))
+    if "flip" in augment and rng.random() < 0.5:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
+    return random_crop(image, mask, crop_hw, ignore_index, rng)
+
+
+def random_crop(image: Image.Image, mask: Image.Image, crop_hw: Sequence[int], ignore_index: int,
+                rng: random.Random) -> tuple[Image.Image, Image.Image]:
+    """Pad (image with the mean colour, mask with the ignore label) up to the crop, then crop at random."""
+    ch, cw = int(crop_hw[0]), int(crop_hw[1])
+    w, h = image.size
+    if h < ch or w < cw:
+        pw, ph = max(w, cw), max(h, ch)
+        padded_image = Image.new("RGB", (pw, ph), MEAN_RGB)
+        padded_image.paste(image, (0, 0))
+        padded_mask = Image.new("L", (pw, ph), ignore_index)
+        padded_mask.paste(mask, (0, 0))
+        image, mask, w, h = padded_image, padded_mask, pw, ph
+    top, left = rng.randint(0, h - ch), rng.randint(0, w - cw)
+    box = (left, top, left + cw, top + ch)
+    return image.crop(box), mask.crop(box)
+
+
+def to_tensors(image: Image.Image, mask: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    """PIL pair -> (float32 (3,H,W) ImageNet-normalised, int64 (H,W))."""
+    x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
+    x = (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    y = torch.from_numpy(np.asarray(mask, dtype=np.uint8).astype(np.int64))
+    return x, y
+
+
+def denormalize(image: torch.Tensor) -> np.ndarray:
+    """Normalised (3,H,W) tensor -> uint8 (H,W,3) for pictures."""
+    x = image.detach().float().cpu() * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
+    """Class-id map -> uint8 (H,W,3) in palette colours; ignored (and unknown) pixels black."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    table[ignore_index] = 0
+    return table[np.asarray(mask).astype(np.uint8)]

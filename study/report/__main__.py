@@ -1,0 +1,58 @@
+"""`python -m study.report [results/<study> ...]`: render reports from stored results (no torch needed)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from study.report.render import render_index, render_study
+from study.results.table import ResultsError, load_study_manifest
+
+
+def _study_name(study_file: Path) -> str:
+    import yaml
+
+    if not study_file.is_file():
+        raise ResultsError(f"{study_file}: study file not found")
+    data = yaml.safe_load(study_file.read_text()) or {}
+    return str(data.get("name", study_file.stem))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m study.report", description=__doc__)
+    p.add_argument("studies", nargs="*", help="results/<study> folders (default: every study under --results)")
+    p.add_argument("--results", default="results", help="results folder (default results)")
+    p.add_argument("--out", default="reports", help="reports folder (default reports)")
+    p.add_argument("--study-file", help="render the study that this study file describes")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.study_file:
+            folders = [Path(args.results) / _study_name(Path(args.study_file))]
+        elif args.studies:
+            folders = [Path(s) for s in args.studies]
+        else:
+            root = Path(args.results)
+            if not root.is_dir():
+                raise ResultsError(f"{root}: results folder not found (run a study first: nox -s ablation)")
+            folders = sorted(d for d in root.iterdir() if d.is_dir() and (d / "runs").is_dir())
+            if not folders:
+                raise ResultsError(f"{root}: no study folders with runs/ inside")
+        for folder in folders:
+            out = render_study(folder, Path(args.out))
+            print(f"{folder} -> {out / 'index.md'}, {out / 'index.html'}")
+        rendered = []
+        for d in sorted(Path(args.out).iterdir()):
+            if (d / "index.md").exists() and not d.name.startswith("."):
+                manifest = load_study_manifest(Path(args.results) / d.name) if (Path(args.results) / d.name).is_dir() \
+                    else {}
+                rendered.append((d.name, manifest.get("description", "")))
+        render_index(Path(args.out), rendered)
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Run records -> the tidy results table (one row per run), stored as runs.parquet and runs.csv.
+
+No torch here: tables and reports are built on machines that only have the copied results/ folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from study.record import RECORD_FILE, RunRecord, atomic_write_bytes, atomic_write_text, read_record
+
+AXES = ("backbone", "depth", "ppm", "bins", "pool", "reduction", "aux_weight", "output_stride", "augment", "crop",
+        "steps", "batch", "lr", "data")
+METRICS = ("miou", "miou_present", "pixel_acc", "mean_acc")
+THROUGHPUT = ("train_img_s", "infer_img_s", "latency_ms_p50", "latency_ms_p95", "peak_mem_mb", "params_m", "gflops",
+              "ppm_gflops", "mfu")
+PROTOCOL = ("device", "dtype", "bench_batch", "bench_size", "eval_mode", "effective_batch", "bn", "world_size")
+
+
+class ResultsError(ValueError):
+    """A results folder cannot be tabulated; the message names the folder or file."""
+
+
+def load_study_manifest(study_dir: Path) -> dict[str, Any]:
+    """results/<study>/study.json (written by the runner); {} when the folder holds loose runs only."""
+    path = Path(study_dir) / "study.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{path}: unreadable study manifest ({e})") from None
+
+
+def load_records(study_dir: Path) -> list[RunRecord]:
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise ResultsError(f"{study_dir}: results folder not found")
+    paths = sorted((study_dir / "runs").glob(f"*/{RECORD_FILE}"))
+    if not paths:
+        raise ResultsError(f"{study_dir}: no run records under runs/*/{RECORD_FILE}")
+    records = []
+    for path in paths:
+        try:
+            records.append(read_record(path))
+        except ValueError as e:
+            raise ResultsError(str(e)) from None
+    return records
+
+
+def _join(values: Any) -> str:
+    return ",".join(str(v) for v in values) if values else "none"
+
+
+def axes_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The ablation axes of one resolved config, as readable table cells."""
+    m, d, t = config["model"], config["data"], config["train"]
+    bins = m["bins"] if m["ppm"] else []
+    layers = m.get("layers")
+    return {
+        "backbone": m["backbone"],
+        "depth": _join(layers) if layers else "default",
+        "ppm": bool(bins),
+        "bins": _join(bins),
+        "pool": m["pool"] if bins else "-",
+        "reduction": ("DR" if m["reduction"] else "no DR") if bins else "-",
+        "aux_weight": float(m["aux_weight"]),
+        "output_stride": int(m["output_stride"]),
+        "augment": "+".join(d["augment"]) if d["augment"] else "none",
+        "crop": "x".join(str(v) for v in d["crop_size"]),
+        "steps": int(t["steps"]),
+        "batch": int(t["batch_size"]),
+        "lr": float(t["lr"]),
+        "data": d["name"],
+    }
+
+
+def row_of(record: RunRecord) -> dict[str, Any]:
+    th, cost, prov = record.throughput, record.cost, record.provenance
+    row: dict[str, Any] = {"study": record.study, "variant": record.variant, "seed": record.seed}
+    row.update(axes_of(record.config))
+    row["status"] = record.status
+    for key in METRICS:
+        value = record.metrics.get(key)
+        row[key] = float(value) if isinstance(value, (int, float)) else float("nan")
+    for key in THROUGHPUT:
+        value = th.get(key)
+        row[key] = float(value) if isinstance(value, (int, float)) else float("nan")
+    row["train_seconds"] = float(cost.get("train_seconds", float("nan")))
+    row["eval_seconds"] = float(cost.get("eval_seconds", float("nan")))
+    row["device"] = str(prov.get("device", ""))
+    row["dtype"] = str(th.get("dtype", ""))
+    row["bench_batch"] = th.get("batch_size", float("nan"))
+    row["bench_size"] = "x".join(str(v) for v in th.get("image_size", [])) or ""
+    row["eval_mode"] = str(prov.get("eval_mode", record.config["eval"]["mode"]))
+    row["effective_batch"] = prov.get("batch_size", record.config["train"]["batch_size"])
+    row["bn"] = str(prov.get("bn", ""))
+    row["world_size"] = prov.get("world_size", 1)
+    row["config_hash"] = record.config_hash
+    row["git_sha"] = str(prov.get("git_sha", ""))
+    row["error"] = record.error
+    for name, value in (record.metrics.get("per_class_iou") or {}).items():
+        row[f"iou/{name}"] = float(value) if isinstance(value, (int, float)) else float("nan")
+    return row
+
+
+def build_table(study_dir: str | Path) -> pd.DataFrame:
+    """Every run record of the study folder as one tidy row; variants in the study's order, then seeds."""
+    study_dir = Path(study_dir)
+    manifest = load_study_manifest(study_dir)
+    records = load_records(study_dir)
+    df = pd.DataFrame([row_of(r) for r in records])
+    order = list(manifest.get("variant_order") or manifest.get("variants") or {})
+    order += sorted(v for v in df["variant"].unique() if v not in order)
+    df["_order"] = df["variant"].map({v: i for i, v in enumerate(order)})
+    df = df.sort_values(["_order", "seed"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    return df
+
+
+def write_table(study_dir: str | Path) -> pd.DataFrame:
+    """Build the table and write runs.parquet and runs.csv next to the runs (atomically)."""
+    study_dir = Path(study_dir)
+    df = build_table(study_dir)
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    atomic_write_bytes(study_dir / "runs.parquet", buffer.getvalue())
+    atomic_write_text(study_dir / "runs.csv", df.to_csv(index=False))
+    return df
+
+
+def read_table(study_dir: str | Path) -> pd.DataFrame:
+    """runs.parquet of a study folder (built from the records when missing)."""
+    path = Path(study_dir) / "runs.parquet"
+    if not path.exists():
+        return build_table(study_dir)
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
+        raise ResultsError(f"{path}: unreadable table ({str(e).splitlines()[0]})") from None
+    if df.empty or "variant" not in df.columns:
+        raise ResultsError(f"{path}: empty table")
+    return df

@@ -1,0 +1,169 @@
+"""The training loop: poly-scheduled SGD over a step budget, periodic evaluation, checkpoints, resume.
+
+It receives an `evaluate` function instead of importing the evaluation package. The hot loop never syncs with
+the host: the loss is accumulated on the device and read once every `log_every` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from study.config import Config, ConfigError
+from study.data.build import seed_worker
+from study.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
+from study.train.losses import segmentation_loss
+from study.train.optim import build_optimizer, set_lr
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    pruned: bool = False
+    train_seconds: float = 0.0  # wall time of the loop (without evaluation)
+    data_seconds: float = 0.0  # part of it spent waiting for batches
+    eval_seconds: float = 0.0
+    resumed_from: int = 0
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches for steps [start, total): epoch e is a permutation seeded by (seed, e), split across ranks.
+
+    Each sample comes with its own augmentation seed, so a run's data is a pure function of (seed, step): the
+    same with any number of workers, and a resumed run continues exactly where it stopped.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1):
+        self.per_epoch = n // (batch_size * world)
+        if self.per_epoch < 1:
+            raise ConfigError(f"train.batch_size: {batch_size} x {world} process(es) exceeds the {n} training samples")
+        self.n, self.batch_size, self.seed, self.start, self.total = n, batch_size, seed, start, total
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        perm, perm_epoch = None, -1
+        b, w = self.batch_size, self.world
+        for step in range(self.start, self.total):
+            epoch, k = divmod(step, self.per_epoch)
+            if epoch != perm_epoch:
+                g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+                perm, perm_epoch = torch.randperm(self.n, generator=g).tolist(), epoch
+            batch = perm[(k * w + self.rank) * b: (k * w + self.rank + 1) * b]
+            yield [(i, (self.seed * 1_000_003 + step) * 4096 + self.rank * b + j) for j, i in enumerate(batch)]
+
+
+def _progress(total: int, start: int):
+    """A tqdm bar on a terminal; None (plain lines) otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=False)
+
+
+def train(model: torch.nn.Module, train_set: Dataset, cfg: Config, device: torch.device, folder: Path,
+          config_hash: str, evaluate: Callable[[torch.nn.Module], dict[str, Any]],
+          on_eval: Callable[[int, dict[str, Any]], bool] | None = None, rank: int = 0, world: int = 1,
+          log: Callable[[str], None] = print) -> TrainResult:
+    tc = cfg.train
+    base = model.module if hasattr(model, "module") else model
+    optimizer = build_optimizer(base.param_groups(), tc)
+    result = TrainResult(steps_done=0)
+    ckpt_path = folder / CHECKPOINT
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        if state.get("config_hash") != config_hash:
+            raise ConfigError(f"{ckpt_path}: checkpoint was written by another config (hash "
+                              f"{state.get('config_hash')}, now {config_hash}); delete it to start over")
+        base.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        result.steps_done = result.resumed_from = state["step"]
+        result.curves = list(state.get("curves", []))
+        log(f"resumed from {ckpt_path} at step {state['step']}")
+
+    sampler = StepBatchSampler(len(train_set), tc.batch_size, cfg.run.seed, result.steps_done, tc.steps, rank, world)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.workers, worker_init_fn=seed_worker,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.run.seed))
+    cuda = device.type == "cuda"
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and tc.amp else contextlib.nullcontext())
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    aux_weight = base.aux_weight if getattr(base, "aux_head", None) is not None else 0.0
+    ignore = cfg.data.ignore_index
+
+    running = torch.zeros((), device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    window_start, window_time = result.steps_done, time.perf_counter()
+    bar = _progress(tc.steps, result.steps_done) if rank == 0 else None
+    model.train()
+    loop_start = time.perf_counter()
+    batches = iter(loader)
+    for step in range(result.steps_done, tc.steps):
+        t0 = time.perf_counter()
+        images, targets = next(batches)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        targets = targets.to(device, non_blocking=True)
+        result.data_seconds += time.perf_counter() - t0
+        lr = set_lr(optimizer, step, tc)
+        with autocast:
+            outputs = model(images)
+        loss = segmentation_loss(outputs, targets, aux_weight, ignore)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += loss.detach()
+        finite &= torch.isfinite(loss.detach())
+        done = result.steps_done = step + 1
+
+        if done % tc.log_every == 0 or done == tc.steps:
+            mean_loss = float(running / (done - window_start))  # the one host sync per log window
+            if not bool(finite) or not math.isfinite(mean_loss):
+                raise NonFiniteLoss(f"non-finite loss between steps {window_start + 1} and {done} (lr {lr:.3g})")
+            now = time.perf_counter()
+            img_s = (done - window_start) * tc.batch_size * world / max(now - window_time, 1e-9)
+            result.curves.append({"step": done, "epoch": round(done / sampler.per_epoch, 4), "loss": mean_loss,
+                                  "lr": lr})
+            if bar is not None:
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{img_s:.1f}")
+                bar.update(done - bar.n)
+            elif rank == 0:
+                eta = (tc.steps - done) * (now - window_time) / (done - window_start)
+                log(f"step {done}/{tc.steps} loss {mean_loss:.4f} lr {lr:.3e} {img_s:.1f} img/s "
+                    f"ETA {eta:.0f}s")
+            running.zero_()
+            window_start, window_time = done, now
+
+        if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps and rank == 0:
+            save_checkpoint(ckpt_path, base, optimizer, done, config_hash, {"curves": result.curves})
+        if tc.eval_every and done % tc.eval_every == 0 and done < tc.steps:
+            t_eval = time.perf_counter()
+            metrics = evaluate(base)
+            result.eval_seconds += time.perf_counter() - t_eval
+            model.train()
+            result.curves.append({"step": done, "epoch": round(done / sampler.per_epoch, 4),
+                                  "val_miou": metrics["miou"]})
+            window_time += time.perf_counter() - t_eval
+            if on_eval is not None and on_eval(done, metrics):
+                result.pruned = True
+                break
+    if bar is not None:
+        bar.close()
+    result.train_seconds = time.perf_counter() - loop_start - result.eval_seconds
+    return result

@@ -1,0 +1,30 @@
+"""SGD with the backbone / new-layer parameter groups and the poly learning-rate schedule."""
+
+from __future__ import annotations
+
+import torch
+
+from study.config import TrainConfig
+
+
+def poly_lr(base_lr: float, step: int, total_steps: int, power: float) -> float:
+    """lr at `step` (0-based) of `total_steps`: base_lr * (1 - step / total_steps) ** power."""
+    return base_lr * (1.0 - min(step, total_steps) / total_steps) ** power
+
+
+def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: TrainConfig) -> torch.optim.SGD:
+    """Backbone at lr, new layers (pyramid, heads) at lr x head_lr_mult; weight decay on every parameter."""
+    param_groups = [
+        {"params": groups["backbone"], "lr": cfg.lr, "base_lr": cfg.lr, "name": "backbone"},
+        {"params": groups["new"], "lr": cfg.lr * cfg.head_lr_mult, "base_lr": cfg.lr * cfg.head_lr_mult,
+         "name": "new"},
+    ]
+    return torch.optim.SGD([g for g in param_groups if g["params"]], lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
+    """Apply the schedule for `step` to every group; returns the base group's lr."""
+    for group in optimizer.param_groups:
+        group["lr"] = poly_lr(group["base_lr"], step, cfg.steps, cfg.poly_power)
+    return poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power)

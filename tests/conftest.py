@@ -1,0 +1,25 @@
+"""Shared fixtures: a tiny probe config that trains in a few seconds on a CPU."""
+
+import pytest
+
+from study.config import load_config
+
+TINY = [
+    "model.backbone=resnet18", "model.out_indices=[1, 2]", "model.layers=[1, 1, 1, 1]",
+    "model.channels=[8, 16, 32, 64]", "model.stem_width=8", "model.stem_type=deep", "model.head_channels=8",
+    "model.aux_channels=8", "model.aux_weight=0.0",
+    "data.name=probe", "data.image_size=[32, 32]", "data.crop_size=[32, 32]", "data.train_size=16",
+    "data.val_size=4", "data.augment=[flip]",
+    "train.steps=6", "train.batch_size=4", "train.lr=0.01", "train.log_every=2", "train.checkpoint_every=0",
+    "eval.batch_size=4", "eval.crop_size=[24, 24]", "eval.qualitative=2",
+    "bench.batch_size=2", "bench.image_size=[32, 32]", "bench.warmup=1", "bench.iters=1", "bench.repeats=2",
+    "bench.latency_iters=2", "run.threads=1",
+]
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    def make(*overrides: str):
+        return load_config(None, [*TINY, f"run.out_dir={tmp_path / 'results'}", *overrides])
+
+    return make

@@ -1,0 +1,122 @@
+"""Each real data set layout, built as a tiny fixture and read back; errors name the file or folder."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from study.config import DataConfig
+from study.data.build import build_dataset
+from study.data.common import DatasetError
+
+CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
+
+
+def write_pair(image_path: Path, mask_path: Path, labels: np.ndarray, palette: bool = False) -> None:
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    mask_path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = labels.shape
+    Image.fromarray(np.full((h, w, 3), 120, np.uint8)).save(image_path)
+    mask = Image.fromarray(labels.astype(np.uint8), "L")
+    if palette:
+        mask = mask.convert("P")
+        mask.putpalette([v for i in range(256) for v in (i, 255 - i, (3 * i) % 256)])
+    mask.save(mask_path)
+
+
+LABELS = np.array([[0, 1, 2, 11], [3, 4, 5, 6]])
+
+
+def read(name: str, root: Path, split: str, **kw):
+    ds = build_dataset(DataConfig(name=name, root=str(root), **kw), split, train=False)
+    return ds, [ds[i][1].numpy() for i in range(len(ds))]
+
+
+def test_camvid_layout_and_ignore(tmp_path):
+    write_pair(tmp_path / "val/a.png", tmp_path / "valannot/a.png", LABELS)
+    ds, masks = read("camvid", tmp_path, "val")
+    assert ds.num_classes == 11 and ds.class_names[0] == "Sky" and ds.class_names[-1] == "Bicyclist"
+    assert masks[0].tolist() == [[0, 1, 2, 255], [3, 4, 5, 6]]
+
+
+def test_camvid_list_file_and_bad_label(tmp_path):
+    write_pair(tmp_path / "test/x.png", tmp_path / "testannot/x.png", np.array([[0, 12]]))
+    (tmp_path / "test.txt").write_text("test/x.png testannot/x.png\n")
+    with pytest.raises(DatasetError, match=r"testannot/x.png: label value\(s\) \[12\]"):
+        read("camvid", tmp_path, "test")
+
+
+def test_ade20k_shifts_labels_and_ignores_zero(tmp_path):
+    root = tmp_path / "ADEChallengeData2016"
+    labels = np.array([[0, 1, 150], [2, 3, 4]])
+    write_pair(root / "images/validation/ADE_val_1.jpg", root / "annotations/validation/ADE_val_1.png", labels)
+    ds, masks = read("ade20k", tmp_path, "val")
+    assert ds.num_classes == 150 and ds.class_names[0] == "wall" and ds.class_names[149] == "flag"
+    assert masks[0].tolist() == [[255, 0, 149], [1, 2, 3]]
+
+
+def test_cityscapes_maps_label_ids_to_train_ids(tmp_path):
+    labels = np.array([[7, 8, 0, 26], [33, 1, 11, 255]])
+    write_pair(tmp_path / "leftImg8bit/val/city/c_000_000_leftImg8bit.png",
+               tmp_path / "gtFine/val/city/c_000_000_gtFine_labelIds.png", labels)
+    ds, masks = read("cityscapes", tmp_path, "val")
+    assert ds.num_classes == 19 and ds.class_names[13] == "car"
+    assert masks[0].tolist() == [[0, 1, 255, 13], [18, 255, 2, 255]]
+
+
+def test_voc_palette_masks_are_read_as_indices(tmp_path):
+    root = tmp_path / "VOC2012"
+    write_pair(root / "JPEGImages/2007_1.jpg", root / "SegmentationClass/2007_1.png",
+               np.array([[0, 15, 255], [20, 1, 0]]), palette=True)
+    (root / "ImageSets/Segmentation").mkdir(parents=True)
+    (root / "ImageSets/Segmentation/val.txt").write_text("2007_1\n")
+    ds, masks = read("voc", tmp_path, "val")
+    assert ds.num_classes == 21 and ds.class_names[15] == "person"
+    assert masks[0].tolist() == [[0, 15, 255], [20, 1, 0]]
+
+
+def test_folder_with_and_without_classes_txt(tmp_path):
+    write_pair(tmp_path / "train/images/a.png", tmp_path / "train/masks/a.png", np.array([[0, 2, 255]]))
+    ds, masks = read("folder", tmp_path, "train")
+    assert ds.class_names == ("class_0", "class_1", "class_2") and masks[0].tolist() == [[0, 2, 255]]
+    (tmp_path / "classes.txt").write_text("sky\nroad\ncar\nperson\n")
+    ds, _ = read("folder", tmp_path, "train")
+    assert ds.class_names == ("sky", "road", "car", "person")
+
+
+def test_errors_name_the_file_or_folder(tmp_path):
+    with pytest.raises(DatasetError, match="CamVid root folder not found"):
+        read("camvid", tmp_path / "missing", "val")
+    (tmp_path / "val").mkdir()
+    (tmp_path / "valannot").mkdir()
+    with pytest.raises(DatasetError, match="is empty"):
+        read("camvid", tmp_path, "val")
+    write_pair(tmp_path / "val/a.png", tmp_path / "elsewhere/a.png", LABELS)
+    with pytest.raises(DatasetError, match="valannot/a.png: mask for a.png not found"):
+        read("camvid", tmp_path, "val")
+    Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / "valannot/a.png")
+    with pytest.raises(DatasetError, match=r"mask size \(3, 3\) != image size \(4, 2\)"):
+        read("camvid", tmp_path, "val")
+    (tmp_path / "valannot/a.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match="valannot/a.png: unreadable"):
+        read("camvid", tmp_path, "val")
+
+
+def test_training_split_is_augmented_and_cropped(tmp_path):
+    write_pair(tmp_path / "train/a.png", tmp_path / "trainannot/a.png", np.zeros((30, 40), np.uint8))
+    cfg = DataConfig(name="camvid", root=str(tmp_path), crop_size=(24, 24), augment=("scale", "flip"))
+    ds = build_dataset(cfg, "train")
+    x, y = ds[(0, 123)]
+    assert ds.train and x.shape == (3, 24, 24) and y.shape == (24, 24)
+    x2, y2 = ds[(0, 123)]
+    assert (x == x2).all() and (y == y2).all()  # the sample's seed fixes its augmentation
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason="shared CamVid copy not present")
+def test_real_camvid_train_and_val():
+    cfg = DataConfig(name="camvid", root=str(CAMVID), resize=(180, 240), crop_size=(176, 176))
+    train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    assert len(train) == 367 and len(val) == 101
+    x, y = val[0]
+    assert x.shape == (3, 180, 240) and set(y.unique().tolist()) <= set(range(11)) | {255}

@@ -1,0 +1,116 @@
+"""run_one end to end on a tiny probe: record contents, determinism, resume, failures, pruning."""
+
+import json
+
+import pytest
+
+from study.config import ConfigError
+from study.record import read_record, run_dir
+from study.run import run_one
+
+
+def folder(cfg):
+    return run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed)
+
+
+def test_smoke_run_writes_a_complete_record(tiny_cfg):
+    cfg = tiny_cfg("model.aux_weight=0.4", "train.eval_every=3")
+    rec = run_one(cfg)
+    assert rec.status == "completed" and rec.error == ""
+    on_disk = read_record(folder(cfg) / "record.json")
+    assert on_disk == rec
+    m = rec.metrics
+    assert 0 <= m["miou"] <= m["miou_present"] <= 1 and 0 <= m["pixel_acc"] <= 1
+    assert set(m["per_class_iou"]) == {"road", "water", "car", "boat"}
+    steps = [c["step"] for c in rec.curves if "loss" in c]
+    assert steps == [2, 4, 6] and all(c["lr"] > 0 for c in rec.curves if "loss" in c)
+    assert [c["step"] for c in rec.curves if "val_miou" in c] == [3, 6]
+    for key in ("train_img_s", "infer_img_s", "latency_ms_p50", "latency_ms_p95", "peak_mem_mb", "params_m",
+                "gflops", "ppm_gflops", "batch_size", "image_size", "dtype", "channels_last", "device"):
+        assert key in rec.throughput
+    assert rec.throughput["gflops"] > 0 and rec.throughput["ppm_gflops"] > 0 and rec.throughput["mfu"] is None
+    assert rec.cost["train_seconds"] > 0 and rec.cost["eval_seconds"] > 0
+    assert rec.provenance["world_size"] == 1 and rec.provenance["torch"] and "hostname" not in rec.provenance
+    assert len(rec.artifacts["qualitative"]) == 2
+    assert all((folder(cfg) / p).exists() for p in rec.artifacts["qualitative"])
+    assert (folder(cfg) / "model.pt").exists() and not (folder(cfg) / "checkpoint.pt").exists()
+    assert rec.started_at <= rec.finished_at
+
+
+def test_completed_record_is_reused(tiny_cfg):
+    cfg = tiny_cfg("bench.enabled=false")
+    first = run_one(cfg)
+    (folder(cfg) / "model.pt").unlink()
+    assert run_one(cfg) == first and not (folder(cfg) / "model.pt").exists()
+
+
+def test_two_runs_of_the_same_seed_are_identical(tiny_cfg):
+    a = run_one(tiny_cfg("bench.enabled=false", "run.variant=a"))
+    b = run_one(tiny_cfg("bench.enabled=false", "run.variant=b"))
+    c = run_one(tiny_cfg("bench.enabled=false", "run.variant=c", "run.seed=1"))
+    assert a.metrics == b.metrics and [x.get("loss") for x in a.curves] == [x.get("loss") for x in b.curves]
+    assert a.curves != c.curves
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_cfg):
+    common = ("bench.enabled=false", "train.checkpoint_every=2", "train.eval_every=2", "data.augment=[scale, flip]",
+              "model.aux_weight=0.4")
+    reference = run_one(tiny_cfg(*common, "run.variant=ref"))
+    cfg = tiny_cfg(*common, "run.variant=cut")
+
+    def stop(step, metrics):
+        if step == 4:
+            raise KeyboardInterrupt  # a killed worker
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        run_one(cfg, on_eval=stop)
+    assert (folder(cfg) / "checkpoint.pt").exists() and not (folder(cfg) / "record.json").exists()
+    resumed = run_one(cfg)
+    assert resumed.cost["resumed_from_step"] == 4
+    assert resumed.metrics == reference.metrics
+    assert [c.get("loss") for c in resumed.curves if "loss" in c] == \
+           [c.get("loss") for c in reference.curves if "loss" in c]
+
+
+def test_changed_config_checkpoint_is_refused(tiny_cfg):
+    cfg = tiny_cfg("bench.enabled=false", "train.checkpoint_every=2", "train.eval_every=2")
+
+    def stop(step, metrics):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_one(cfg, on_eval=stop)
+    with pytest.raises(ConfigError, match="checkpoint was written by another config"):
+        run_one(tiny_cfg("bench.enabled=false", "train.checkpoint_every=2", "train.eval_every=2", "train.lr=0.02"))
+
+
+def test_non_finite_loss_fails_the_run_with_a_reason(tiny_cfg):
+    cfg = tiny_cfg("train.lr=1e30", "train.log_every=1", "bench.enabled=false")
+    rec = run_one(cfg)
+    assert rec.status == "failed" and "non-finite loss" in rec.error
+    assert json.loads((folder(cfg) / "record.json").read_text())["status"] == "failed"
+
+
+def test_pruning_stops_the_run(tiny_cfg):
+    seen = []
+
+    def prune(step, metrics):
+        seen.append((step, metrics["miou"]))
+        return True
+
+    rec = run_one(tiny_cfg("train.eval_every=2", "bench.enabled=false"), on_eval=prune)
+    assert rec.status == "pruned" and seen and seen[0][0] == 2 and not rec.metrics
+
+
+def test_other_errors_end_in_a_failed_record(tiny_cfg, monkeypatch):
+    import study.run
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(study.run, "benchmark", boom)
+    cfg = tiny_cfg()
+    rec = run_one(cfg)
+    assert rec.status == "failed" and rec.error == "RuntimeError: disk on fire"
+    assert "Traceback" in (folder(cfg) / "error.txt").read_text()

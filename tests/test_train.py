@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from study.config import TrainConfig
+from study.train.loop import StepBatchSampler
+from study.train.losses import segmentation_loss
+from study.train.optim import build_optimizer, poly_lr, set_lr
+
+
+def test_poly_schedule_values():
+    assert poly_lr(0.01, 0, 100, 0.9) == pytest.approx(0.01)
+    assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 100, 100, 0.9) == 0.0
+    assert poly_lr(0.01, 30, 100, 1.0) == pytest.approx(0.007)
+
+
+def test_param_groups_get_ten_times_the_lr():
+    backbone, new = [torch.nn.Parameter(torch.zeros(2))], [torch.nn.Parameter(torch.zeros(3))]
+    cfg = TrainConfig(lr=0.02, head_lr_mult=10.0, steps=10, poly_power=1.0)
+    opt = build_optimizer({"backbone": backbone, "new": new}, cfg)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.02, 0.2])
+    assert all(g["momentum"] == 0.9 and g["weight_decay"] == 1e-4 for g in opt.param_groups)
+    assert set_lr(opt, 5, cfg) == pytest.approx(0.01)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.1])
+
+
+def test_loss_adds_the_weighted_aux_term():
+    torch.manual_seed(0)
+    out, aux = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    y = torch.randint(0, 3, (2, 4, 4))
+    y[0, 0, 0] = 255
+    main = torch.nn.functional.cross_entropy(out, y, ignore_index=255)
+    extra = torch.nn.functional.cross_entropy(aux, y, ignore_index=255)
+    assert segmentation_loss({"out": out, "aux": aux}, y, 0.4) == pytest.approx(float(main + 0.4 * extra))
+    assert segmentation_loss({"out": out, "aux": aux}, y, 0.0) == pytest.approx(float(main))
+    assert segmentation_loss({"out": out}, y, 0.4) == pytest.approx(float(main))
+
+
+def test_sampler_is_a_function_of_seed_and_step():
+    full = list(StepBatchSampler(10, 3, seed=7, start=0, total=9))
+    resumed = list(StepBatchSampler(10, 3, seed=7, start=4, total=9))
+    assert resumed == full[4:]
+    per_epoch = [sorted(i for batch in full[e * 3:(e + 1) * 3] for i, _ in batch) for e in range(3)]
+    assert all(len(set(ep)) == 9 for ep in per_epoch)  # no repeats inside an epoch (drop_last)
+    assert full != list(StepBatchSampler(10, 3, seed=8, start=0, total=9))
+    seeds = [s for batch in full for _, s in batch]
+    assert len(set(seeds)) == len(seeds)  # each sample of each step has its own augmentation seed
+    ranks = [list(StepBatchSampler(12, 2, seed=1, start=0, total=3, rank=r, world=2)) for r in range(2)]
+    for a, b in zip(*ranks, strict=True):
+        assert not {i for i, _ in a} & {i for i, _ in b}  # ranks see disjoint samples
+
+
+def test_batch_larger_than_the_split_is_an_error():
+    from study.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        StepBatchSampler(3, 4, seed=0, start=0, total=5)
