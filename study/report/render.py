@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from study.record import atomic_write_bytes, atomic_write_text
 from study.report import plots
-from study.results.claims import load_paper_table, test_claims
+from study.results.claims import judge_claims, load_paper_table
 from study.results.stats import MIN_SEEDS, summarize
 from study.results.table import ResultsError, load_records, load_study_manifest, read_table
 
@@ -134,7 +134,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
                                         + ", ".join(unmatched) + "."))
 
     # claims
-    claims = test_claims(df, paper)
+    claims = judge_claims(df, paper)
     blocks.append(Block("heading", "The paper's claims"))
     if not claims:
         blocks.append(Block("text", "No pair of variants in this study isolates one of the paper's claims."))

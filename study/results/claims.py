@@ -85,7 +85,7 @@ def find_pairs(df: pd.DataFrame, claim: Claim) -> list[tuple[str, str]]:
     return pairs
 
 
-def test_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou") -> list[dict[str, Any]]:
+def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou") -> list[dict[str, Any]]:
     """Every claim the study can test: one row per variant pair (differences in mIoU points)."""
     done = df[df["status"] == "completed"]
     by_variant = {v: dict(zip(g["seed"], g[metric], strict=True)) for v, g in done.groupby("variant", sort=False)}

@@ -34,7 +34,7 @@ def paired_difference(better: Mapping[int, float], worse: Mapping[int, float], c
                            "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
     if len(seeds) < MIN_SEEDS:
         return out
-    if np.ptp(diffs) == 0:  # every seed gave the same difference: the interval is that point
+    if np.ptp(diffs) <= 1e-12:  # every seed gave the same difference: the interval is that point
         out["ci_low"] = out["ci_high"] = float(diffs[0])
         out["p_value"] = 0.0 if diffs[0] != 0 else 1.0
         return out

@@ -1,0 +1,109 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from fabricate import fabricate  # noqa: I001
+
+from study.report.__main__ import main as report_main
+from study.results.table import ResultsError, build_table, write_table
+
+MIOU = {"FCN": [0.50, 0.52, 0.51], "B1-MAX": [0.55, 0.56, 0.54], "B1-AVE": [0.56, 0.57, 0.58],
+        "B1236-MAX": [0.58, 0.57, 0.59], "B1236-AVE": [0.62, 0.61, 0.63], "B1236-MAX-DR": [0.6, 0.6, 0.61],
+        "B1236-AVE-DR": [0.63, 0.62, 0.61]}
+
+
+def files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_table_has_the_contract_columns(tmp_path):
+    df = write_table(fabricate(tmp_path, MIOU))
+    assert len(df) == 21 and list(df["variant"].unique()) == list(MIOU)  # study order, then seeds
+    for col in ("study", "variant", "seed", "bins", "pool", "reduction", "aux_weight", "backbone", "augment",
+                "status", "miou", "pixel_acc", "mean_acc", "train_img_s", "infer_img_s", "latency_ms_p50",
+                "peak_mem_mb", "params_m", "gflops", "train_seconds", "config_hash", "git_sha", "device", "iou/road"):
+        assert col in df.columns, col
+    fcn = df[df["variant"] == "FCN"].iloc[0]
+    assert fcn["bins"] == "none" and fcn["pool"] == "-" and fcn["reduction"] == "-"
+    assert df[df["variant"] == "B1236-AVE-DR"].iloc[0][["bins", "pool", "reduction"]].tolist() == \
+        ["1,2,3,6", "avg", "DR"]
+    assert pd.read_parquet(tmp_path / "table1" / "runs.parquet").equals(df)
+    assert (tmp_path / "table1" / "runs.csv").read_text().startswith("study,variant,seed")
+
+
+def test_report_content_and_determinism(tmp_path):
+    study = fabricate(tmp_path / "results", MIOU)
+    write_table(study)
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    first = files(out)
+    assert report_main([str(study), "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    assert files(out) == first  # byte-identical
+    md = (out / "table1" / "index.md").read_text()
+    html = (out / "table1" / "index.html").read_text()
+    for text in ("## Measured", "Beside the paper", "The paper's claims", "PPM beats the FCN baseline",
+                 "supported", "41.68", "Provenance", "python -m study sweep configs/studies/table1.yaml",
+                 "absent from the split counting 0"):
+        assert text in md, text
+        assert text.removeprefix("## ").replace("'", "&#x27;") in html, text
+    for fig in ("miou_bars.png", "pareto.png", "curves.png", "per_class_iou.png"):
+        assert (out / "table1" / "figures" / fig).stat().st_size > 1000
+        assert f"figures/{fig}" in md and f'src="figures/{fig}"' in html
+    assert (out / "table1" / "qualitative" / "FCN__s0_000.png").exists()
+    assert "[table1](table1/index.md)" in (out / "index.md").read_text()
+
+
+def test_failed_runs_are_listed_and_strings_escaped(tmp_path):
+    study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.5, 0.5], "B1-AVE": [0.6, 0.6, 0.6]},
+                      failed={"B1-MAX": "non-finite loss <b>at step 3</b>"}, description="<script>alert(1)</script>")
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    md = (out / "table1" / "index.md").read_text()
+    html = (out / "table1" / "index.html").read_text()
+    assert "## Failed and pruned runs" in md and "non-finite loss" in md
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>at step 3</b>" not in html
+
+
+def test_too_few_seeds_says_so(tmp_path):
+    study = fabricate(tmp_path / "results", {"FCN": [0.5], "B1-AVE": [0.6]})
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    md = (out / "table1" / "index.md").read_text()
+    assert "Too few seeds for a verdict" in md and "too few seeds" in md
+
+
+def test_only_failed_runs_still_render(tmp_path):
+    study = fabricate(tmp_path / "results", {}, failed={"FCN": "boom", "B1-AVE": "boom"})
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    assert "No run completed" in (out / "table1" / "index.md").read_text()
+
+
+def test_errors_are_one_line_and_nothing_is_half_written(tmp_path, capsys):
+    out = tmp_path / "reports"
+    assert report_main(["--results", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "results folder not found" in capsys.readouterr().err
+    empty = tmp_path / "results" / "empty"
+    (empty / "runs").mkdir(parents=True)
+    assert report_main([str(empty), "--out", str(out)]) == 2
+    assert "no run records" in capsys.readouterr().err
+    study = fabricate(tmp_path / "results", {"FCN": [0.5]})
+    (study / "runs" / "FCN__s0" / "record.json").write_text("{not json")
+    assert report_main([str(study), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "FCN__s0/record.json" in err and err.count("\n") == 1
+    assert not (out / "table1").exists()
+    with pytest.raises(ResultsError, match="not found"):
+        build_table(tmp_path / "missing")
+
+
+def test_report_path_never_imports_torch(tmp_path):
+    study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.6, 0.55], "B1-AVE": [0.6, 0.62, 0.61]})
+    code = ("import sys; from study.report.__main__ import main; "
+            f"rc = main([{str(study)!r}, '--out', {str(tmp_path / 'reports')!r}]); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")

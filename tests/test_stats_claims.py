@@ -1,0 +1,61 @@
+import math
+
+import pytest
+from fabricate import fabricate  # noqa: I001
+
+from study.results.claims import CLAIMS, find_pairs, judge_claims, load_paper_table
+from study.results.stats import paired_difference, summarize, verdict
+from study.results.table import build_table
+
+
+def test_summary_uses_the_t_interval():
+    s = summarize([1.0, 2.0, 3.0])
+    assert s["n"] == 3 and s["mean"] == 2.0 and s["std"] == pytest.approx(1.0)
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * std / sqrt(n)
+    assert s["ci_low"] == pytest.approx(2 - half) and s["ci_high"] == pytest.approx(2 + half)
+    assert math.isnan(summarize([1.0])["ci_low"])
+
+
+@pytest.mark.parametrize("better, worse, expected", [
+    ({0: 0.60, 1: 0.62, 2: 0.61}, {0: 0.50, 1: 0.51, 2: 0.52}, "supported"),
+    ({0: 0.40, 1: 0.42, 2: 0.41}, {0: 0.50, 1: 0.51, 2: 0.52}, "contradicted"),
+    ({0: 0.55, 1: 0.45, 2: 0.52}, {0: 0.50, 1: 0.51, 2: 0.50}, "inconclusive"),
+    ({0: 0.60, 1: 0.62}, {0: 0.50, 1: 0.51}, "too few seeds"),
+    ({0: 0.60, 1: 0.62, 5: 0.7}, {0: 0.50, 1: 0.51, 2: 0.4}, "too few seeds"),  # only 2 shared seeds
+])
+def test_verdicts(better, worse, expected):
+    diff = paired_difference(better, worse)
+    assert verdict(diff) == expected
+    if expected != "too few seeds":
+        assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"]
+
+
+def test_paired_difference_numbers_are_deterministic():
+    a = paired_difference({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.55, 2: 0.6})
+    assert a["mean"] == pytest.approx((0.1 + 0.15 + 0.05) / 3) and a["seeds"] == [0, 1, 2]
+    assert a == paired_difference({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.55, 2: 0.6})
+    same = paired_difference({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.6, 2: 0.7})
+    assert same["ci_low"] == pytest.approx(0.1) and verdict(same) == "supported"
+
+
+def test_pairs_differ_only_in_the_claims_axis(tmp_path):
+    df = build_table(fabricate(tmp_path, {v: [0.5] for v in
+                                          ["FCN", "B1-MAX", "B1-AVE", "B1236-MAX", "B1236-AVE", "B1236-AVE-DR"]}))
+    by_name = {c.name: c for c in CLAIMS}
+    assert find_pairs(df, by_name["B1236 beats B1"]) == [("B1236-MAX", "B1-MAX"), ("B1236-AVE", "B1-AVE")]
+    assert find_pairs(df, by_name["AVE beats MAX"]) == [("B1-AVE", "B1-MAX"), ("B1236-AVE", "B1236-MAX")]
+    assert find_pairs(df, by_name["DR helps"]) == [("B1236-AVE-DR", "B1236-AVE")]
+    assert ("B1236-AVE-DR", "FCN") in find_pairs(df, by_name["PPM beats the FCN baseline"])
+    assert find_pairs(df, by_name["aux 0.4 beats none"]) == []
+
+
+def test_claims_carry_the_papers_difference(tmp_path):
+    df = build_table(fabricate(tmp_path, {"FCN": [0.50, 0.52, 0.51], "B1236-AVE-DR": [0.60, 0.61, 0.63],
+                                          "B1236-AVE": [0.62, 0.60, 0.64]}))
+    rows = judge_claims(df, load_paper_table("table1"))
+    ppm = next(r for r in rows if r["claim"] == "PPM beats the FCN baseline" and r["better"] == "B1236-AVE-DR")
+    assert ppm["verdict"] == "supported" and ppm["n"] == 3
+    assert ppm["diff"] == pytest.approx(100 * (0.10 + 0.09 + 0.12) / 3)
+    assert ppm["paper_diff"] == pytest.approx(41.68 - 37.23)
+    dr = next(r for r in rows if r["claim"] == "DR helps")
+    assert dr["paper_diff"] == pytest.approx(41.68 - 41.07) and dr["verdict"] == "inconclusive"
