@@ -65,14 +65,14 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
     train_set = build_dataset(cfg.data, cfg.data.train_split)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
     model = build_model(cfg.model, train_set.num_classes).to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
     bn = "BatchNorm"
     net: torch.nn.Module = model
     if world.distributed:
         net, bn = distributed.wrap(model, device, cfg.train.sync_bn)
     if cfg.train.compile:
         net = torch.compile(net)
-    if cfg.train.channels_last:
-        model.to(memory_format=torch.channels_last)
 
     folder.mkdir(parents=True, exist_ok=True)
     started = _now()
