@@ -30,7 +30,7 @@ def resize_pair(image: Image.Image, mask: Image.Image, size_hw: Sequence[int]) -
 def augment_pair(image: Image.Image, mask: Image.Image, augment: Sequence[str], scale_range: Sequence[float],
                  rotate_degrees: float, crop_hw: Sequence[int], ignore_index: int, rng: random.Random
                  ) -> tuple[Image.Image, Image.Image]:
-    """Random scale, rotation, Gaussian blur, horizontal flip (those named in `augment`), then a padded random crop."""
+    """Random scale, rotation, horizontal flip, padded random crop, Gaussian blur (each named in `augment`)."""
     if "scale" in augment:
         s = rng.uniform(scale_range[0], scale_range[1])
         w, h = image.size
@@ -39,12 +39,13 @@ def augment_pair(image: Image.Image, mask: Image.Image, augment: Sequence[str], 
         angle = rng.uniform(-rotate_degrees, rotate_degrees)
         image = image.rotate(angle, resample=Image.BILINEAR, fillcolor=MEAN_RGB)
         mask = mask.rotate(angle, resample=Image.NEAREST, fillcolor=ignore_index)
-    if "blur" in augment and rng.random() < 0.5:
-        image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.2, 1.5)))
     if "flip" in augment and rng.random() < 0.5:
         image = image.transpose(Image.FLIP_LEFT_RIGHT)
         mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
-    return random_crop(image, mask, crop_hw, ignore_index, rng)
+    image, mask = random_crop(image, mask, crop_hw, ignore_index, rng)
+    if "blur" in augment and rng.random() < 0.5:  # after the crop: same pixels, a fraction of the work
+        image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.2, 1.5)))
+    return image, mask
 
 
 def random_crop(image: Image.Image, mask: Image.Image, crop_hw: Sequence[int], ignore_index: int,

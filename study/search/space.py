@@ -19,7 +19,7 @@ from study.config import Config, ConfigError, apply_overrides, from_dict, read_y
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 PARAM_TYPES = ("float", "int", "categorical")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9+][A-Za-z0-9_.+\-]*$")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,34 @@
+"""Every shipped config and study file loads and validates (paths are relative to the repository)."""
+
+from pathlib import Path
+
+import pytest
+
+from study.config import load_config
+from study.search.space import grid_cells, load_study
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_run_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.train.steps >= 1
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_study_files_load(path):
+    spec = load_study(path)
+    assert spec.name == path.stem
+    if spec.kind == "grid":
+        assert len(grid_cells(spec)) == len(spec.variants) * len(spec.seeds)
+    else:
+        assert spec.search.n_trials >= 1
+
+
+def test_default_study_is_the_papers_table1_on_the_probe():
+    spec = load_study(CONFIGS / "studies" / "table1.yaml")
+    assert list(spec.variants) == ["FCN", "B1-MAX", "B1-AVE", "B1236-MAX", "B1236-AVE", "B1236-MAX-DR",
+                                   "B1236-AVE-DR"]
+    assert spec.seeds == (0, 1, 2) and spec.paper_table == "table1" and spec.baseline == "FCN"
+    assert load_config(spec.base_config).data.name == "probe"
