@@ -107,11 +107,14 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
                Block("table", headers=["variant", "n", "mIoU", "95% CI", f"Δ vs {baseline or '-'}", "pixel acc",
                                        "95% CI", "train img/s", "infer img/s", "latency p50 ms", "peak MB",
                                        "params M", "GFLOPs", "PPM MFLOPs", "train s"], rows=rows)]
-    th = next((r.throughput for r in records if r.throughput), {})
+    with_th = next((r for r in records if r.throughput), None)
+    th = with_th.throughput if with_th else {}
     if th:
+        threads = with_th.config["run"]["threads"] or "torch default"
         blocks.append(Block("text", f"Throughput protocol: {th.get('protocol', '')}; batch {th.get('batch_size')}, "
                                     f"{th.get('dtype')}, channels_last {th.get('channels_last')}, compile "
-                                    f"{th.get('compile')}, device {th.get('device')}; memory: "
+                                    f"{th.get('compile')}, device {th.get('device')}, torch threads {threads} (inside the "
+                                    f"study run, next to its other workers); memory: "
                                     f"{th.get('memory_kind', '')}; FLOPs: {th.get('flop_counter', '')}."))
 
     # paper beside measured
@@ -148,8 +151,10 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
                             rows=[[c["claim"], c["better"], c["worse"], c["n"], _fmt(c["diff"]),
                                    _ci(c["ci_low"], c["ci_high"]), _fmt(c["p_value"], 3), _fmt(c["paper_diff"]),
                                    c["verdict"]] for c in claims]))
-        blocks.append(Block("text", "Δ is the mean over shared seeds of (better - worse) in mIoU points; supported: "
-                                    "the 95% CI lies above 0; contradicted: below 0; inconclusive: it crosses 0."))
+        blocks.append(Block("text", "Δ is the mean over shared seeds of (better - worse) in mIoU points, with a "
+                                    "percentile bootstrap 95% CI. Supported: the CI lies above 0 and the paired "
+                                    "t-test gives p < 0.05; contradicted: the same below 0; inconclusive otherwise "
+                                    "(with few seeds the bootstrap alone is too narrow)."))
 
     # protocol warnings
     warnings = []

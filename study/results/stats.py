@@ -45,12 +45,17 @@ def paired_difference(better: Mapping[int, float], worse: Mapping[int, float], c
     return out
 
 
-def verdict(diff: Mapping[str, Any]) -> str:
-    """supported (CI above 0), contradicted (CI below 0), inconclusive (CI crosses 0), or too few seeds."""
+def verdict(diff: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """supported (CI above 0), contradicted (CI below 0), inconclusive (CI crosses 0), or too few seeds.
+
+    With a handful of seeds the percentile bootstrap is narrower than it should be, so a side of 0 also needs the
+    paired t-test at `alpha`; otherwise the verdict is inconclusive.
+    """
     if diff["n"] < MIN_SEEDS:
         return "too few seeds"
-    if diff["ci_low"] > 0:
+    significant = diff["p_value"] < alpha
+    if diff["ci_low"] > 0 and significant:
         return "supported"
-    if diff["ci_high"] < 0:
+    if diff["ci_high"] < 0 and significant:
         return "contradicted"
     return "inconclusive"
