@@ -328,19 +328,26 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a config file and its `base:` chain into one nested dict (not yet validated)."""
+def load_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """safe_load a YAML file that must hold a mapping; one-line errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    if path.resolve() in _seen:
-        raise ConfigError(f"{path}: circular 'base:' reference")
+        raise ConfigError(f"{path}: {what} not found")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections")
+        raise ConfigError(f"{path}: expected a mapping")
+    return data
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Load a config file and its `base:` chain into one nested dict (not yet validated)."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: circular 'base:' reference")
+    data = load_yaml_mapping(path)
     base = data.pop("base", None)
     if base is None:
         return data

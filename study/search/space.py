@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from study.config import Config, ConfigError, apply_overrides, from_dict, read_yaml
+from study.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_mapping, read_yaml
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
@@ -104,14 +104,7 @@ def _param(path: Path, key: str, raw: Any) -> Param:
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; every cell's config is built once here so errors surface before training."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: study file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping")
+    raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
              "variants", "search", "max_retries"}
     unknown = sorted(set(raw) - known)
