@@ -90,6 +90,7 @@ class DataConfig:
     rotate_degrees: float = 10.0
     ignore_index: int = 255
     workers: int = 0  # DataLoader worker processes
+    cache: bool = False  # keep decoded images in memory (per worker): for small data sets such as CamVid
 
     def validate(self) -> None:
         _check(self.name in ("probe", "camvid", "ade20k", "cityscapes", "voc", "folder"), "data.name",

@@ -87,3 +87,14 @@ def test_tensors_normalisation_round_trip_and_colours():
     assert np.abs(denormalize(x).astype(int) - np.asarray(image).astype(int)).max() <= 1
     rgb = colorize(np.array([[0, 1, 255]]), [(10, 20, 30), (40, 50, 60)])
     assert rgb.tolist() == [[[10, 20, 30], [40, 50, 60], [0, 0, 0]]]
+
+
+def test_rotated_crop_at_zero_degrees_is_the_plain_crop():
+    from study.data.transforms import rotated_crop
+
+    image, mask = pair(40, 31)
+    a = rotated_crop(image, mask, (16, 20), 0.0, 255, random.Random(4))
+    b = random_crop(image, mask, (16, 20), 255, random.Random(4))
+    assert np.array_equal(np.asarray(a[0]), np.asarray(b[0])) and np.array_equal(np.asarray(a[1]), np.asarray(b[1]))
+    small = rotated_crop(image, mask, (64, 64), 8.0, 255, random.Random(0))  # larger than the image: padded
+    assert small[0].size == (64, 64) and (np.asarray(small[1]) == 255).mean() > 0.5

@@ -49,15 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--no-cache", action="store_true", help="decode every image from disk every time")
     args = p.parse_args(argv)
-    cfg = DataConfig(name=args.name, root=args.root, crop_size=(args.crop, args.crop), workers=args.workers)
+    cfg = DataConfig(name=args.name, root=args.root, crop_size=(args.crop, args.crop), workers=args.workers,
+                     cache=not args.no_cache)
     try:
         r = measure(cfg, args.batch, args.seconds)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{args.name} train pipeline ({r['images']} images, augment {'+'.join(r['augment'])}, crop {args.crop}, "
-          f"{args.workers} workers, batch {args.batch}): {r['samples_per_s']:.1f} samples/s "
+          f"{args.workers} workers, batch {args.batch}, cache {not args.no_cache}): {r['samples_per_s']:.1f} samples/s "
           f"({r['samples']} samples in {r['seconds']:.1f} s)")
     return 0
 

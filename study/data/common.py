@@ -85,11 +85,20 @@ class FilePairDataset(SegDataset):
                                    f"({image_path.name})")
         self.pairs = list(pairs)
         self.table = table
+        self._cache: dict[int, tuple[Image.Image, Image.Image]] = {}
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def load(self, index: int) -> tuple[Image.Image, Image.Image]:
+        if index in self._cache:
+            return self._cache[index]
+        pair = self._read(index)
+        if self.cfg.cache:
+            self._cache[index] = pair
+        return pair
+
+    def _read(self, index: int) -> tuple[Image.Image, Image.Image]:
         image_path, mask_path = self.pairs[index]
         try:
             image = Image.open(image_path).convert("RGB")

@@ -7,6 +7,7 @@ workers, and a resumed run sees exactly the crops it would have seen.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -30,22 +31,52 @@ def resize_pair(image: Image.Image, mask: Image.Image, size_hw: Sequence[int]) -
 def augment_pair(image: Image.Image, mask: Image.Image, augment: Sequence[str], scale_range: Sequence[float],
                  rotate_degrees: float, crop_hw: Sequence[int], ignore_index: int, rng: random.Random
                  ) -> tuple[Image.Image, Image.Image]:
-    """Random scale, rotation, horizontal flip, padded random crop, Gaussian blur (each named in `augment`)."""
+    """Random scale, horizontal flip, rotation, padded random crop, Gaussian blur (each named in `augment`)."""
     if "scale" in augment:
         s = rng.uniform(scale_range[0], scale_range[1])
         w, h = image.size
         image, mask = resize_pair(image, mask, (max(1, round(h * s)), max(1, round(w * s))))
-    if "rotate" in augment and rotate_degrees > 0:
-        angle = rng.uniform(-rotate_degrees, rotate_degrees)
-        image = image.rotate(angle, resample=Image.BILINEAR, fillcolor=MEAN_RGB)
-        mask = mask.rotate(angle, resample=Image.NEAREST, fillcolor=ignore_index)
     if "flip" in augment and rng.random() < 0.5:
         image = image.transpose(Image.FLIP_LEFT_RIGHT)
         mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
-    image, mask = random_crop(image, mask, crop_hw, ignore_index, rng)
+    if "rotate" in augment and rotate_degrees > 0:
+        angle = rng.uniform(-rotate_degrees, rotate_degrees)
+        image, mask = rotated_crop(image, mask, crop_hw, angle, ignore_index, rng)
+    else:
+        image, mask = random_crop(image, mask, crop_hw, ignore_index, rng)
     if "blur" in augment and rng.random() < 0.5:  # after the crop: same pixels, a fraction of the work
         image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.2, 1.5)))
     return image, mask
+
+
+def _window(img: Image.Image, box: tuple[int, int, int, int], fill) -> Image.Image:
+    """img.crop(box) where the parts of box outside img are `fill` (PIL would fill them with 0)."""
+    left, top, right, bottom = box
+    canvas = Image.new(img.mode, (right - left, bottom - top), fill)
+    inner = (max(left, 0), max(top, 0), min(right, img.width), min(bottom, img.height))
+    if inner[0] < inner[2] and inner[1] < inner[3]:
+        canvas.paste(img.crop(inner), (inner[0] - left, inner[1] - top))
+    return canvas
+
+
+def rotated_crop(image: Image.Image, mask: Image.Image, crop_hw: Sequence[int], angle: float, ignore_index: int,
+                 rng: random.Random) -> tuple[Image.Image, Image.Image]:
+    """A random crop of the image rotated by `angle` about the crop's centre (fills: mean colour / ignore).
+
+    Only the window that the rotated crop covers is rotated, not the whole (possibly 2x scaled) image.
+    """
+    ch, cw = int(crop_hw[0]), int(crop_hw[1])
+    w, h = image.size
+    top, left = rng.randint(0, max(h, ch) - ch), rng.randint(0, max(w, cw) - cw)
+    rad = math.radians(abs(angle))
+    ww = math.ceil(cw * math.cos(rad) + ch * math.sin(rad)) + 2
+    wh = math.ceil(cw * math.sin(rad) + ch * math.cos(rad)) + 2
+    cx, cy = left + cw // 2, top + ch // 2
+    box = (cx - ww // 2, cy - wh // 2, cx - ww // 2 + ww, cy - wh // 2 + wh)
+    image = _window(image, box, MEAN_RGB).rotate(angle, resample=Image.BILINEAR, fillcolor=MEAN_RGB)
+    mask = _window(mask, box, ignore_index).rotate(angle, resample=Image.NEAREST, fillcolor=ignore_index)
+    inner = ((ww - cw) // 2, (wh - ch) // 2, (ww - cw) // 2 + cw, (wh - ch) // 2 + ch)
+    return image.crop(inner), mask.crop(inner)
 
 
 def random_crop(image: Image.Image, mask: Image.Image, crop_hw: Sequence[int], ignore_index: int,
