@@ -59,3 +59,51 @@ def test_shape_mismatch_and_bad_names():
         ConfusionMatrix(3).update(torch.zeros(2, 2), torch.zeros(4))
     with pytest.raises(ValueError, match="class_names"):
         scores(torch.eye(3, dtype=torch.int64), ["a"])
+
+
+def test_negative_label_and_bad_prediction_are_errors():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 1, 2]), torch.tensor([0, -5, 255]))
+    with pytest.raises(ValueError, match="label -5 "):
+        cm.compute()
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 3, 9]), torch.tensor([0, 1, 255]))  # the 9 sits on an ignored pixel: fine
+    with pytest.raises(ValueError, match="1 predicted labels are outside \\[0, 3\\)"):
+        cm.compute()
+
+
+def _reference(pred, target, k, ignore):
+    """Plain-Python confusion matrix and scores, written independently of the module under test."""
+    m = [[0] * k for _ in range(k)]
+    for p, t in zip(pred.flatten().tolist(), target.flatten().tolist(), strict=True):
+        if t != ignore:
+            m[t][p] += 1
+    iou, acc = [], []
+    for c in range(k):
+        tp, row, col = m[c][c], sum(m[c]), sum(m[r][c] for r in range(k))
+        union = row + col - tp
+        iou.append(tp / union if union else None)
+        if row:
+            acc.append(tp / row)
+    present = [v for v in iou if v is not None]
+    total = sum(map(sum, m))
+    return m, {"miou": sum(present) / k, "miou_present": sum(present) / len(present),
+               "pixel_acc": sum(m[c][c] for c in range(k)) / total, "mean_acc": sum(acc) / len(acc)}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_against_an_independent_implementation_on_random_maps(seed):
+    g = torch.Generator().manual_seed(seed)
+    k = 7
+    target = torch.randint(0, k - 2, (3, 11, 13), generator=g)  # the last two classes never appear in truth
+    target[torch.rand(target.shape, generator=g) < 0.2] = 255
+    pred = torch.randint(0, k - 1, target.shape, generator=g)  # class k-1 is never predicted: absent everywhere
+    cm = ConfusionMatrix(k)
+    cm.update(pred, target)
+    matrix, expected = _reference(pred, target, k, 255)
+    assert cm.matrix.tolist() == matrix
+    got = cm.compute()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+    assert math.isnan(got["per_class_iou"][f"class_{k - 1}"]) and got["per_class_iou"][f"class_{k - 2}"] == 0.0
+    assert all(0.0 <= got[key] <= 1.0 for key in expected)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from study.models.ppm import PyramidPooling
 
@@ -52,3 +53,35 @@ def test_bad_bins(bins):
 def test_bad_pool():
     with pytest.raises(ValueError, match="pool"):
         PyramidPooling(8, bins=(1,), pool="median")
+
+
+def _paper_ppm(x, ppm, bins, pool, reduction):
+    """The paper's module written out functionally with the weights of `ppm` (eval-mode BatchNorm)."""
+    h, w = x.shape[-2:]
+    outs = [x]
+    for i, b in enumerate(bins):
+        y = F.adaptive_avg_pool2d(x, b) if pool == "avg" else F.adaptive_max_pool2d(x, b)
+        if reduction:
+            conv, bn = ppm.branches[i][1], ppm.branches[i][2]
+            y = F.conv2d(y, conv.weight)
+            y = (y - bn.running_mean[:, None, None]) / torch.sqrt(bn.running_var[:, None, None] + bn.eps)
+            y = torch.relu(y * bn.weight[:, None, None] + bn.bias[:, None, None])
+        outs.append(F.interpolate(y, size=(h, w), mode="bilinear", align_corners=True))
+    return torch.cat(outs, 1)
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+@pytest.mark.parametrize("reduction", [True, False])
+def test_matches_a_functional_reference_with_the_same_weights(pool, reduction):
+    torch.manual_seed(1)
+    bins = (1, 2, 3, 6)
+    ppm = PyramidPooling(16, bins, pool=pool, reduction=reduction).eval()
+    for m in ppm.modules():  # non-trivial BatchNorm statistics and affine parameters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    x = torch.randn(2, 16, 13, 17)
+    with torch.no_grad():
+        assert torch.allclose(ppm(x), _paper_ppm(x, ppm, bins, pool, reduction), atol=1e-5)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
+_NONE = torch.iinfo(torch.int64).min  # "no offending label seen" for ConfusionMatrix.bad_example
+
 
 def scores(matrix: torch.Tensor, class_names: Sequence[str] | None = None) -> dict:
     """KxK confusion matrix (rows = truth, columns = prediction) -> mIoU (both conventions), accuracies, per class."""
@@ -36,8 +38,9 @@ def scores(matrix: torch.Tensor, class_names: Sequence[str] | None = None) -> di
 class ConfusionMatrix:
     """Accumulates a KxK confusion matrix over a split, skipping `ignore_index` pixels.
 
-    A truth label outside [0, K) that is not the ignore index is counted on the device (no host sync per update)
-    and raised as a ValueError by `compute()` / `check()`, so a miscount never goes unnoticed.
+    A truth label outside [0, K) that is not the ignore index, or a prediction outside [0, K) on a counted pixel,
+    is tallied on the device (no host sync per update) and raised as a ValueError by `compute()` / `check()`,
+    so a miscount never goes unnoticed. The matrix then holds only the in-range pixels.
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None):
@@ -45,7 +48,8 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
         self.bad = torch.zeros((), dtype=torch.int64, device=device)
-        self.bad_example = torch.full((), -1, dtype=torch.int64, device=device)
+        self.bad_example = torch.full((), _NONE, dtype=torch.int64, device=device)
+        self.bad_pred = torch.zeros((), dtype=torch.int64, device=device)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         if pred.shape != target.shape:
@@ -56,25 +60,33 @@ class ConfusionMatrix:
         if self.matrix.device != target.device:
             self.matrix = self.matrix.to(target.device)
             self.bad, self.bad_example = self.bad.to(target.device), self.bad_example.to(target.device)
+            self.bad_pred = self.bad_pred.to(target.device)
+        pred = pred.to(target.device)
         k = self.num_classes
         keep = target != self.ignore_index
         out_of_range = keep & ((target < 0) | (target >= k))
         self.bad += out_of_range.sum()
-        self.bad_example = torch.maximum(self.bad_example, torch.where(out_of_range, target, -1).amax())
-        valid = keep & ~out_of_range & (pred >= 0) & (pred < k)
+        # the largest offending label seen so far (_NONE while there is none), kept on the device
+        self.bad_example = torch.maximum(self.bad_example, torch.where(out_of_range, target, _NONE).amax())
+        pred_ok = (pred >= 0) & (pred < k)
+        self.bad_pred += (keep & ~out_of_range & ~pred_ok).sum()
+        valid = keep & ~out_of_range & pred_ok
         self.matrix += torch.bincount(target[valid] * k + pred[valid], minlength=k * k).reshape(k, k)
 
     def check(self) -> None:
-        """Raise if any update saw a label outside [0, K) that is not the ignore index (one host sync)."""
-        bad = int(self.bad)
+        """Raise if any update saw a label or prediction outside [0, K) on a counted pixel (one host sync)."""
+        bad, bad_pred = int(self.bad), int(self.bad_pred)
         if bad:
             raise ValueError(f"{bad} target pixels have label {int(self.bad_example)} (or another) outside "
                              f"[0, {self.num_classes}) and are not the ignore index {self.ignore_index}")
+        if bad_pred:
+            raise ValueError(f"{bad_pred} predicted labels are outside [0, {self.num_classes})")
 
     def reset(self) -> None:
         self.matrix.zero_()
         self.bad.zero_()
-        self.bad_example.fill_(-1)
+        self.bad_example.fill_(_NONE)
+        self.bad_pred.zero_()
 
     def compute(self, class_names: Sequence[str] | None = None) -> dict:
         self.check()
