@@ -107,3 +107,18 @@ def test_report_path_never_imports_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_search_studies_get_history_and_importances(tmp_path):
+    study = fabricate(tmp_path / "results", {"FCN": [0.5], "B1-AVE": [0.6]}, name="srch", paper_table=None,
+                      baseline=None)
+    manifest = study / "study.json"
+    manifest.write_text(manifest.read_text().replace('"kind": "grid"', '"kind": "search"'))
+    (study / "trials.csv").write_text("number,value,state,params_train.lr\n0,0.5,TrialState.COMPLETE,0.01\n"
+                                      "1,0.6,TrialState.COMPLETE,0.02\n2,,TrialState.PRUNED,0.03\n")
+    (study / "importances.json").write_text('{"train.lr": 0.7, "model.pool": 0.3}')
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    md = (out / "srch" / "index.md").read_text()
+    assert "figures/search_history.png" in md and "figures/importances.png" in md
+    assert (out / "srch" / "figures" / "importances.png").stat().st_size > 1000
