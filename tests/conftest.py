@@ -17,6 +17,17 @@ TINY = [
 ]
 
 
+def write_tiny_yaml(path, extra: tuple[str, ...] = ()):
+    """The tiny config (plus dotted overrides) as a YAML run config file."""
+    sections: dict[str, list[str]] = {}
+    for item in [*TINY, *extra]:
+        key, value = item.split("=", 1)
+        section, name = key.split(".")
+        sections.setdefault(section, []).append(f"  {name}: {value}")
+    path.write_text("".join(f"{s}:\n" + "\n".join(lines) + "\n" for s, lines in sections.items()))
+    return path
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     def make(*overrides: str):

@@ -3,21 +3,14 @@
 import json
 
 import pytest
-from conftest import TINY  # noqa: I001
+from conftest import write_tiny_yaml  # noqa: I001
 
 from study.__main__ import main
 
 
 @pytest.fixture
 def config(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    sections: dict[str, list[str]] = {}
-    for item in TINY:
-        key, value = item.split("=", 1)
-        section, name = key.split(".")
-        sections.setdefault(section, []).append(f"  {name}: {value}")
-    path.write_text("".join(f"{s}:\n" + "\n".join(lines) + "\n" for s, lines in sections.items()))
-    return path
+    return write_tiny_yaml(tmp_path / "tiny.yaml")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY  # noqa: I001
+from conftest import write_tiny_yaml  # noqa: I001
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["variant", "seed", "status", "miou", "miou_present", "pixel_acc", "mean_acc", "config_hash"]
@@ -17,13 +17,8 @@ COLUMNS = ["variant", "seed", "status", "miou", "miou_present", "pixel_acc", "me
 
 @pytest.fixture
 def study_file(tmp_path):
-    lines: dict[str, list[str]] = {}
-    for item in TINY + ["train.steps=24", "train.checkpoint_every=4", "train.log_every=4", "bench.enabled=false",
-                        "eval.qualitative=1"]:
-        key, value = item.split("=", 1)
-        section, name = key.split(".")
-        lines.setdefault(section, []).append(f"  {name}: {value}")
-    (tmp_path / "tiny.yaml").write_text("".join(f"{s}:\n" + "\n".join(v) + "\n" for s, v in lines.items()))
+    write_tiny_yaml(tmp_path / "tiny.yaml", ("train.steps=24", "train.checkpoint_every=4", "train.log_every=4",
+                                             "bench.enabled=false", "eval.qualitative=1"))
     path = tmp_path / "study.yaml"
     path.write_text("name: e2e\nbase_config: tiny.yaml\nbaseline: FCN\nseeds: [0, 1]\nvariants:\n"
                     "  FCN: {model.ppm: false}\n  B1236-AVE: {model.bins: [1, 2, 3, 6]}\n")
