@@ -128,7 +128,7 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
     except ConfigError:
         raise
     except NonFiniteLoss as e:
-        status, error = "failed", str(e)
+        status, error, curves = "failed", str(e), e.curves
     except Exception as e:  # noqa: BLE001 - any training error ends in a failed record, not a lost run
         status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         atomic_write_text(folder / "error.txt", traceback.format_exc())

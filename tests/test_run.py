@@ -89,6 +89,8 @@ def test_non_finite_loss_fails_the_run_with_a_reason(tiny_cfg):
     cfg = tiny_cfg("train.lr=1e30", "train.log_every=1", "bench.enabled=false")
     rec = run_one(cfg)
     assert rec.status == "failed" and "non-finite loss" in rec.error
+    steps = [c["step"] for c in rec.curves]
+    assert steps == list(range(1, len(steps) + 1)) and f"and {len(steps) + 1} " in rec.error  # curve up to the blow-up
     assert json.loads((folder(cfg) / "record.json").read_text())["status"] == "failed"
 
 

@@ -26,7 +26,11 @@ from study.train.optim import build_optimizer, set_lr
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; `curves` holds what was logged before."""
+
+    def __init__(self, message: str, curves: list[dict[str, Any]]):
+        super().__init__(message)
+        self.curves = curves
 
 
 @dataclass
@@ -135,7 +139,8 @@ def train(model: torch.nn.Module, train_set: Dataset, cfg: Config, device: torch
         if done % tc.log_every == 0 or done == tc.steps:
             mean_loss = float(running / (done - window_start))  # the one host sync per log window
             if not bool(finite) or not math.isfinite(mean_loss):
-                raise NonFiniteLoss(f"non-finite loss between steps {window_start + 1} and {done} (lr {lr:.3g})")
+                raise NonFiniteLoss(f"non-finite loss between steps {window_start + 1} and {done} (lr {lr:.3g})",
+                                    result.curves)
             now = time.perf_counter()
             img_s = (done - window_start) * tc.batch_size * world / max(now - window_time, 1e-9)
             result.curves.append({"step": done, "epoch": round(done / sampler.per_epoch, 4), "loss": mean_loss,
