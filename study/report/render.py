@@ -115,7 +115,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
                                     f"{th.get('dtype')}, channels_last {th.get('channels_last')}, compile "
                                     f"{th.get('compile')}, device {th.get('device')}, torch threads {threads} (inside the "
                                     f"study run, next to its other workers); memory: "
-                                    f"{th.get('memory_kind', '')}; FLOPs: {th.get('flop_counter', '')}."))
+                                    f"{th.get('memory_kind') or 'n/a'}; FLOPs: {th.get('flop_counter') or 'n/a'}."))
 
     # paper beside measured
     if paper is not None:
