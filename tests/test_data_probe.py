@@ -73,3 +73,56 @@ def test_dataset_items_and_classes():
     assert extras.num_classes == 8 and "skyscraper" in extras.class_names
     with pytest.raises(ValueError, match="probe: unknown split"):
         build_dataset(cfg, "nope")
+
+
+def test_extra_classes_follow_their_rules():
+    """Towers: one texture, class by height; pillows lie on beds and carry the bed's stripes, brighter."""
+    seen = {synthetic.BUILDING: set(), synthetic.SKYSCRAPER: set()}
+    pillows = 0
+    for index in range(80):
+        image, label, _ = synthetic.render_scene(0, "val", index, extras=True)
+        for cls in seen:
+            rows = np.nonzero((label == cls).any(axis=1))[0]
+            if len(rows):
+                height = rows[-1] - rows[0] + 1  # towers are drawn last but one: only beds can cover them
+                assert (height <= 32) if cls == synthetic.BUILDING else (height >= 33)
+                seen[cls] |= {tuple(v) for v in np.unique(image[label == cls].reshape(-1, 3), axis=0).tolist()}
+        if (label == synthetic.PILLOW).any():
+            pillows += 1
+            ys, xs = np.nonzero(label == synthetic.PILLOW)
+            box = label[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]  # pillows lie inside the bed
+            assert (label == synthetic.BED).any() and set(np.unique(box).tolist()) <= {synthetic.BED, synthetic.PILLOW}
+            assert image[label == synthetic.PILLOW].mean() > image[label == synthetic.BED].mean()
+    assert seen[synthetic.BUILDING] and seen[synthetic.BUILDING] == seen[synthetic.SKYSCRAPER] and pillows >= 5
+
+
+@pytest.mark.parametrize("size", [(16, 16), (24, 40), (64, 64)])
+def test_small_scenes_render(size):
+    for index in range(20):
+        image, label, _ = synthetic.render_scene(0, "train", index, size=size, extras=True)
+        assert image.shape == (*size, 3) and label.shape == size
+
+
+def test_dataset_items_repeat_and_differ():
+    cfg = DataConfig(train_size=4, val_size=2, image_size=(64, 96))
+    a, b = build_dataset(cfg, "val"), build_dataset(cfg, "val")
+    assert a[1][0].shape == (3, 64, 96)
+    assert torch.equal(a[1][0], b[1][0]) and torch.equal(a[1][1], b[1][1])
+    assert not torch.equal(a[0][0], a[1][0])
+    test = build_dataset(cfg, "test")
+    assert len(test) == 2 and not test.train and not torch.equal(test[0][0], a[0][0])
+
+
+def test_seed_worker_makes_augmentation_repeat():
+    import random
+
+    from study.data.build import seed_worker
+
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        seed_worker(0)
+        draws.append((random.random(), float(np.random.rand())))
+    torch.manual_seed(8)
+    seed_worker(0)
+    assert draws[0] == draws[1] and draws[0][0] != random.random()

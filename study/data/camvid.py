@@ -24,10 +24,20 @@ def open_camvid(cfg: DataConfig, split: str, train: bool) -> FilePairDataset:
             parts = line.split()
             if len(parts) != 2:
                 raise DatasetError(f"{listing}:{n}: expected 'image annotation', got {line!r}")
-            pairs.append((root / parts[0].lstrip("/"), root / parts[1].lstrip("/")))
+            pairs.append((_listed(root, parts[0]), _listed(root, parts[1])))
     else:
         images = require_dir(root / split, f"CamVid '{split}' image")
         masks = require_dir(root / f"{split}annot", f"CamVid '{split}' annotation")
         pairs = pair_by_stem(images, masks)
     table = label_table({i: i for i in range(11)}, ignore_raw=(11,), ignore_index=cfg.ignore_index)
     return FilePairDataset("camvid", split, pairs, table, CLASSES, PALETTE, cfg, train, root)
+
+
+def _listed(root: Path, entry: str) -> Path:
+    """A list-file path under `root`; SegNet's own lists (/SegNet/CamVid/train/x.png) resolve by folder/name."""
+    path = root / entry.lstrip("/")
+    if not path.is_file():
+        short = root / Path(entry).parent.name / Path(entry).name
+        if short.is_file():
+            return short
+    return path
