@@ -1,0 +1,52 @@
+"""The throughput protocol: FLOP counting against hand-computed values, percentiles, and the reported fields."""
+
+import torch
+from torch import nn
+
+from study.bench import _percentile, benchmark, count_flops, peak_tflops
+from study.config import load_config
+
+
+class TwoConvs(nn.Module):
+    """A stand-in with a `ppm` submodule: 1x1 conv 3->4, then the 'pyramid' 1x1 conv 4->2."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1, bias=False)
+        self.ppm = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        return {"out": self.ppm(self.stem(x))}
+
+
+def test_flops_of_the_model_and_of_its_pyramid():
+    total, ppm = count_flops(TwoConvs(), torch.zeros(1, 3, 8, 8))
+    assert ppm == 2 * 4 * 2 * 64  # 2 x Cin x Cout x H x W for a 1x1 convolution
+    assert total == 2 * 3 * 4 * 64 + ppm
+
+
+def test_percentile_interpolates_between_ranks():
+    values = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert _percentile(values, 50) == 3.0
+    assert _percentile(values, 95) == 4.8
+    assert _percentile([7.0], 95) == 7.0
+
+
+def test_no_mfu_without_a_known_gpu():
+    assert peak_tflops(torch.device("cpu")) is None
+
+
+def test_benchmark_reports_the_protocol_and_leaves_the_weights_alone():
+    cfg = load_config(None, ["bench.batch_size=2", "bench.image_size=[16, 16]", "bench.warmup=1", "bench.iters=2",
+                             "bench.repeats=3", "bench.latency_iters=4"])
+    model = TwoConvs()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    t = benchmark(model, cfg, torch.device("cpu"), num_classes=2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert t["train_img_s_min"] <= t["train_img_s"] <= t["train_img_s_max"]
+    assert t["infer_img_s_min"] <= t["infer_img_s"] <= t["infer_img_s_max"] and t["infer_img_s"] > 0
+    assert 0 < t["latency_ms_p50"] <= t["latency_ms_p95"]
+    assert t["params_m"] == (12 + 8) / 1e6
+    assert t["gflops"] == (2 * 3 * 4 + 2 * 4 * 2) * 256 / 1e9 and t["ppm_gflops"] == 2 * 4 * 2 * 256 / 1e9
+    assert t["mfu"] is None and t["dtype"] == "float32" and t["device"] == "cpu" and t["peak_mem_mb"] > 0
+    assert t["batch_size"] == 2 and t["image_size"] == [16, 16] and "ru_maxrss" in t["memory_kind"]
