@@ -41,12 +41,12 @@ def cmd_run(argv: list[str]) -> int:
 def cmd_evaluate(argv: list[str]) -> int:
     import torch
 
+    from study.atomic import atomic_write_text
     from study.config import apply_overrides, from_dict
     from study.data.build import build_dataset
     from study.env import pick_device
     from study.evaluate.predict import evaluate
     from study.models.build import build_model
-    from study.record import atomic_write_text
 
     p = argparse.ArgumentParser(prog="python -m study evaluate")
     p.add_argument("--checkpoint", required=True, help="model.pt written by a run")
@@ -88,12 +88,12 @@ def cmd_evaluate(argv: list[str]) -> int:
 def cmd_bench(argv: list[str]) -> int:
     from tabulate import tabulate
 
+    from study.atomic import atomic_write_text
     from study.bench import benchmark
     from study.config import load_config
     from study.data.build import build_dataset
     from study.env import pick_device, seed_everything
     from study.models.build import build_model
-    from study.record import atomic_write_text
 
     p = argparse.ArgumentParser(prog="python -m study bench")
     p.add_argument("config")

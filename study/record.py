@@ -5,13 +5,17 @@ This module must not import torch: reports render from copied results on machine
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
-import os
-import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from study.atomic import atomic_write_text
 
 STATUSES = ("completed", "failed", "pruned", "running")
 RECORD_FILE = "record.json"
@@ -61,6 +65,25 @@ class RunRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def pack_counts(counts: np.ndarray) -> dict[str, Any]:
+    """An (images x classes) count matrix as compact JSON: zlib-compressed little-endian uint32, base64."""
+    a = np.asarray(counts)
+    if a.ndim != 2 or (a.size and (a.min() < 0 or a.max() >= 2**32)):
+        raise ValueError(f"pack_counts: expected a 2-D array of counts below 2**32, got shape {a.shape}")
+    data = zlib.compress(np.ascontiguousarray(a, dtype="<u4").tobytes(), 6)
+    return {"shape": [int(a.shape[0]), int(a.shape[1])], "uint32_zlib_b64": base64.b64encode(data).decode()}
+
+
+def unpack_counts(packed: dict[str, Any]) -> np.ndarray:
+    """The (images x classes) int64 matrix that pack_counts stored."""
+    try:
+        rows, cols = (int(v) for v in packed["shape"])
+        raw = zlib.decompress(base64.b64decode(packed["uint32_zlib_b64"]))
+        return np.frombuffer(raw, dtype="<u4").reshape(rows, cols).astype(np.int64)
+    except (KeyError, TypeError, ValueError, zlib.error) as e:
+        raise ValueError(f"per-image counts: unreadable ({e})") from None
+
+
 def run_id(variant: str, seed: int) -> str:
     return f"{variant}__s{seed}"
 
@@ -68,26 +91,6 @@ def run_id(variant: str, seed: int) -> str:
 def run_dir(out_dir: str | Path, study: str, variant: str, seed: int) -> Path:
     """The one stable folder of a (study, variant, seed) cell."""
     return Path(out_dir) / study / "runs" / run_id(variant, seed)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def write_record(record: RunRecord, folder: str | Path) -> Path:

@@ -12,13 +12,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from study.atomic import atomic_write_text, atomic_write_with
 from study.bench import benchmark
 from study.config import Config, ConfigError, config_hash
 from study.data.build import build_dataset
 from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate
 from study.models.build import build_model
-from study.record import RECORD_FILE, RunRecord, atomic_write_text, read_record, run_dir, run_id, write_record
+from study.record import RECORD_FILE, RunRecord, read_record, run_dir, run_id, write_record
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT
 from study.train.loop import NonFiniteLoss, train
@@ -146,7 +147,6 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
 
 
 def _save_model(path: Path, model: torch.nn.Module, cfg: Config, dataset) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "class_names": list(dataset.class_names),
-                "palette": [list(c) for c in dataset.palette]}, tmp)
-    tmp.replace(path)
+    state = {"model": model.state_dict(), "config": cfg.to_dict(), "class_names": list(dataset.class_names),
+             "palette": [list(c) for c in dataset.palette]}
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))

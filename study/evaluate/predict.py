@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from study.atomic import atomic_write_with
 from study.config import EvalConfig
 from study.data.transforms import colorize, denormalize
 from study.evaluate.metrics import ConfusionMatrix
@@ -125,7 +126,4 @@ def save_strip(path: Path, image: torch.Tensor, truth: torch.Tensor, pred: torch
     """image | truth | prediction side by side, palette colours, written atomically."""
     strip = np.concatenate([denormalize(image), colorize(truth.cpu().numpy(), palette, ignore_index),
                             colorize(pred.cpu().numpy(), palette, ignore_index)], axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(strip).save(tmp, format="PNG")
-    tmp.replace(path)
+    atomic_write_with(path, lambda tmp: Image.fromarray(strip).save(tmp, format="PNG"))

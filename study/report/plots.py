@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from study.record import atomic_write_bytes  # noqa: E402
+from study.atomic import atomic_write_bytes  # noqa: E402
 
 DPI = 100
 plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 9, "svg.hashsalt": "pspnet-study"})

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from study.record import atomic_write_bytes, atomic_write_text
+from study.atomic import atomic_write_bytes, atomic_write_text
 from study.report import plots
 from study.results.claims import judge_claims, load_paper_table
 from study.results.stats import MIN_SEEDS, summarize

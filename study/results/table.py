@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from study.record import RECORD_FILE, RunRecord, atomic_write_bytes, atomic_write_text, read_record
+from study.atomic import atomic_write_bytes, atomic_write_text
+from study.record import RECORD_FILE, RunRecord, read_record
 
 AXES = ("backbone", "depth", "ppm", "bins", "pool", "reduction", "aux_weight", "output_stride", "augment", "crop",
         "steps", "batch", "lr", "data")

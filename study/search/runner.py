@@ -36,8 +36,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from study.atomic import atomic_write_text
 from study.config import ConfigError, config_hash
-from study.record import RECORD_FILE, RunRecord, atomic_write_text, read_record, run_dir, run_id, write_record
+from study.record import RECORD_FILE, RunRecord, read_record, run_dir, run_id, write_record
 from study.search.space import (
     StudySpec,
     cell_config,
