@@ -39,7 +39,8 @@ class ModelConfig:
     ppm: bool = True  # false (or bins=[]) gives the dilated-FCN baseline
     bins: tuple[int, ...] = (1, 2, 3, 6)
     pool: str = "avg"  # avg | max
-    reduction: bool = True  # 1x1 conv to C/len(bins) per branch (DR)
+    reduction: bool = True  # DR: each branch's 1x1 conv gives C/len(bins) channels (without DR: C)
+    ppm_branch: str = "conv"  # conv: pool -> 1x1 conv -> BN -> ReLU (paper); raw: pooled maps as they are (no paper row)
     align_corners: bool = True
     head_channels: int = 512
     aux_channels: int = 256
@@ -52,6 +53,9 @@ class ModelConfig:
         _check(all(b >= 1 for b in self.bins), "model.bins", "every bin must be >= 1")
         _check(len(set(self.bins)) == len(self.bins), "model.bins", "bins must be distinct")
         _check(self.pool in ("avg", "max"), "model.pool", "must be 'avg' or 'max'")
+        _check(self.ppm_branch in ("conv", "raw"), "model.ppm_branch", "must be 'conv' or 'raw'")
+        _check(not (self.ppm_branch == "raw" and self.reduction and self.pyramid_bins), "model.ppm_branch",
+               "raw branches concatenate pooled maps at full width: set model.reduction=false")
         _check(self.head_channels >= 1, "model.head_channels", "must be >= 1")
         _check(self.aux_channels >= 1, "model.aux_channels", "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")

@@ -8,7 +8,7 @@ from study.models.ppm import PyramidPooling
 def test_output_is_input_then_branches_in_bin_order():
     torch.manual_seed(0)
     x = torch.randn(2, 8, 12, 12)
-    ppm = PyramidPooling(8, bins=(1, 2, 3, 6), pool="avg", reduction=False).eval()
+    ppm = PyramidPooling(8, bins=(1, 2, 3, 6), pool="avg", reduction=False, branch="raw").eval()
     y = ppm(x)
     assert y.shape == (2, 8 * 5, 12, 12)
     assert torch.equal(y[:, :8], x)
@@ -24,12 +24,35 @@ def test_reduction_gives_c_over_n_channels_per_branch():
     assert PyramidPooling(64, bins=(1,), reduction=True).out_channels == 128
 
 
+def test_without_dr_every_branch_keeps_conv_bn_relu_at_full_width():
+    # the official code with one bin: pool -> 1x1 conv (C -> C) -> BN -> ReLU; DR only changes the width
+    ppm = PyramidPooling(64, bins=(1, 2, 3, 6), reduction=False)
+    assert ppm.out_channels == 64 * 5 and ppm(torch.randn(2, 64, 9, 9)).shape == (2, 320, 9, 9)
+    for branch in ppm.branches:
+        kinds = [type(m).__name__ for m in branch]
+        assert kinds[1:] == ["Conv2d", "BatchNorm2d", "ReLU"]
+        assert branch[1].in_channels == 64 and branch[1].out_channels == 64
+    # the branch is normalised: after ReLU the outputs are >= 0 and the raw global max does not pass through
+    x = torch.randn(4, 64, 9, 9) * 5
+    y = PyramidPooling(64, bins=(1,), pool="max", reduction=False).train()(x)
+    assert (y[:, 64:] >= 0).all() and not torch.allclose(y[:, 64:], x.amax((2, 3), keepdim=True).expand_as(x))
+
+
+def test_raw_branches_are_a_separate_option_without_parameters():
+    ppm = PyramidPooling(8, bins=(1, 2), reduction=False, branch="raw")
+    assert ppm.out_channels == 24 and sum(p.numel() for p in ppm.parameters()) == 0
+    with pytest.raises(ValueError, match="reduction"):
+        PyramidPooling(8, bins=(1, 2), reduction=True, branch="raw")
+    with pytest.raises(ValueError, match="branch"):
+        PyramidPooling(8, bins=(1, 2), branch="identity")
+
+
 def test_max_vs_avg_on_a_hand_built_tensor():
     # one channel, 4x4: the top-left 2x2 quadrant holds 1, 2, 3, 10; the rest is 0
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 0, 0], x[0, 0, 0, 1], x[0, 0, 1, 0], x[0, 0, 1, 1] = 1.0, 2.0, 3.0, 10.0
-    avg = PyramidPooling(1, bins=(1, 2), pool="avg", reduction=False)(x)
-    mx = PyramidPooling(1, bins=(1, 2), pool="max", reduction=False)(x)
+    avg = PyramidPooling(1, bins=(1, 2), pool="avg", reduction=False, branch="raw")(x)
+    mx = PyramidPooling(1, bins=(1, 2), pool="max", reduction=False, branch="raw")(x)
     assert torch.allclose(avg[0, 1], torch.full((4, 4), 16 / 16))  # global mean = 16 / 16
     assert torch.allclose(mx[0, 1], torch.full((4, 4), 10.0))
     # bin 2 with align_corners: the corners of the upsampled map are the four cells exactly
@@ -39,8 +62,8 @@ def test_max_vs_avg_on_a_hand_built_tensor():
 
 def test_align_corners_switch_changes_upsampling():
     x = torch.arange(36.0).reshape(1, 1, 6, 6)
-    a = PyramidPooling(1, bins=(2,), reduction=False, align_corners=True)(x)
-    b = PyramidPooling(1, bins=(2,), reduction=False, align_corners=False)(x)
+    a = PyramidPooling(1, bins=(2,), reduction=False, align_corners=True, branch="raw")(x)
+    b = PyramidPooling(1, bins=(2,), reduction=False, align_corners=False, branch="raw")(x)
     assert not torch.allclose(a, b)
 
 
@@ -55,13 +78,13 @@ def test_bad_pool():
         PyramidPooling(8, bins=(1,), pool="median")
 
 
-def _paper_ppm(x, ppm, bins, pool, reduction):
+def _paper_ppm(x, ppm, bins, pool, raw):
     """The paper's module written out functionally with the weights of `ppm` (eval-mode BatchNorm)."""
     h, w = x.shape[-2:]
     outs = [x]
     for i, b in enumerate(bins):
         y = F.adaptive_avg_pool2d(x, b) if pool == "avg" else F.adaptive_max_pool2d(x, b)
-        if reduction:
+        if not raw:
             conv, bn = ppm.branches[i][1], ppm.branches[i][2]
             y = F.conv2d(y, conv.weight)
             y = (y - bn.running_mean[:, None, None]) / torch.sqrt(bn.running_var[:, None, None] + bn.eps)
@@ -71,11 +94,11 @@ def _paper_ppm(x, ppm, bins, pool, reduction):
 
 
 @pytest.mark.parametrize("pool", ["avg", "max"])
-@pytest.mark.parametrize("reduction", [True, False])
-def test_matches_a_functional_reference_with_the_same_weights(pool, reduction):
+@pytest.mark.parametrize("reduction, branch", [(True, "conv"), (False, "conv"), (False, "raw")])
+def test_matches_a_functional_reference_with_the_same_weights(pool, reduction, branch):
     torch.manual_seed(1)
     bins = (1, 2, 3, 6)
-    ppm = PyramidPooling(16, bins, pool=pool, reduction=reduction).eval()
+    ppm = PyramidPooling(16, bins, pool=pool, reduction=reduction, branch=branch).eval()
     for m in ppm.modules():  # non-trivial BatchNorm statistics and affine parameters
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_()
@@ -84,4 +107,4 @@ def test_matches_a_functional_reference_with_the_same_weights(pool, reduction):
             m.bias.data.normal_()
     x = torch.randn(2, 16, 13, 17)
     with torch.no_grad():
-        assert torch.allclose(ppm(x), _paper_ppm(x, ppm, bins, pool, reduction), atol=1e-5)
+        assert torch.allclose(ppm(x), _paper_ppm(x, ppm, bins, pool, branch == "raw"), atol=1e-5)

@@ -17,22 +17,32 @@ def _pool(kind: str, bin_size: int) -> nn.Module:
     raise ValueError(f"pool: must be 'avg' or 'max', got {kind!r}")
 
 
-class PyramidPooling(nn.Module):
-    """Pools x into bin x bin grids, optionally reduces each to C/N channels, upsamples, concatenates with x.
+BRANCHES = ("conv", "raw")
 
-    forward(x) = cat([x, branch_1(x), ..., branch_N(x)], dim=1); each branch is adaptive avg|max pooling, then
-    (reduction) 1x1 conv without bias to in_channels // N + BatchNorm + ReLU, then bilinear upsampling to x's size.
-    Without reduction the pooled map is upsampled as it is, so the output has C * (1 + N) channels.
+
+class PyramidPooling(nn.Module):
+    """Pools x into bin x bin grids, projects each with 1x1 conv + BN + ReLU, upsamples, concatenates with x.
+
+    forward(x) = cat([x, branch_1(x), ..., branch_N(x)], dim=1); each branch is adaptive avg|max pooling, then a
+    1x1 conv without bias + BatchNorm + ReLU, then bilinear upsampling to x's size. `reduction` (the paper's DR)
+    sets the branch width only: C // N with DR (output 2C), C without (output C * (1 + N)), as the official code
+    does with one bin. `branch="raw"` concatenates the raw pooled maps (no conv, BN or ReLU; full width, so no
+    DR): a separate option for study that maps to no row of the paper.
     """
 
     def __init__(self, in_channels: int, bins: Sequence[int] = (1, 2, 3, 6), pool: str = "avg",
-                 reduction: bool = True, align_corners: bool = True):
+                 reduction: bool = True, align_corners: bool = True, branch: str = "conv"):
         super().__init__()
         if not bins:
             raise ValueError("bins: the pyramid needs at least one bin (use no PyramidPooling for the FCN)")
         if any(b < 1 for b in bins):
             raise ValueError(f"bins: every bin must be >= 1, got {tuple(bins)}")
+        if branch not in BRANCHES:
+            raise ValueError(f"branch: must be one of {BRANCHES}, got {branch!r}")
+        if branch == "raw" and reduction:
+            raise ValueError("branch 'raw' concatenates pooled maps at full width: it takes no reduction (DR)")
         self.bins = tuple(bins)
+        self.branch = branch
         self.pool = pool
         self.reduction = reduction
         self.align_corners = align_corners
@@ -42,7 +52,7 @@ class PyramidPooling(nn.Module):
         branches = []
         for b in self.bins:
             layers: list[nn.Module] = [_pool(pool, b)]
-            if reduction:
+            if branch == "conv":
                 layers += [nn.Conv2d(in_channels, branch_channels, 1, bias=False), nn.BatchNorm2d(branch_channels),
                            nn.ReLU(inplace=True)]
             branches.append(nn.Sequential(*layers))
