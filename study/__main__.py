@@ -39,14 +39,7 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    import torch
-
-    from study.atomic import atomic_write_text
-    from study.config import apply_overrides, from_dict
-    from study.data.build import build_dataset
-    from study.env import pick_device
-    from study.evaluate.predict import evaluate
-    from study.models.build import build_model
+    from study.run import evaluate_model_file
 
     p = argparse.ArgumentParser(prog="python -m study evaluate")
     p.add_argument("--checkpoint", required=True, help="model.pt written by a run")
@@ -55,33 +48,11 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--out", help="JSON file for the metrics (default: next to the checkpoint)")
     p.add_argument("overrides", nargs="*", help="e.g. eval.mode=slide")
     args = p.parse_args(argv)
-    path = Path(args.checkpoint)
-    if not path.is_file():
-        return _fail(f"{path}: checkpoint not found")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        config, state = saved["config"], saved["model"]
-    except Exception as e:  # noqa: BLE001
-        return _fail(f"{path}: not a model file written by `python -m study run` ({str(e).splitlines()[0]})")
-    extra = list(args.overrides)
-    if args.data_root:
-        extra.append(f"data.root={args.data_root}")
-    config["model"]["pretrained"] = ""
-    cfg = from_dict(apply_overrides(config, extra))
-    split = args.split or cfg.data.val_split
-    dataset = build_dataset(cfg.data, split, train=False)
-    device = pick_device(cfg.run.device)
-    model = build_model(cfg.model, dataset.num_classes)
-    model.load_state_dict(state)
-    metrics = evaluate(model.to(device), dataset, cfg.eval, device, None, cfg.data.workers)
-    result = {"checkpoint": str(path), "data": cfg.data.name, "split": split, "images": len(dataset),
-              "eval_mode": cfg.eval.mode, **{k: metrics[k] for k in ("miou", "miou_present", "pixel_acc",
-                                                                     "mean_acc", "per_class_iou")}}
-    out = Path(args.out) if args.out else path.with_name(f"eval_{cfg.data.name}_{split}_{cfg.eval.mode}.json")
-    atomic_write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(f"{cfg.data.name} {split} ({len(dataset)} images, {cfg.eval.mode}): mIoU {100 * metrics['miou']:.2f}  "
-          f"mIoU(present) {100 * metrics['miou_present']:.2f}  pixel acc {100 * metrics['pixel_acc']:.2f}  "
-          f"mean acc {100 * metrics['mean_acc']:.2f}  -> {out}")
+    result, out = evaluate_model_file(Path(args.checkpoint), data_root=args.data_root, split=args.split,
+                                      overrides=args.overrides, out=Path(args.out) if args.out else None)
+    print(f"{result['data']} {result['split']} ({result['images']} images, {result['eval_mode']}): "
+          f"mIoU {100 * result['miou']:.2f}  mIoU(present) {100 * result['miou_present']:.2f}  "
+          f"pixel acc {100 * result['pixel_acc']:.2f}  mean acc {100 * result['mean_acc']:.2f}  -> {out}")
     return 0
 
 
@@ -89,11 +60,8 @@ def cmd_bench(argv: list[str]) -> int:
     from tabulate import tabulate
 
     from study.atomic import atomic_write_text
-    from study.bench import benchmark
     from study.config import load_config
-    from study.data.build import build_dataset
-    from study.env import pick_device, seed_everything
-    from study.models.build import build_model
+    from study.run import bench_config
 
     p = argparse.ArgumentParser(prog="python -m study bench")
     p.add_argument("config")
@@ -101,15 +69,7 @@ def cmd_bench(argv: list[str]) -> int:
     p.add_argument("--out", help="JSON file (default results/bench/<variant>.json)")
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    seed_everything(cfg.run.seed, cfg.run.deterministic)
-    if cfg.run.threads:
-        import torch
-
-        torch.set_num_threads(cfg.run.threads)
-    device = pick_device(cfg.run.device)
-    num_classes = build_dataset(cfg.data, cfg.data.val_split, train=False).num_classes
-    model = build_model(cfg.model, num_classes).to(device)
-    result = benchmark(model, cfg, device, num_classes)
+    result = bench_config(cfg)
     rows = [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in result.items()]
     print(tabulate(rows, headers=["measure", "value"]))
     out = Path(args.out) if args.out else Path(cfg.run.out_dir) / "bench" / f"{cfg.run.variant}.json"

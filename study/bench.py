@@ -7,7 +7,6 @@ parameters, FLOPs per image from torch.utils.flop_counter (the pyramid's own sha
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import resource
 import statistics
@@ -15,10 +14,11 @@ import time
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from study.config import Config
+from study.env import amp_context, amp_dtype
+from study.train.losses import segmentation_loss
 
 # Dense bf16 tensor-core peaks (TFLOP/s) for model-FLOPs utilisation.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
@@ -71,7 +71,7 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     runner = torch.compile(model) if tc.compile else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and tc.amp else contextlib.nullcontext()
+    autocast = amp_context(device, tc.amp)
     h, w = bc.image_size
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(bc.batch_size, 3, h, w, generator=g).to(device).contiguous(memory_format=memory_format)
@@ -86,9 +86,7 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
     def train_step() -> None:
         with autocast:
             out = runner(x)
-        loss = F.cross_entropy(out["out"].float(), y)
-        if "aux" in out:
-            loss = loss + 0.4 * F.cross_entropy(out["aux"].float(), y)
+        loss = segmentation_loss(out, y, cfg.model.aux_weight, cfg.data.ignore_index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -140,7 +138,7 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
                         "not counted)",
         "batch_size": bc.batch_size,
         "image_size": list(bc.image_size),
-        "dtype": "bfloat16" if cuda and tc.amp else "float32",
+        "dtype": amp_dtype(device, tc.amp),
         "channels_last": tc.channels_last,
         "compile": tc.compile,
         "device": str(device),

@@ -122,7 +122,7 @@ class TrainConfig:
     """The optimisation recipe (paper defaults)."""
 
     steps: int = 800  # iteration budget
-    batch_size: int = 8
+    batch_size: int = 8  # the global batch, split across DDP ranks (as in the paper)
     lr: float = 0.01
     head_lr_mult: float = 10.0  # new layers (pyramid, heads) learn this much faster
     momentum: float = 0.9
@@ -131,7 +131,7 @@ class TrainConfig:
     eval_every: int = 0  # evaluate on val every N steps (0: only at the end)
     log_every: int = 50
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
-    amp: bool = True  # bf16 autocast on CUDA (CPU always runs fp32)
+    amp: bool = True  # bf16 autocast where the hardware has bf16 (CUDA, CPUs with AVX-512 BF16 / AMX)
     channels_last: bool = True  # NHWC memory format (faster with cuDNN and with oneDNN on CPUs)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP

@@ -6,6 +6,7 @@ import os
 import platform
 import random
 import subprocess
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,27 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"run.device: {name} requested but no CUDA device is available")
     return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays on this device: CUDA GPUs with bf16, CPUs with native bf16 (AVX-512 BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> str:
+    """The compute dtype that `amp_context` gives: "bfloat16" or "float32"."""
+    return "bfloat16" if enabled and bf16_supported(device) else "float32"
+
+
+def amp_context(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bf16 autocast where `enabled` and the hardware has bf16 (CUDA or CPU); fp32 otherwise."""
+    if amp_dtype(device, enabled) == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def git_sha(cwd: str | Path = ".") -> str:

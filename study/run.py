@@ -1,35 +1,74 @@
-"""run_one(cfg): the single place that wires data, model, training, evaluation and the benchmark of one run."""
+"""The one wiring point of a run: build what it needs (threads, device, seed, data, model), then train, evaluate
+and benchmark it (`run_one`), evaluate a saved model (`evaluate_model_file`) or time a config (`bench_config`).
+
+`model.pt` is written and read here only.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from study.atomic import atomic_write_text, atomic_write_with
 from study.bench import benchmark
-from study.config import Config, ConfigError, config_hash
-from study.data.build import build_dataset
+from study.config import Config, ConfigError, apply_overrides, config_hash, from_dict
+from study.data.build import build_dataset, class_names
 from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate
 from study.models.build import build_model
-from study.record import RECORD_FILE, RunRecord, read_record, run_dir, run_id, write_record
+from study.record import RECORD_FILE, RunRecord, pack_counts, read_record, run_dir, run_id, write_record
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT
+from study.train.distributed import World
 from study.train.loop import NonFiniteLoss, train
 
 MODEL_FILE = "model.pt"
-HEADLINE = ("miou", "miou_present", "pixel_acc", "mean_acc", "per_class_iou")
+HEADLINE = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present", "per_class_iou")
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def setup(cfg: Config, world: World | None = None) -> torch.device:
+    """Torch threads, the run's device (cuda:<local rank> when GPUs are there) and every seed."""
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = pick_device(cfg.run.device, (world or World()).local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    return device
+
+
+def save_model(path: Path, model: torch.nn.Module, cfg: Config, dataset) -> None:
+    """model.pt: the weights with the resolved config and the class names and colours they predict."""
+    state = {"model": model.state_dict(), "config": cfg.to_dict(), "class_names": list(dataset.class_names),
+             "palette": [list(c) for c in dataset.palette]}
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_model(path: Path) -> dict[str, Any]:
+    """A model.pt as data (tensors and plain values only: a pickled payload is refused, never run)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or not {"model", "config"} <= set(saved):
+            raise ValueError("no model or config entry")
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for foreign or unsafe files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a model file written by `python -m study run` ({reason[:200]})") from None
+    return saved
 
 
 def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
@@ -52,12 +91,7 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
             return old
 
     world = distributed.init_from_env()
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    device = pick_device(cfg.run.device, world.local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    device = setup(cfg, world)
     prefix = f"[{run_id(cfg.run.variant, cfg.run.seed)}] "
     say = log or (lambda line: print(prefix + line, flush=True))
     if world.rank != 0:
@@ -76,13 +110,12 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
         net = torch.compile(net)
 
     folder.mkdir(parents=True, exist_ok=True)
-    started = _now()
     prov = {**provenance(device), "world_size": world.size, "eval_mode": cfg.eval.mode,
-            "batch_size": cfg.train.batch_size * world.size, "bn": bn,
+            "batch_size": cfg.train.batch_size, "batch_per_rank": cfg.train.batch_size // world.size, "bn": bn,
             "miou_convention": "mean over all classes, absent classes count 0 (official PSPNet)",
             "train_size": len(train_set), "val_size": len(val_set)}
     base = dict(id=run_id(cfg.run.variant, cfg.run.seed), study=cfg.run.study, variant=cfg.run.variant,
-                seed=cfg.run.seed, config=cfg.to_dict(), config_hash=chash, provenance=prov, started_at=started)
+                seed=cfg.run.seed, config=cfg.to_dict(), config_hash=chash, provenance=prov, started_at=_now())
 
     def evaluate_fn(m: torch.nn.Module, qualitative: bool = False) -> dict[str, Any]:
         metrics = None
@@ -100,8 +133,8 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
     curves: list[dict[str, Any]] = []
     cost: dict[str, float] = {}
     try:
-        result = train(net, train_set, cfg, device, folder, chash, evaluate_fn, on_eval, world.rank, world.size,
-                       say)
+        result = train(net, train_set, cfg=cfg, device=device, folder=folder, config_hash=chash,
+                       evaluate=evaluate_fn, on_eval=on_eval, world=world, log=say)
         curves = result.curves
         cost = {"train_seconds": result.train_seconds, "data_seconds": result.data_seconds,
                 "periodic_eval_seconds": result.eval_seconds, "resumed_from_step": result.resumed_from}
@@ -111,16 +144,15 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
             t0 = time.perf_counter()
             final = evaluate_fn(model, qualitative=True)
             cost["eval_seconds"] = time.perf_counter() - t0
-            metrics = {k: final[k] for k in HEADLINE}
-            metrics["convention"] = prov["miou_convention"]
-            metrics["confusion_matrix"] = final["confusion_matrix"]
+            metrics = _headline(final, prov["miou_convention"])
             artifacts = {"qualitative": final["qualitative"]}
+            prov["eval_protocol"] = final.get("protocol", {})
             curves.append({"step": result.steps_done, "epoch": curves[-1]["epoch"] if curves else 0.0,
                            "val_miou": final["miou"]})
             if on_eval is not None:
                 on_eval(result.steps_done, final)
             if world.rank == 0:
-                _save_model(folder / MODEL_FILE, model, cfg, train_set)
+                save_model(folder / MODEL_FILE, model, cfg, train_set)
                 if cfg.bench.enabled:
                     t0 = time.perf_counter()
                     throughput = benchmark(model, cfg, device, train_set.num_classes)
@@ -146,7 +178,41 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
     return record
 
 
-def _save_model(path: Path, model: torch.nn.Module, cfg: Config, dataset) -> None:
-    state = {"model": model.state_dict(), "config": cfg.to_dict(), "class_names": list(dataset.class_names),
-             "palette": [list(c) for c in dataset.palette]}
-    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+def _headline(final: dict[str, Any], convention: str) -> dict[str, Any]:
+    """The record's metrics: headline scores, the confusion matrix and compact per-image counts."""
+    metrics = {k: final[k] for k in HEADLINE if k in final}
+    metrics["convention"] = convention
+    metrics["confusion_matrix"] = final["confusion_matrix"]
+    if "per_image_intersection" in final:
+        metrics["per_image"] = {"intersection": pack_counts(np.asarray(final["per_image_intersection"])),
+                                "union": pack_counts(np.asarray(final["per_image_union"]))}
+    return metrics
+
+
+def evaluate_model_file(path: Path, *, data_root: str | None = None, split: str | None = None,
+                        overrides: Sequence[str] = (), out: Path | None = None) -> tuple[dict[str, Any], Path]:
+    """Evaluate a model.pt on any split of its data set (or another copy in the same layout); writes JSON."""
+    saved = load_model(path)
+    config = saved["config"]
+    extra = list(overrides) + ([f"data.root={data_root}"] if data_root else [])
+    config["model"]["pretrained"] = ""  # the weights come from model.pt
+    cfg = from_dict(apply_overrides(config, extra))
+    split = split or cfg.data.val_split
+    dataset = build_dataset(cfg.data, split, train=False)
+    device = setup(cfg)
+    model = build_model(cfg.model, dataset.num_classes)
+    model.load_state_dict(saved["model"])
+    metrics = evaluate(model.to(device), dataset, cfg.eval, device, None, cfg.data.workers)
+    result = {"checkpoint": str(path), "data": cfg.data.name, "split": split, "images": len(dataset),
+              "eval_mode": cfg.eval.mode, **{k: metrics[k] for k in HEADLINE if k in metrics}}
+    out = out or path.with_name(f"eval_{cfg.data.name}_{split}_{cfg.eval.mode}.json")
+    atomic_write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result, out
+
+
+def bench_config(cfg: Config) -> dict[str, Any]:
+    """The throughput protocol on a freshly built model of `cfg` (no training, no data set opened)."""
+    device = setup(cfg)
+    num_classes = len(class_names(cfg.data))
+    model = build_model(cfg.model, num_classes).to(device)
+    return benchmark(model, cfg, device, num_classes)

@@ -38,7 +38,7 @@ def test_no_mfu_without_a_known_gpu():
 
 def test_benchmark_reports_the_protocol_and_leaves_the_weights_alone():
     cfg = load_config(None, ["bench.batch_size=2", "bench.image_size=[16, 16]", "bench.warmup=1", "bench.iters=2",
-                             "bench.repeats=3", "bench.latency_iters=4"])
+                             "bench.repeats=3", "bench.latency_iters=4", "train.amp=false"])
     model = TwoConvs()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     t = benchmark(model, cfg, torch.device("cpu"), num_classes=2)
@@ -50,3 +50,17 @@ def test_benchmark_reports_the_protocol_and_leaves_the_weights_alone():
     assert t["gflops"] == (2 * 3 * 4 + 2 * 4 * 2) * 256 / 1e9 and t["ppm_gflops"] == 2 * 4 * 2 * 256 / 1e9
     assert t["mfu"] is None and t["dtype"] == "float32" and t["device"] == "cpu" and t["peak_mem_mb"] > 0
     assert t["batch_size"] == 2 and t["image_size"] == [16, 16] and "ru_maxrss" in t["memory_kind"]
+
+
+def test_bf16_autocast_follows_the_hardware_and_the_switch():
+    from study.env import amp_context, amp_dtype, bf16_supported
+
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu, False) == "float32"
+    assert amp_dtype(cpu, True) == ("bfloat16" if bf16_supported(cpu) else "float32")
+    x = torch.randn(4, 4)
+    with amp_context(cpu, True):
+        y = x @ x
+    assert y.dtype == (torch.bfloat16 if bf16_supported(cpu) else torch.float32)
+    with amp_context(cpu, False):
+        assert (x @ x).dtype == torch.float32

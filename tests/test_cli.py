@@ -44,3 +44,27 @@ def test_run_then_evaluate_on_another_split_then_bench(config, tmp_path, capsys)
     bench = json.loads((tmp_path / "bench.json").read_text())["throughput"]
     assert bench["train_img_s"] > 0 and bench["gflops"] > 0 and bench["batch_size"] == 2
     assert "train_img_s" in capsys.readouterr().out
+
+
+class _Payload:
+    """Unpickling this runs a shell command (what a hostile model.pt would carry)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_model_file_carrying_a_pickle_payload_is_refused_and_never_run(tmp_path, capsys):
+    import torch
+
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "model.pt"
+    torch.save({"model": {}, "config": {}, "extra": _Payload(marker)}, path)
+    assert main(["evaluate", "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert err.startswith(f"error: {path}: not a model file") and len(err.strip().splitlines()) == 1

@@ -45,9 +45,39 @@ def test_sampler_is_a_function_of_seed_and_step():
     assert full != list(StepBatchSampler(10, 3, seed=8, start=0, total=9))
     seeds = [s for batch in full for _, s in batch]
     assert len(set(seeds)) == len(seeds)  # each sample of each step has its own augmentation seed
-    ranks = [list(StepBatchSampler(12, 2, seed=1, start=0, total=3, rank=r, world=2)) for r in range(2)]
+    ranks = [list(StepBatchSampler(12, 4, seed=1, start=0, total=3, rank=r, world=2)) for r in range(2)]
     for a, b in zip(*ranks, strict=True):
+        assert len(a) == len(b) == 2  # the global batch of 4 split over 2 ranks
         assert not {i for i, _ in a} & {i for i, _ in b}  # ranks see disjoint samples
+
+
+def test_global_batch_gives_the_same_samples_and_seeds_on_any_number_of_ranks():
+    one = list(StepBatchSampler(24, 6, seed=3, start=0, total=10))
+    for world in (2, 3, 6):
+        ranks = [list(StepBatchSampler(24, 6, seed=3, start=0, total=10, rank=r, world=world)) for r in range(world)]
+        joined = [sum(batches, []) for batches in zip(*ranks, strict=True)]
+        assert joined == one
+
+
+def test_augmentation_seeds_never_collide():
+    seen = {}
+    for seed in (0, 1, 2):
+        for batch, world in ((1, 1), (4, 2), (8, 4), (4096, 1), (5000, 8)):
+            sampler = StepBatchSampler(10_000, batch, seed=seed, start=0, total=3, rank=0, world=world)
+            for step in range(3):
+                for slot in range(batch):
+                    key = sampler.sample_seed(step, slot)
+                    assert seen.setdefault(key, (seed, step * batch + slot)) == (seed, step * batch + slot)
+    # the old rule (seed * 1_000_003 + step) * 4096 + slot collided here: slot 4096 of step 0 = slot 0 of step 1
+    s = StepBatchSampler(10_000, 5000, seed=0, start=0, total=2)
+    assert s.sample_seed(0, 4096) != s.sample_seed(1, 0)
+
+
+def test_global_batch_not_divisible_by_the_ranks_is_an_error():
+    from study.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.batch_size: the global batch 6 is not divisible by the 4"):
+        StepBatchSampler(24, 6, seed=0, start=0, total=2, rank=0, world=4)
 
 
 def test_batch_larger_than_the_split_is_an_error():

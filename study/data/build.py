@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from study.config import DataConfig
-from study.data import synthetic
+from study.data import ade20k, camvid, cityscapes, synthetic, voc
 from study.data.ade20k import open_ade20k
 from study.data.camvid import open_camvid
 from study.data.cityscapes import open_cityscapes
@@ -44,6 +44,17 @@ class ProbeDataset(SegDataset):
 
 LOADERS = {"camvid": open_camvid, "ade20k": open_ade20k, "cityscapes": open_cityscapes, "voc": open_voc,
            "folder": open_folder}
+
+
+def class_names(cfg: DataConfig) -> tuple[str, ...]:
+    """The class names of data set `cfg.name`, without opening it (the folder layout reads its classes.txt)."""
+    if cfg.name == "probe":
+        return synthetic.class_names(cfg.probe_extras)
+    fixed = {"camvid": camvid.CLASSES, "ade20k": ade20k.CLASSES, "cityscapes": cityscapes.CLASSES,
+             "voc": voc.CLASSES}
+    if cfg.name in fixed:
+        return tuple(fixed[cfg.name])
+    return build_dataset(cfg, cfg.val_split, train=False).class_names
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool | None = None) -> SegDataset:

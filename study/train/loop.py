@@ -6,7 +6,6 @@ the host: the loss is accumulated on the device and read once every `log_every` 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -20,7 +19,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from study.config import Config, ConfigError
 from study.data.build import seed_worker
+from study.env import amp_context
 from study.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
+from study.train.distributed import World
 from study.train.losses import segmentation_loss
 from study.train.optim import build_optimizer, set_lr
 
@@ -47,30 +48,48 @@ class TrainResult:
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches for steps [start, total): epoch e is a permutation seeded by (seed, e), split across ranks.
 
+    `batch_size` is the global batch; each of `world` ranks takes its consecutive slice of batch_size // world.
     Each sample comes with its own augmentation seed, so a run's data is a pure function of (seed, step): the
-    same with any number of workers, and a resumed run continues exactly where it stopped.
+    same with any number of data workers or ranks, and a resumed run continues exactly where it stopped.
     """
 
+    INDEX_BITS = 48  # a run's sample positions (step x global batch + slot) stay below 2**48
+
     def __init__(self, n: int, batch_size: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1):
-        self.per_epoch = n // (batch_size * world)
+        if batch_size % world:
+            raise ConfigError(f"train.batch_size: the global batch {batch_size} is not divisible by the {world} "
+                              f"processes")
+        self.per_epoch = n // batch_size
         if self.per_epoch < 1:
-            raise ConfigError(f"train.batch_size: {batch_size} x {world} process(es) exceeds the {n} training samples")
+            raise ConfigError(f"train.batch_size: the global batch {batch_size} exceeds the {n} training samples")
         self.n, self.batch_size, self.seed, self.start, self.total = n, batch_size, seed, start, total
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.per_rank = rank, world, batch_size // world
 
     def __len__(self) -> int:
         return self.total - self.start
 
+    def sample_seed(self, step: int, slot: int) -> int:
+        """The augmentation seed of global batch slot `slot` at `step`.
+
+        The slot's position in the whole run, step * batch_size + slot, is below 2**48; the run seed goes above
+        it. So two samples share a seed only if they are the same sample of the same run, whatever the batch
+        size, the number of ranks or the run seed (random.Random takes the integer exactly).
+        """
+        position = step * self.batch_size + slot
+        if position >= 2**self.INDEX_BITS:
+            raise ConfigError("train.steps: too many samples for per-sample augmentation seeds")
+        return (self.seed << self.INDEX_BITS) | position
+
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         perm, perm_epoch = None, -1
-        b, w = self.batch_size, self.world
+        first = self.rank * self.per_rank
         for step in range(self.start, self.total):
             epoch, k = divmod(step, self.per_epoch)
             if epoch != perm_epoch:
                 g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
                 perm, perm_epoch = torch.randperm(self.n, generator=g).tolist(), epoch
-            batch = perm[(k * w + self.rank) * b: (k * w + self.rank + 1) * b]
-            yield [(i, (self.seed * 1_000_003 + step) * 4096 + self.rank * b + j) for j, i in enumerate(batch)]
+            batch = perm[k * self.batch_size + first: k * self.batch_size + first + self.per_rank]
+            yield [(i, self.sample_seed(step, first + j)) for j, i in enumerate(batch)]
 
 
 def _progress(total: int, start: int):
@@ -82,11 +101,19 @@ def _progress(total: int, start: int):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=False)
 
 
-def train(model: torch.nn.Module, train_set: Dataset, cfg: Config, device: torch.device, folder: Path,
+def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: torch.device, folder: Path,
           config_hash: str, evaluate: Callable[[torch.nn.Module], dict[str, Any]],
-          on_eval: Callable[[int, dict[str, Any]], bool] | None = None, rank: int = 0, world: int = 1,
+          on_eval: Callable[[int, dict[str, Any]], bool] | None = None, world: World | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
+    """Train `model` (maybe DDP-wrapped) for cfg.train.steps SGD steps, resuming from folder/checkpoint.pt.
+
+    The loss is cross-entropy plus cfg.model.aux_weight x the aux head's; `evaluate(model)` runs every
+    `train.eval_every` steps and `on_eval(step, metrics)` returning True stops the run as pruned. Returns a
+    TrainResult: steps done, the logged curves (loss, lr, val mIoU), whether it was pruned, and the wall time
+    split into training, waiting for data and periodic evaluation. Raises NonFiniteLoss when the loss diverges.
+    """
     tc = cfg.train
+    world = world or World()
     base = model.module if hasattr(model, "module") else model
     optimizer = build_optimizer(base.param_groups(), tc)
     result = TrainResult(steps_done=0)
@@ -103,19 +130,19 @@ def train(model: torch.nn.Module, train_set: Dataset, cfg: Config, device: torch
         result.curves = list(state.get("curves", []))
         log(f"resumed from {ckpt_path} at step {state['step']}")
 
-    sampler = StepBatchSampler(len(train_set), tc.batch_size, cfg.run.seed, result.steps_done, tc.steps, rank, world)
+    sampler = StepBatchSampler(len(train_set), tc.batch_size, cfg.run.seed, result.steps_done, tc.steps,
+                               world.rank, world.size)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.workers, worker_init_fn=seed_worker,
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.run.seed))
-    cuda = device.type == "cuda"
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and tc.amp else contextlib.nullcontext())
+    autocast = amp_context(device, tc.amp)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
-    aux_weight = base.aux_weight if getattr(base, "aux_head", None) is not None else 0.0
+    aux_weight = cfg.model.aux_weight
     ignore = cfg.data.ignore_index
 
     running = torch.zeros((), device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
     window_start, window_time = result.steps_done, time.perf_counter()
-    bar = _progress(tc.steps, result.steps_done) if rank == 0 else None
+    bar = _progress(tc.steps, result.steps_done) if world.rank == 0 else None
     model.train()
     loop_start = time.perf_counter()
     batches = iter(loader)
@@ -142,20 +169,20 @@ def train(model: torch.nn.Module, train_set: Dataset, cfg: Config, device: torch
                 raise NonFiniteLoss(f"non-finite loss between steps {window_start + 1} and {done} (lr {lr:.3g})",
                                     result.curves)
             now = time.perf_counter()
-            img_s = (done - window_start) * tc.batch_size * world / max(now - window_time, 1e-9)
+            img_s = (done - window_start) * tc.batch_size / max(now - window_time, 1e-9)
             result.curves.append({"step": done, "epoch": round(done / sampler.per_epoch, 4), "loss": mean_loss,
                                   "lr": lr})
             if bar is not None:
                 bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{img_s:.1f}")
                 bar.update(done - bar.n)
-            elif rank == 0:
+            elif world.rank == 0:
                 eta = (tc.steps - done) * (now - window_time) / (done - window_start)
                 log(f"step {done}/{tc.steps} loss {mean_loss:.4f} lr {lr:.3e} {img_s:.1f} img/s "
                     f"ETA {eta:.0f}s")
             running.zero_()
             window_start, window_time = done, now
 
-        if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps and rank == 0:
+        if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps and world.rank == 0:
             save_checkpoint(ckpt_path, base, optimizer, done, config_hash, {"curves": result.curves})
         if tc.eval_every and done % tc.eval_every == 0 and done < tc.steps:
             t_eval = time.perf_counter()
