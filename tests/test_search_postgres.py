@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 from test_search_runner import slow_fake_run
 
-from study.search import runner
+from study.search import outputs, queue, worker
 from study.search.space import grid_cells, load_study
 from study.search.storage import open_storage, study_lock
 
@@ -34,9 +34,9 @@ def reachable(url: str) -> bool:
 pytestmark = pytest.mark.skipif(not reachable(URL), reason="no PostgreSQL server (set STUDY_TEST_POSTGRES_URL)")
 
 
-def worker(path, out):
+def run_worker(path, out):
     spec = load_study(path)
-    runner.work(spec, URL, str(out / "machine"), (), slow_fake_run)
+    worker.work(spec, URL, str(out / "machine"), (), slow_fake_run)
 
 
 def test_two_workers_share_a_postgres_study(tmp_path):
@@ -53,12 +53,12 @@ def test_two_workers_share_a_postgres_study(tmp_path):
     """))
     spec = load_study(path)
     storage = open_storage(URL)
-    study = runner.open_study(spec, storage)
+    study = queue.open_study(spec, storage)
     for _ in range(2):  # setup twice, as two machines starting the same command would
         with study_lock(storage, URL, spec.name):
-            runner.prepare(study, spec, str(tmp_path), ())
+            queue.prepare(study, spec, str(tmp_path), ())
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=worker, args=(path, tmp_path / f"m{i}")) for i in range(2)]
+    procs = [ctx.Process(target=run_worker, args=(path, tmp_path / f"m{i}")) for i in range(2)]
     for p in procs:
         p.start()
     for p in procs:
@@ -68,7 +68,7 @@ def test_two_workers_share_a_postgres_study(tmp_path):
     assert len(trials) == len(grid_cells(spec)) == 6
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2
-    assert runner.audit(study, spec) == []
+    assert outputs.audit(study, spec) == []
     # each machine wrote only its own records; either can materialise the whole study from the storage
-    assert runner.export_records(study, str(tmp_path / "m0" / "machine"), spec) > 0
+    assert outputs.export_records(study, str(tmp_path / "m0" / "machine"), spec) > 0
     assert len(list((tmp_path / "m0" / "machine" / name / "runs").iterdir())) == 6

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from study.config import ConfigError, config_hash
 from study.record import RunRecord, run_dir, write_record
-from study.search import runner
+from study.search import outputs, queue, worker
 from study.search.space import cell_config, grid_cells, load_study
 from study.search.storage import default_url, open_storage, study_lock
 
@@ -64,15 +64,15 @@ def study_file(tmp_path):
 
 def run_worker(spec_path, out, url):
     spec = load_study(spec_path)
-    return runner.work(spec, url, str(out), (), slow_fake_run)
+    return worker.work(spec, url, str(out), (), slow_fake_run)
 
 
 def setup(spec, out):
     url = default_url(out / spec.name)
     storage = open_storage(url)
-    study = runner.open_study(spec, storage)
+    study = queue.open_study(spec, storage)
     with study_lock(storage, url, spec.name):
-        counts = runner.prepare(study, spec, str(out), ())
+        counts = queue.prepare(study, spec, str(out), ())
     return study, url, counts
 
 
@@ -130,7 +130,7 @@ def test_two_worker_processes_run_every_cell_exactly_once(study_file, tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in trials)
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both processes took work
-    assert runner.audit(study, spec) == []
+    assert outputs.audit(study, spec) == []
 
 
 def test_failed_cell_is_retried_then_reported_and_the_study_goes_on(study_file, tmp_path):
@@ -138,33 +138,33 @@ def test_failed_cell_is_retried_then_reported_and_the_study_goes_on(study_file, 
     out = tmp_path / "out"
     study, url, _ = setup(spec, out)
     cli = ("train.lr=2.0",)  # every cell "diverges" in the fake
-    ran = runner.work(spec, url, str(out), cli, fake_run)
+    ran = worker.work(spec, url, str(out), cli, fake_run)
     assert ran == 12  # 6 cells x (1 + max_retries)
-    problems = runner.audit(study, spec)
+    problems = outputs.audit(study, spec)
     assert len(problems) == 6 and all("failed 2 times: non-finite loss" in p for p in problems)
     # a re-run does not retry exhausted cells, --retry-failed does
     with study_lock(study._storage, url, spec.name):
-        assert runner.prepare(study, spec, str(out), cli)["enqueued"] == 0
-        assert runner.prepare(study, spec, str(out), cli, retry_failed=True)["enqueued"] == 6
+        assert queue.prepare(study, spec, str(out), cli)["enqueued"] == 0
+        assert queue.prepare(study, spec, str(out), cli, retry_failed=True)["enqueued"] == 6
 
 
 def test_dead_worker_is_requeued_with_same_cell(study_file, tmp_path):
     spec = load_study(study_file)
     out = tmp_path / "out"
     study, url, _ = setup(spec, out)
-    trial = runner.claim(study, spec, url)
+    trial = queue.claim(study, spec, url)
     dead = mp.get_context("fork").Process(target=lambda: None)
     dead.start()
     dead.join()  # a pid that no longer exists on this host
     trial.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
     cell = trial.user_attrs["cell"]
     with study_lock(study._storage, url, spec.name):
-        counts = runner.prepare(study, spec, str(out), ())
+        counts = queue.prepare(study, spec, str(out), ())
     assert counts["requeued"] == 1
     lost = study.get_trials()[trial.number]
     assert lost.state == TrialState.FAIL and lost.user_attrs["lost"]
-    assert runner.work(spec, url, str(out), (), fake_run) == 6
-    assert runner.audit(study, spec) == []
+    assert worker.work(spec, url, str(out), (), fake_run) == 6
+    assert outputs.audit(study, spec) == []
     done = [t for t in study.get_trials() if t.user_attrs.get("cell") == cell and t.state == TrialState.COMPLETE]
     assert len(done) == 1
 
@@ -172,20 +172,20 @@ def test_dead_worker_is_requeued_with_same_cell(study_file, tmp_path):
 def test_live_worker_on_this_host_is_not_requeued(study_file, tmp_path):
     spec = load_study(study_file)
     study, url, _ = setup(spec, tmp_path / "out")
-    trial = runner.claim(study, spec, url)
+    trial = queue.claim(study, spec, url)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     with study_lock(study._storage, url, spec.name):
-        assert runner.prepare(study, spec, str(tmp_path / "out"), ())["requeued"] == 0
+        assert queue.prepare(study, spec, str(tmp_path / "out"), ())["requeued"] == 0
 
 
 def test_changed_config_is_refused(study_file, tmp_path):
     spec = load_study(study_file)
     out = tmp_path / "out"
     study, url, _ = setup(spec, out)
-    runner.work(spec, url, str(out), (), fake_run)
-    with pytest.raises(runner.StudyError, match="ran with another config"):
+    worker.work(spec, url, str(out), (), fake_run)
+    with pytest.raises(queue.StudyError, match="ran with another config"):
         with study_lock(study._storage, url, spec.name):
-            runner.prepare(study, spec, str(out), ("train.steps=5",))
+            queue.prepare(study, spec, str(out), ("train.steps=5",))
 
 
 def test_search_budget_is_a_total_over_workers(tmp_path):
@@ -206,8 +206,8 @@ def test_search_budget_is_a_total_over_workers(tmp_path):
     spec = load_study(path)
     out = tmp_path / "out"
     study, url, _ = setup(spec, out)
-    assert runner.work(spec, url, str(out), (), fake_run) == 5
-    assert runner.work(spec, url, str(out), (), fake_run) == 0  # a second worker finds the budget spent
+    assert worker.work(spec, url, str(out), (), fake_run) == 5
+    assert worker.work(spec, url, str(out), (), fake_run) == 0  # a second worker finds the budget spent
     trials = study.get_trials()
     assert len(trials) == 5
     assert {t.params["model.bins"] for t in trials} <= {"[1]", "[1, 2, 3, 6]"}
@@ -220,18 +220,18 @@ def test_records_are_exported_from_the_storage(study_file, tmp_path):
     spec = load_study(study_file)
     out = tmp_path / "out"
     study, url, _ = setup(spec, out)
-    runner.work(spec, url, str(out), (), fake_run)
+    worker.work(spec, url, str(out), (), fake_run)
     other = tmp_path / "other-machine"
-    assert runner.export_records(study, str(other), spec) == 6
+    assert outputs.export_records(study, str(other), spec) == 6
     assert (run_dir(other, "grid", "FCN", 1) / "record.json").exists()
-    assert runner.export_records(study, str(other), spec) == 0
+    assert outputs.export_records(study, str(other), spec) == 0
 
 
 def test_progress_line(study_file, tmp_path):
     spec = load_study(study_file)
     out = tmp_path / "out"
     study, url, _ = setup(spec, out)
-    assert "0/6 done" in runner.progress(study, spec, time.time(), 1)
-    runner.work(spec, url, str(out), (), fake_run)
-    line = runner.progress(study, spec, time.time(), 1)
+    assert "0/6 done" in outputs.progress(study, spec, time.time(), 1)
+    worker.work(spec, url, str(out), (), fake_run)
+    line = outputs.progress(study, spec, time.time(), 1)
     assert "6/6 done (6 completed, 0 failed, 0 pruned), 0 running" in line and "best miou" in line
