@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from study.search.outputs import audit, export_records, progress, write_search_o
 from study.search.queue import StudyError, open_study, prepare
 from study.search.space import cell_config, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
+from study.search.supervise import WorkerSpec, start
 from study.search.worker import RunFn, work
 
 
@@ -42,12 +42,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _spawn_workers(args: argparse.Namespace, url: str, n: int) -> list[subprocess.Popen]:
+def local_workers(args: argparse.Namespace, url: str, n: int) -> list[WorkerSpec]:
+    """n CPU worker processes on this machine, the cores split evenly among them."""
     threads = max(1, (os.cpu_count() or 1) // n)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
-           "--worker-only", "--storage", url, "--out", args.out] + (["--seeds", args.seeds] if args.seeds else [])
-    return [subprocess.Popen(cmd, env=env) for _ in range(n)]
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = (sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
+           "--worker-only", "--storage", url, "--out", args.out) + (("--seeds", args.seeds) if args.seeds else ())
+    return [WorkerSpec(f"worker {i} (cpu, {threads} thread{'s' if threads > 1 else ''})", cmd, env)
+            for i in range(n)]
 
 
 def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
         work(spec, url, args.out, cli, run_fn,
              on_trial=lambda: print(progress(study, spec, started, 1), flush=True))
     else:
-        procs = _spawn_workers(args, url, args.workers)
+        procs = [start(w) for w in local_workers(args, url, args.workers)]
         last = ""
         while any(p.poll() is None for p in procs):
             time.sleep(2.0)
