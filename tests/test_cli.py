@@ -28,6 +28,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, config, capsys):
     assert message in err and err.startswith("error: ")
 
 
+@pytest.mark.slow  # trains, evaluates and benchmarks
 def test_run_then_evaluate_on_another_split_then_bench(config, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(config), f"run.out_dir={out}", "bench.enabled=false"]) == 0

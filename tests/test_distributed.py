@@ -2,9 +2,12 @@
 
 import socket
 
+import pytest
 import torch.distributed as dist
 
 from study.run import run_one
+
+pytestmark = pytest.mark.slow  # a process group and training
 
 
 def free_port() -> int:

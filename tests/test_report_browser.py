@@ -12,7 +12,7 @@ from fabricate import fabricate  # noqa: I001
 from study.report.__main__ import main as report_main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")]
 
 PROBE = """<script>
 window.addEventListener("load", () => {

@@ -8,6 +8,8 @@ from study.config import ConfigError
 from study.record import read_record, run_dir
 from study.run import run_one
 
+pytestmark = pytest.mark.slow  # run_one trains
+
 
 def folder(cfg):
     return run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed)

@@ -14,6 +14,8 @@ from conftest import write_tiny_yaml  # noqa: I001
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["variant", "seed", "status", "miou", "miou_present", "pixel_acc", "mean_acc", "config_hash"]
 
+pytestmark = pytest.mark.slow  # end-to-end sweeps with real training
+
 
 @pytest.fixture
 def study_file(tmp_path):

@@ -31,7 +31,8 @@ def reachable(url: str) -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not reachable(URL), reason="no PostgreSQL server (set STUDY_TEST_POSTGRES_URL)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not reachable(URL), reason="no PostgreSQL server (set STUDY_TEST_POSTGRES_URL)")]
 
 
 def run_worker(path, out):

@@ -114,6 +114,7 @@ def test_prepare_is_idempotent(study_file, tmp_path):
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 6
 
 
+@pytest.mark.slow  # worker processes
 def test_two_worker_processes_run_every_cell_exactly_once(study_file, tmp_path):
     spec = load_study(study_file)
     out = tmp_path / "out"
