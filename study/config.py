@@ -36,6 +36,7 @@ class ModelConfig:
     stem_width: int | None = None
     stem_type: str | None = None  # "", "deep", "deep_tiered"
     pretrained: str = ""  # local checkpoint path; nothing is downloaded
+    pretrained_partial: bool = False  # allow a checkpoint that matches < 99% of the backbone's tensors
     ppm: bool = True  # false (or bins=[]) gives the dilated-FCN baseline
     bins: tuple[int, ...] = (1, 2, 3, 6)
     pool: str = "avg"  # avg | max
