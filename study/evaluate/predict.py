@@ -185,31 +185,31 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, cfg: EvalConfig, device: 
         groups: dict[tuple, list] = {}
         for i, (image, mask) in enumerate(batch):
             groups.setdefault((tuple(image.shape), tuple(mask.shape)), []).append((i, image, mask))
-        inter_b = torch.zeros(len(batch), k, dtype=torch.int64, device=device)
-        union_b = torch.zeros(len(batch), k, dtype=torch.int64, device=device)
+        rows: list = [None] * len(batch)  # per item: (intersection, union) rows, kept on the device
         for (image_shape, mask_shape), items in groups.items():
             sizes = sizes or (image_shape[-2:], mask_shape[-2:])
             x = torch.stack([im for _, im, _ in items]).to(device)
             y = torch.stack([m for _, _, m in items]).to(device)
             pred = predict(model, x, cfg, mask_shape[-2:]).argmax(1)
             cm.update(pred, y)
-            idx = torch.tensor([i for i, _, _ in items], device=device)
-            inter_b[idx], union_b[idx] = per_image_counts(pred, y, k, dataset.ignore_index)
+            inter, union = per_image_counts(pred, y, k, dataset.ignore_index)
+            for j, (i, _, _) in enumerate(items):
+                rows[i] = (inter[j], union[j])
             if qualitative_dir is not None and len(saved) < cfg.qualitative:
                 for j in range(min(len(items), cfg.qualitative - len(saved))):
                     name = f"{len(saved):03d}.png"
                     shown = resize(x[j: j + 1], mask_shape[-2:])[0]
                     save_strip(qualitative_dir / name, shown, y[j], pred[j], dataset.palette, dataset.ignore_index)
                     saved.append(f"{qualitative_dir.name}/{name}")
-        inters.append(inter_b)
-        unions.append(union_b)
+        inters.extend(r[0] for r in rows)
+        unions.extend(r[1] for r in rows)
     model.train(was_training)
     metrics = cm.compute(dataset.class_names)
     metrics["qualitative"] = saved
     metrics["confusion_matrix"] = cm.matrix.cpu().tolist()
     empty = torch.zeros(0, k, dtype=torch.int64)
-    metrics["per_image_intersection"] = (torch.cat(inters) if inters else empty).cpu().numpy()
-    metrics["per_image_union"] = (torch.cat(unions) if unions else empty).cpu().numpy()
+    metrics["per_image_intersection"] = (torch.stack(inters) if inters else empty).cpu().numpy()
+    metrics["per_image_union"] = (torch.stack(unions) if unions else empty).cpu().numpy()
     metrics["protocol"] = protocol(cfg, *(sizes or ((0, 0), (0, 0))))
     return metrics
 
