@@ -36,6 +36,7 @@ class ModelConfig:
     stem_width: int | None = None
     stem_type: str | None = None  # "", "deep", "deep_tiered"
     pretrained: str = ""  # local checkpoint path; nothing is downloaded
+    pretrained_partial: bool = False  # allow a checkpoint that matches < 99% of the backbone's tensors
     ppm: bool = True  # false (or bins=[]) gives the dilated-FCN baseline
     bins: tuple[int, ...] = (1, 2, 3, 6)
     pool: str = "avg"  # avg | max
@@ -153,15 +154,18 @@ class TrainConfig:
 class EvalConfig:
     """How the val split is predicted."""
 
-    mode: str = "whole"  # whole | slide | multiscale
-    crop_size: tuple[int, int] = (128, 128)  # sliding window (h, w); stride is 2/3 of it
-    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-    flip: bool = True  # multiscale: average with the flipped prediction
+    mode: str = "whole"  # whole | slide | multiscale | official (see study.evaluate.predict)
+    crop_size: tuple[int, int] = (128, 128)  # sliding window (h, w); stride is ceil(2/3) of it
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # multiscale / official
+    flip: bool = True  # slide, multiscale, official: average each window with its mirror
+    base_size: int = 512  # official: the long side at scale 1.0 (512 ADE20K/VOC, 2048 Cityscapes)
     batch_size: int = 8
     qualitative: int = 4  # how many val predictions to save as PNG
 
     def validate(self) -> None:
-        _check(self.mode in ("whole", "slide", "multiscale"), "eval.mode", "must be whole, slide or multiscale")
+        _check(self.mode in ("whole", "slide", "multiscale", "official"), "eval.mode",
+               "must be whole, slide, multiscale or official")
+        _check(self.base_size >= 1, "eval.base_size", "must be >= 1")
         _check(len(self.crop_size) == 2 and min(self.crop_size) >= 1, "eval.crop_size", "must be (h, w), each >= 1")
         _check(len(self.scales) >= 1 and all(s > 0 for s in self.scales), "eval.scales", "must be positive")
         _check(self.batch_size >= 1, "eval.batch_size", "must be >= 1")

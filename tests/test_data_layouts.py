@@ -130,5 +130,18 @@ def test_real_camvid_train_and_val():
     cfg = DataConfig(name="camvid", root=str(CAMVID), resize=(180, 240), crop_size=(176, 176))
     train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     assert len(train) == 367 and len(val) == 101
-    x, y = val[0]
-    assert x.shape == (3, 180, 240) and set(y.unique().tolist()) <= set(range(11)) | {255}
+    x, y = val[0]  # the model input is resized; the label stays at its own 480x360, where scores are counted
+    assert x.shape == (3, 180, 240) and y.shape == (360, 480) and set(y.unique().tolist()) <= set(range(11)) | {255}
+    x, y = train[(0, 1)]
+    assert x.shape == (3, 176, 176) and y.shape == (176, 176)
+
+
+def test_eval_split_resizes_the_image_but_keeps_the_label(tmp_path):
+    labels = np.tile(np.arange(11), (7, 2))[:, :19]  # 7x19: odd sizes
+    for split in ("train", "val"):
+        write_pair(tmp_path / split / "a.png", tmp_path / f"{split}annot" / "a.png", labels)
+    cfg = DataConfig(name="camvid", root=str(tmp_path), resize=(4, 10), crop_size=(4, 4), augment=())
+    x, y = build_dataset(cfg, "val")[0]
+    assert x.shape == (3, 4, 10) and y.shape == (7, 19) and (y.numpy() == labels).all()
+    x, y = build_dataset(cfg, "train")[(0, 5)]
+    assert x.shape == (3, 4, 4) and y.shape == (4, 4)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from study.evaluate.metrics import ConfusionMatrix, scores
+from study.evaluate.metrics import ConfusionMatrix, per_image_counts, scores
 
 
 def test_against_a_hand_computed_matrix_with_ignore_and_an_absent_class():
@@ -21,14 +21,16 @@ def test_against_a_hand_computed_matrix_with_ignore_and_an_absent_class():
     assert s["miou"] == pytest.approx(sum(iou.values()) / 4)  # absent class counts 0 (official PSPNet)
     assert s["miou_present"] == pytest.approx(sum(iou.values()) / 3)  # nan-mean (mmsegmentation)
     assert s["pixel_acc"] == pytest.approx(6 / 8)
-    assert s["mean_acc"] == pytest.approx((2 / 3 + 2 / 2 + 2 / 3) / 3)
+    assert s["mean_acc"] == pytest.approx((2 / 3 + 2 / 2 + 2 / 3 + 0) / 4)  # official: absent class counts 0
+    assert s["mean_acc_present"] == pytest.approx((2 / 3 + 2 / 2 + 2 / 3) / 3)  # nan-mean over present classes
 
 
 def test_class_predicted_but_absent_from_truth_counts_zero_in_both():
     s = scores(torch.tensor([[3, 1], [0, 0]]))
     assert s["per_class_iou"]["class_1"] == 0.0
     assert s["miou"] == s["miou_present"] == pytest.approx((3 / 4 + 0) / 2)
-    assert s["mean_acc"] == pytest.approx(3 / 4)
+    assert s["mean_acc"] == pytest.approx((3 / 4 + 0) / 2)  # class 1 absent from truth counts 0
+    assert s["mean_acc_present"] == pytest.approx(3 / 4)
 
 
 def test_accumulating_equals_one_update_on_the_concatenation():
@@ -88,7 +90,8 @@ def _reference(pred, target, k, ignore):
     present = [v for v in iou if v is not None]
     total = sum(map(sum, m))
     return m, {"miou": sum(present) / k, "miou_present": sum(present) / len(present),
-               "pixel_acc": sum(m[c][c] for c in range(k)) / total, "mean_acc": sum(acc) / len(acc)}
+               "pixel_acc": sum(m[c][c] for c in range(k)) / total, "mean_acc": sum(acc) / k,
+               "mean_acc_present": sum(acc) / len(acc)}
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -107,3 +110,20 @@ def test_against_an_independent_implementation_on_random_maps(seed):
         assert got[key] == pytest.approx(value, abs=1e-12), key
     assert math.isnan(got["per_class_iou"][f"class_{k - 1}"]) and got["per_class_iou"][f"class_{k - 2}"] == 0.0
     assert all(0.0 <= got[key] <= 1.0 for key in expected)
+
+
+def test_per_image_counts_by_hand():
+    # two 2x3 images, K = 3, 255 ignored; image 1 has a label 7 outside the classes (not counted)
+    target = torch.tensor([[[0, 0, 1], [2, 255, 1]],
+                           [[1, 1, 1], [7, 0, 255]]])
+    pred = torch.tensor([[[0, 1, 1], [2, 2, 0]],
+                         [[1, 2, 1], [0, 2, 2]]])
+    inter, union = per_image_counts(pred, target, 3)
+    assert inter.tolist() == [[1, 1, 1], [0, 2, 0]]
+    assert union.tolist() == [[3, 3, 1], [1, 3, 2]]
+    assert inter.dtype == union.dtype == torch.int64
+    cm = ConfusionMatrix(3)
+    cm.update(pred[:1], target[:1])
+    m = cm.matrix
+    assert inter[0].tolist() == m.diag().tolist()
+    assert union[0].tolist() == (m.sum(0) + m.sum(1) - m.diag()).tolist()

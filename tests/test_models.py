@@ -100,6 +100,28 @@ def test_pretrained_backbone_from_a_local_file(tmp_path):
         build_model(tiny(pretrained=str(tmp_path / "other.pt")), 3)
 
 
+def test_pretrained_loading_is_strict_and_reports_its_source(tmp_path, capsys):
+    from study.models.backbone import file_sha256, pretrained_source
+
+    assert pretrained_source(tiny()) == "from scratch"
+    state = build_model(tiny(), 3).backbone.state_dict()
+    full = tmp_path / "resnet_tiny.pth"
+    torch.save({"module." + k: v for k, v in state.items()}, full)  # a DataParallel prefix is dropped
+    build_model(tiny(pretrained=str(full)), 3)
+    assert f"{len(state)}/{len(state)} backbone tensors matched in resnet_tiny.pth" in capsys.readouterr().out
+    assert pretrained_source(tiny(pretrained=str(full))) == f"pretrained (resnet_tiny.pth, sha256 {file_sha256(full)[:8]})"
+    keys = list(state)
+    half = tmp_path / "half.pth"
+    torch.save({k: state[k] for k in keys[: len(keys) // 2]}, half)
+    with pytest.raises(ValueError, match=f"model.pretrained: {half} matches only {len(keys) // 2}/{len(keys)}") as e:
+        build_model(tiny(pretrained=str(half)), 3)
+    assert "\n" not in str(e.value) and "pretrained_partial" in str(e.value)
+    model = build_model(tiny(pretrained=str(half), pretrained_partial=True), 3)
+    assert torch.equal(model.backbone.state_dict()[keys[0]], state[keys[0]])
+    with pytest.raises(ValueError, match="model.pretrained: checkpoint .* not found"):
+        pretrained_source(tiny(pretrained=str(tmp_path / "nope.pth")))
+
+
 def test_unknown_backbone_is_one_line():
     with pytest.raises(ValueError, match="model.backbone"):
         build_model(tiny(backbone="no_such_net"), 3)

@@ -25,7 +25,8 @@ class SegDataset(Dataset):
     """(image float (3,H,W) normalised, mask int64 (H,W)) pairs with class names and a palette.
 
     Subclasses implement `load(index) -> (PIL RGB image, PIL "L" mask of class ids / ignore)`. Training splits
-    apply `cfg.augment` and a padded random crop; every split applies the optional `cfg.resize` first.
+    apply the optional `cfg.resize` to both, then `cfg.augment` and a padded random crop. Evaluation splits resize
+    the image only: the mask stays at its original size, so scores are at the label's own resolution.
     """
 
     def __init__(self, name: str, split: str, class_names: Sequence[str], palette: Sequence[Sequence[int]],
@@ -47,7 +48,10 @@ class SegDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         image, mask = self.load(index)
         if self.cfg.resize is not None:
-            image, mask = resize_pair(image, mask, self.cfg.resize)
+            if self.train:
+                image, mask = resize_pair(image, mask, self.cfg.resize)
+            else:
+                image, _ = resize_pair(image, mask, self.cfg.resize)
         if self.train:
             c = self.cfg
             rng = random.Random(seed) if seed is not None else random  # module functions: global state

@@ -1,7 +1,9 @@
 """Confusion-matrix segmentation metrics. Accumulates on the tensors' device; no I/O.
 
 Two mIoU conventions exist: `miou` averages all K classes, absent classes counting 0 (the official PSPNet code);
-`miou_present` is the nan-mean over classes with a non-empty union (mmsegmentation). Reports say which they use.
+`miou_present` is the nan-mean over classes with a non-empty union (mmsegmentation). Mean class accuracy
+likewise: `mean_acc` averages all K classes, a class absent from the truth counting 0 (official PSPNet code);
+`mean_acc_present` is the nan-mean over classes present in the truth. Reports say which they use.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ _NONE = torch.iinfo(torch.int64).min  # "no offending label seen" for ConfusionM
 
 
 def scores(matrix: torch.Tensor, class_names: Sequence[str] | None = None) -> dict:
-    """KxK confusion matrix (rows = truth, columns = prediction) -> mIoU (both conventions), accuracies, per class."""
+    """KxK confusion matrix (rows = truth, columns = prediction) -> mIoU (both conventions), accuracies, per class.
+
+    miou / mean_acc: mean over all K classes, absent classes count 0 (official PSPNet code).
+    miou_present / mean_acc_present: nan-mean over classes present (union > 0 / in the truth).
+    """
     m = matrix.double()
     k = m.shape[0]
     names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(k)]
@@ -26,13 +32,34 @@ def scores(matrix: torch.Tensor, class_names: Sequence[str] | None = None) -> di
     iou = inter / union  # nan where the class is absent from truth and prediction
     total = m.sum()
     present = truth > 0
+    acc = torch.where(present, inter / truth.clamp(min=1), torch.zeros_like(inter))
     return {
         "miou": float(torch.nan_to_num(iou, nan=0.0).mean()),
         "miou_present": float(iou[union > 0].mean()) if (union > 0).any() else float("nan"),
         "pixel_acc": float(inter.sum() / total) if total > 0 else float("nan"),
-        "mean_acc": float((inter[present] / truth[present]).mean()) if present.any() else float("nan"),
+        "mean_acc": float(acc.mean()),  # official: all classes, absent count 0
+        "mean_acc_present": float(acc[present].mean()) if present.any() else float("nan"),
         "per_class_iou": {name: float(v) for name, v in zip(names, iou.tolist(), strict=True)},
     }
+
+
+def per_image_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-class intersection and union (int64 (N, K), on the device) of (N, H, W) label maps.
+
+    Pixels whose truth is the ignore index or outside [0, K) are not counted, nor predictions outside [0, K).
+    """
+    n, k = pred.shape[0], num_classes
+    pred, target = pred.reshape(n, -1).long(), target.reshape(n, -1).long()
+    valid = (target != ignore_index) & (target >= 0) & (target < k) & (pred >= 0) & (pred < k)
+    offset = torch.arange(n, device=target.device).view(n, 1) * k
+
+    def count(labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return torch.bincount((labels + offset)[keep], minlength=n * k).reshape(n, k)
+
+    inter = count(target, valid & (pred == target))
+    union = count(target, valid) + count(pred, valid) - inter
+    return inter, union
 
 
 class ConfusionMatrix:

@@ -1,7 +1,8 @@
-"""Dilated backbones from timm (`features_only`), optionally initialised from a local checkpoint."""
+"""Dilated backbones from timm (`features_only`), optionally initialised from a local checkpoint (strictly)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import timm
@@ -28,12 +29,38 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
     except (RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"model.backbone: cannot build {cfg.backbone!r} ({str(e).splitlines()[0]})") from None
     if cfg.pretrained:
-        load_backbone_weights(backbone, cfg.pretrained)
+        load_backbone_weights(backbone, cfg.pretrained, cfg.pretrained_partial)
     return backbone
 
 
-def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Load a local state dict (or {"model"|"state_dict": ...}); keys that do not match are skipped."""
+MIN_MATCH = 0.99  # share of the backbone's tensors a checkpoint must supply unless pretrained_partial
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pretrained_source(cfg: ModelConfig) -> str:
+    """"from scratch", or "pretrained (<file name>, sha256 <first 8 hex>)" for the record and the report."""
+    if not cfg.pretrained:
+        return "from scratch"
+    path = Path(cfg.pretrained)
+    if not path.is_file():
+        raise ValueError(f"model.pretrained: checkpoint {cfg.pretrained} not found")
+    return f"pretrained ({path.name}, sha256 {file_sha256(path)[:8]})"
+
+
+def load_backbone_weights(backbone: nn.Module, path: str, partial: bool = False) -> tuple[int, int]:
+    """Load a local state dict (or {"model"|"state_dict": ...}) into the backbone; return (matched, total).
+
+    Tensors match by name (a leading "module." is dropped) and shape. Fewer than 99% of the backbone's tensors
+    matched is a one-line error unless `partial`; the count is printed either way.
+    """
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"model.pretrained: checkpoint {path} not found")
@@ -44,9 +71,18 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"model.pretrained: {path} holds no state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     own = backbone.state_dict()
     # timm's features_only wrapper keeps the classifier's module names, minus the head: match by name and shape
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    total = len(own)
+    print(f"model.pretrained: {len(matched)}/{total} backbone tensors matched in {file.name}")
     if not matched:
         raise ValueError(f"model.pretrained: no weight in {path} matches backbone {type(backbone).__name__}")
+    if len(matched) < MIN_MATCH * total and not partial:
+        raise ValueError(f"model.pretrained: {path} matches only {len(matched)}/{total} backbone tensors "
+                         f"(< {MIN_MATCH:.0%}); set model.pretrained_partial=true to load it anyway")
     backbone.load_state_dict(matched, strict=False)
+    return len(matched), total
