@@ -24,6 +24,7 @@ from study.config import Config, ConfigError, apply_overrides, config_hash, from
 from study.data.build import build_dataset, class_names
 from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate
+from study.models.backbone import pretrained_source
 from study.models.build import build_model
 from study.record import RECORD_FILE, RunRecord, pack_counts, read_record, run_dir, run_id, write_record
 from study.train import distributed
@@ -113,7 +114,7 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
     prov = {**provenance(device), "world_size": world.size, "eval_mode": cfg.eval.mode,
             "batch_size": cfg.train.batch_size, "batch_per_rank": cfg.train.batch_size // world.size, "bn": bn,
             "miou_convention": "mean over all classes, absent classes count 0 (official PSPNet)",
-            "train_size": len(train_set), "val_size": len(val_set)}
+            "train_size": len(train_set), "val_size": len(val_set), "weights": pretrained_source(cfg.model)}
     base = dict(id=run_id(cfg.run.variant, cfg.run.seed), study=cfg.run.study, variant=cfg.run.variant,
                 seed=cfg.run.seed, config=cfg.to_dict(), config_hash=chash, provenance=prov, started_at=_now())
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from study.config import ConfigError
@@ -37,6 +38,20 @@ def test_smoke_run_writes_a_complete_record(tiny_cfg):
     assert all((folder(cfg) / p).exists() for p in rec.artifacts["qualitative"])
     assert (folder(cfg) / "model.pt").exists() and not (folder(cfg) / "checkpoint.pt").exists()
     assert rec.started_at <= rec.finished_at
+    # per-image counts (compact) add up to the confusion matrix; the protocol and the weights are named
+    from study.record import unpack_counts
+
+    inter, union = (unpack_counts(m["per_image"][k]) for k in ("intersection", "union"))
+    cm = np.asarray(m["confusion_matrix"])
+    assert inter.shape == union.shape == (4, 4)  # 4 val images x 4 classes
+    assert (inter.sum(0) == np.diag(cm)).all()
+    assert (union.sum(0) == cm.sum(0) + cm.sum(1) - np.diag(cm)).all()  # intersections and unions add up
+    iou = inter.sum(0) / np.maximum(union.sum(0), 1)
+    assert np.mean(iou) == pytest.approx(m["miou"])
+    assert 0 <= m["mean_acc"] <= m["mean_acc_present"] <= 1
+    assert rec.provenance["weights"] == "from scratch"
+    assert rec.provenance["eval_protocol"]["mode"] == "whole"
+    assert rec.provenance["batch_size"] == 4 and rec.provenance["batch_per_rank"] == 4
 
 
 def test_completed_record_is_reused(tiny_cfg):
