@@ -60,7 +60,7 @@ def cmd_bench(argv: list[str]) -> int:
     from tabulate import tabulate
 
     from study.atomic import atomic_write_text
-    from study.config import load_config
+    from study.config import config_hash, load_config
     from study.run import bench_config
 
     p = argparse.ArgumentParser(prog="python -m study bench")
@@ -73,7 +73,8 @@ def cmd_bench(argv: list[str]) -> int:
     rows = [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in result.items()]
     print(tabulate(rows, headers=["measure", "value"]))
     out = Path(args.out) if args.out else Path(cfg.run.out_dir) / "bench" / f"{cfg.run.variant}.json"
-    atomic_write_text(out, json.dumps({"config": cfg.to_dict(), "throughput": result}, indent=2) + "\n")
+    atomic_write_text(out, json.dumps({"variant": cfg.run.variant, "config_hash": config_hash(cfg),
+                                       "config": cfg.to_dict(), "throughput": result}, indent=2) + "\n")
     print(f"-> {out}")
     return 0
 

@@ -23,6 +23,7 @@ from study.search.queue import StudyError, open_study, prepare
 from study.search.space import cell_config, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
 from study.search.supervise import WorkerSpec, start
+from study.search.variant_bench import bench_variants
 from study.search.worker import RunFn, work
 
 
@@ -104,13 +105,14 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
                 print(f"[{spec.name}] a worker exited with status {p.returncode}", file=sys.stderr)
 
     export_records(study, args.out, spec)
+    bench_problems = bench_variants(spec, args.out, cli, log=lambda line: print(line, flush=True))
     if spec.search:
         write_search_outputs(study, study_dir)
     from study.results.table import write_table
 
     table = write_table(study_dir)
     print(progress(study, spec, started, args.workers), flush=True)
-    problems = audit(study, spec)
+    problems = audit(study, spec) + bench_problems
     print(f"[{spec.name}] table: {study_dir / 'runs.parquet'} ({len(table)} rows)")
     if problems:
         print(f"[{spec.name}] audit: {len(problems)} problem(s):", file=sys.stderr)

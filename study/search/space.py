@@ -8,7 +8,7 @@ stable output folder; a search trial is a cell whose variant name is derived fro
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,9 @@ class StudySpec:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # grid: name -> dotted overrides
     search: SearchSpec | None = None
     max_retries: int = 1  # a failed cell is tried at most 1 + max_retries times
+    # per_variant (grids): cells skip the benchmark; each variant is timed once, alone, after the sweep.
+    # per_run: every cell times itself (next to whatever else runs then).
+    throughput: str = "per_variant"
 
     @property
     def kind(self) -> str:
@@ -106,7 +109,7 @@ def load_study(path: str | Path) -> StudySpec:
     path = Path(path)
     raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
-             "variants", "search", "max_retries"}
+             "variants", "search", "max_retries", "throughput"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -138,6 +141,12 @@ def load_study(path: str | Path) -> StudySpec:
     max_retries = raw.get("max_retries", 1)
     if not isinstance(max_retries, int) or max_retries < 0:
         raise _err(path, "max_retries", "must be an integer >= 0")
+
+    throughput = raw.get("throughput", "per_variant" if "variants" in raw else "per_run")
+    if throughput not in ("per_variant", "per_run"):
+        raise _err(path, "throughput", "must be per_variant or per_run")
+    if throughput == "per_variant" and "variants" not in raw:
+        raise _err(path, "throughput", "per_variant needs a grid of variants (a search times every trial)")
 
     overrides = _dotted_mapping(path, "overrides", raw.get("overrides"))
     variants: dict[str, dict[str, Any]] = {}
@@ -179,7 +188,7 @@ def load_study(path: str | Path) -> StudySpec:
     spec = StudySpec(name=name, path=path, base_config=base_config, description=str(raw.get("description", "")),
                      paper_table=paper_table, baseline=baseline, seeds=tuple(seeds), metric=metric,
                      direction=direction, overrides=overrides, variants=variants, search=search,
-                     max_retries=max_retries)
+                     max_retries=max_retries, throughput=throughput)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -209,7 +218,18 @@ def cell_config(spec: StudySpec, variant: str, seed: int, params: dict[str, Any]
         data = _apply(data, layer)
     data = apply_overrides(data, list(cli_overrides))
     data = _apply(data, {"run.study": spec.name, "run.variant": variant, "run.seed": seed, "run.out_dir": out_dir})
+    if spec.throughput == "per_variant":
+        data = _apply(data, {"bench.enabled": False})
     return from_dict(data)
+
+
+def variant_bench_config(spec: StudySpec, variant: str, out_dir: str = "results",
+                         cli_overrides: tuple[str, ...] = ()) -> Config | None:
+    """The config a per-variant benchmark times (the variant's first cell, every thread); None if benching is off."""
+    cfg = cell_config(replace(spec, throughput="per_run"), variant, spec.seeds[0], None, out_dir, cli_overrides)
+    if not cfg.bench.enabled:
+        return None
+    return cfg.replace(run=replace(cfg.run, threads=0))
 
 
 def trial_variant(number: int) -> str:
