@@ -132,6 +132,9 @@ def claim(study: optuna.Study, spec: StudySpec, url: str) -> optuna.Trial | None
     storage = storage_of(study)
     with study_lock(storage, url, spec.name):
         for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
+            # the worker is named before the trial turns RUNNING: a worker killed in between leaves a WAITING
+            # trial, never a RUNNING one that no one can tell is orphaned
+            storage.set_trial_user_attr(trial_id(t), "worker", f"{socket.gethostname()}:{os.getpid()}")
             if storage.set_trial_state_values(trial_id(t), TrialState.RUNNING):
                 return optuna.Trial(study, trial_id(t))
         if spec.search is None:

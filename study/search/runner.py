@@ -22,8 +22,10 @@ from study.search.outputs import audit, export_records, progress, write_search_o
 from study.search.queue import StudyError, open_study, prepare
 from study.search.space import cell_config, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
-from study.search.supervise import WorkerSpec, start
+from study.search.supervise import WorkerSpec, supervise
 from study.search.worker import RunFn, work
+
+RESTARTS_PER_WORKER = 3  # a study replaces at most 3 x N dead workers before it gives up (re-run to go on)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -91,17 +93,24 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
         work(spec, url, args.out, cli, run_fn,
              on_trial=lambda: print(progress(study, spec, started, 1), flush=True))
     else:
-        procs = [start(w) for w in local_workers(args, url, args.workers)]
+        def requeue(pid: int) -> int:  # the dead worker's RUNNING cell back to WAITING, as a re-run would
+            with study_lock(storage, url, spec.name):
+                return prepare(study, spec, args.out, cli)["requeued"]
+
         last = ""
-        while any(p.poll() is None for p in procs):
-            time.sleep(2.0)
+
+        def tick() -> None:
+            nonlocal last
             line = progress(study, spec, started, args.workers)
             if line.split(";")[0] != last:
                 print(line, flush=True)
                 last = line.split(";")[0]
-        for p in procs:
-            if p.returncode:
-                print(f"[{spec.name}] a worker exited with status {p.returncode}", file=sys.stderr)
+
+        specs = local_workers(args, url, args.workers)
+        result = supervise(specs, on_death=requeue, max_restarts=RESTARTS_PER_WORKER * len(specs), tick=tick,
+                           say=lambda line: print(f"[{spec.name}] {line}", file=sys.stderr, flush=True))
+        if result.restarts or result.unreplaced:
+            print(f"[{spec.name}] workers: {result.summary()}", flush=True)
 
     export_records(study, args.out, spec)
     if spec.search:
