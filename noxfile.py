@@ -64,5 +64,5 @@ def bench(session: nox.Session) -> None:
 def chaos(session: nox.Session) -> None:
     """Workers SIGKILLed at random during real training; one command must still run every cell exactly once."""
     install(session)
-    session.run("pytest", "tests/test_chaos.py", "tests/test_storage.py", "-v",
+    session.run("pytest", "tests/test_chaos.py", "tests/test_storage.py", "tests/test_reliability.py", "-v",
                 *session.posargs, env={"OMP_NUM_THREADS": "1", "STUDY_CHAOS": "1"})
