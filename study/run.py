@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from study.atomic import atomic_write_text, atomic_write_with
+from study.atomic import atomic_write_text, atomic_write_with, disk_error
 from study.bench import benchmark
 from study.config import Config, ConfigError, apply_overrides, config_hash, from_dict
 from study.data.build import build_dataset, class_names
@@ -163,6 +163,8 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
     except NonFiniteLoss as e:
         status, error, curves = "failed", str(e), e.curves
     except Exception as e:  # noqa: BLE001 - any training error ends in a failed record, not a lost run
+        if disk_error(e):
+            raise  # a full or read-only results folder is not the cell's failure: the caller says so in one line
         status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         atomic_write_text(folder / "error.txt", traceback.format_exc())
     if status == "failed":

@@ -25,7 +25,7 @@ from test_search_runner import fake_run  # noqa: I001
 
 from study.atomic import atomic_write_text
 from study.record import RECORD_FILE, read_record, run_dir, write_record
-from study.search import queue, runner, supervise, worker
+from study.search import queue, runner, supervise
 from study.search.space import load_study
 from study.search.storage import default_url, open_storage
 
@@ -197,5 +197,5 @@ def test_chaos_on_real_training(tmp_path):
 
 if __name__ == "__main__":  # a stand-in worker process: python tests/test_chaos.py STUDY_FILE OUT URL
     study_path, out_dir, storage_url = sys.argv[1:4]
-    worker.work(load_study(study_path), storage_url, out_dir, (), stand_in_run)
-    sys.exit(0)
+    sys.exit(runner.main([study_path, "--worker-only", "--storage", storage_url, "--out", out_dir],
+                         run_fn=stand_in_run))

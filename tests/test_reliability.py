@@ -1,13 +1,25 @@
 """Reliability: untrusted checkpoints stay data, a full or read-only results folder is one line, bad data fails
 one cell and names the file."""
 
+import contextlib
+import errno
+import os
 import pickle
 import random
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import torch
+from optuna.trial import TrialState
+from test_chaos import stand_in_workers
+from test_search_runner import fake_run
 
+from study.atomic import INJECT, atomic_write_text, atomic_write_with, disk_error
+from study.search import outputs, queue, runner
+from study.search.space import load_study
+from study.search.storage import default_url, open_storage
 from study.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
@@ -81,3 +93,99 @@ def test_hostile_checkpoint_in_a_cell_fails_that_cell_without_running(tiny_cfg, 
     record = run_one(cfg, log=lambda line: None)
     assert record.status == "failed" and "checkpoint.pt" in record.error and "refused" in record.error
     assert "\n" not in record.error and not marker.exists()
+
+
+# --- a full or read-only results folder -------------------------------------------------------------------------
+
+def test_atomic_writer_leaves_nothing_half_written(tmp_path, monkeypatch):
+    target = tmp_path / "record.json"
+    atomic_write_text(target, "old\n")
+    monkeypatch.setenv(INJECT, "ENOSPC:record.json")  # fails after the temp file is written, before the rename
+    with pytest.raises(OSError) as err:
+        atomic_write_text(target, "new\n" * 1000)
+    assert err.value.errno == errno.ENOSPC and disk_error(err.value)
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+    monkeypatch.delenv(INJECT)
+
+    def half_then_full(tmp):  # the disk fills half-way through the write itself
+        tmp.write_text("ne")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+
+    with pytest.raises(OSError):
+        atomic_write_with(target, half_then_full)
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new\n")
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    path = tmp_path / "grid.yaml"
+    path.write_text("name: grid\nbase_config: base.yaml\nseeds: [0, 1]\nmax_retries: 0\nvariants:\n"
+                    "  FCN: {model.ppm: false}\n  B1: {model.bins: [1]}\n")
+    return path
+
+
+def test_full_disk_mid_study_is_one_line_and_the_rerun_resumes(grid_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    monkeypatch.setenv(INJECT, "ENOSPC:record.json")
+    assert runner.main([str(grid_file), "--out", str(out)], run_fn=fake_run) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert str(out / "grid" / "runs") in err and "No space left on device" in err and "re-run" in err
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("record.json"))
+    spec = load_study(grid_file)
+    study = queue.open_study(spec, open_storage(default_url(out / "grid")))
+    assert [t.state for t in study.get_trials()].count(TrialState.RUNNING) == 0
+    assert outputs.audit(study, spec) and not any("failed" in p for p in outputs.audit(study, spec))
+
+    monkeypatch.delenv(INJECT)  # space is back: the same command finishes the study, nothing counted as failed
+    assert runner.main([str(grid_file), "--out", str(out)], run_fn=fake_run) == 0
+    assert "every cell ran exactly once" in capsys.readouterr().out
+    assert len(list(out.rglob("record.json"))) == 4
+
+
+def test_full_disk_in_a_worker_process_stops_it_without_restarts(grid_file, tmp_path, monkeypatch, capfd):
+    """--workers 2: the workers say why in one line each and are not restarted; the re-run resumes."""
+    out = tmp_path / "out"
+    monkeypatch.setattr(runner, "local_workers", lambda args, url, n: stand_in_workers(grid_file, args, url, n))
+    monkeypatch.setenv(INJECT, "ENOSPC:record.json")
+    assert runner.main([str(grid_file), "--out", str(out), "--workers", "2"]) == 1
+    captured = capfd.readouterr()
+    assert captured.err.count("No space left on device") == 2 and "restarted as" not in captured.err
+    assert "Traceback" not in captured.err and "not finished (re-run the command to resume)" in captured.err
+    monkeypatch.delenv(INJECT)
+    assert runner.main([str(grid_file), "--out", str(out), "--workers", "2"]) == 0
+    assert "every cell ran exactly once" in capfd.readouterr().out
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """A folder no one can write into: chmod for users, the immutable attribute for root (who ignores modes)."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = lambda: folder.chmod(0o755)  # noqa: E731
+    elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        undo = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)  # noqa: E731
+    else:
+        pytest.skip("cannot make a folder read-only here")
+    try:
+        yield
+    finally:
+        undo()
+
+
+def test_read_only_results_folder_is_one_line_and_the_rerun_resumes(grid_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    runs = out / "grid" / "runs"
+    runs.mkdir(parents=True)
+    before = {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()}
+    with read_only(runs):
+        assert runner.main([str(grid_file), "--out", str(out)], run_fn=fake_run) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(runs) in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()} == before  # nothing half-written
+    assert runner.main([str(grid_file), "--out", str(out)], run_fn=fake_run) == 0
+    assert "every cell ran exactly once" in capsys.readouterr().out and len(list(runs.glob("*/record.json"))) == 4

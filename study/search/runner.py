@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from study.atomic import atomic_write_text
+from study.atomic import atomic_write_text, disk_error, disk_error_line
 from study.config import ConfigError
 from study.search.outputs import audit, export_records, progress, write_search_outputs
 from study.search.queue import StudyError, open_study, prepare
@@ -56,6 +56,16 @@ def local_workers(args: argparse.Namespace, url: str, n: int) -> list[WorkerSpec
 
 def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return sweep(args, run_fn)
+    except OSError as e:
+        if not disk_error(e):
+            raise
+        print(f"error: {disk_error_line(e, args.out)}", file=sys.stderr, flush=True)
+        return 2
+
+
+def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
     try:
         spec = load_study(args.study_file)
         if args.seeds:
@@ -115,12 +125,15 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
     export_records(study, args.out, spec)
     if spec.search:
         write_search_outputs(study, study_dir)
-    from study.results.table import write_table
+    from study.results.table import ResultsError, write_table
 
-    table = write_table(study_dir)
+    try:
+        rows = f"{study_dir / 'runs.parquet'} ({len(write_table(study_dir))} rows)"
+    except ResultsError as e:  # no record yet (every worker stopped before finishing a cell)
+        rows = f"not written ({e})"
     print(progress(study, spec, started, args.workers), flush=True)
     problems = audit(study, spec)
-    print(f"[{spec.name}] table: {study_dir / 'runs.parquet'} ({len(table)} rows)")
+    print(f"[{spec.name}] table: {rows}")
     if problems:
         print(f"[{spec.name}] audit: {len(problems)} problem(s):", file=sys.stderr)
         for line in problems:

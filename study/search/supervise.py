@@ -2,7 +2,8 @@
 
 `supervise` polls the workers; when one dies (a crash, the OOM killer, SIGKILL), it asks the caller to re-queue the
 dead worker's cell (which resumes from its checkpoint) and starts a replacement with the same spec, up to a bound
-on restarts, one line per restart. A worker that exits 0 has found no work left and is not replaced.
+on restarts, one line per restart. A worker that exits 0 has found no work left, one that exits 2 has said
+in one line why it cannot work (config, storage, a full disk): neither is replaced.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class WorkerSpec:
     label: str  # e.g. "worker 0 (cpu, 1 thread)" or "worker 3 (GPU 1)"
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)  # added to os.environ (CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS)
+
+
+REFUSED = 2  # a worker's exit status after its one-line `error: ...`: restarting it would not help
 
 
 def start(spec: WorkerSpec) -> subprocess.Popen:
@@ -74,6 +78,11 @@ def supervise(specs: Sequence[WorkerSpec], *, on_death: Callable[[int], int], ma
                     alive.append((spec, proc))
                     continue
                 if code == 0:
+                    continue
+                if code == REFUSED:  # the worker said why in one line (config, storage, disk): do not retry it
+                    result.unreplaced += 1
+                    result.log.append(f"{spec.label} stopped with an error (above); not restarted")
+                    say(result.log[-1])
                     continue
                 requeued = on_death(proc.pid)
                 result.requeued += requeued
