@@ -8,10 +8,13 @@ import pickle
 import random
 import shutil
 import subprocess
+import threading
 
 import numpy as np
 import pytest
 import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from test_chaos import stand_in_workers
 from test_search_runner import fake_run
@@ -189,3 +192,38 @@ def test_read_only_results_folder_is_one_line_and_the_rerun_resumes(grid_file, t
     assert {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()} == before  # nothing half-written
     assert runner.main([str(grid_file), "--out", str(out)], run_fn=fake_run) == 0
     assert "every cell ran exactly once" in capsys.readouterr().out and len(list(runs.glob("*/record.json"))) == 4
+
+
+# --- readers never block writers ------------------------------------------------------------------------------
+
+def test_report_and_dashboard_read_while_two_workers_write(grid_file, tmp_path, monkeypatch, capsys):
+    from study.report.__main__ import main as report_main
+
+    grid_file.write_text(grid_file.read_text().replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"))
+    out = tmp_path / "out"
+    monkeypatch.setattr(runner, "local_workers", lambda args, url, n: stand_in_workers(grid_file, args, url, n))
+    result = {}
+    writer = threading.Thread(target=lambda: result.setdefault(
+        "code", runner.main([str(grid_file), "--out", str(out), "--workers", "2"])))
+    writer.start()
+    journal = out / "grid" / "optuna.journal"
+    renders, reads, seen = 0, 0, 0
+    while writer.is_alive():
+        if journal.exists():  # what optuna-dashboard does: open the journal and list the trials, no lock taken
+            storage = JournalStorage(JournalFileBackend(str(journal)))  # Optuna's own, as the dashboard opens it
+            studies = storage.get_all_studies()
+            trials = storage.get_all_trials(studies[0]._study_id, deepcopy=False) if studies else []
+            done = sum(t.state == TrialState.COMPLETE for t in trials)
+            assert done >= seen  # nothing seen once is lost
+            seen, reads = done, reads + 1
+        if not (out / "grid" / "study.json").exists():
+            continue
+        code = report_main([str(out / "grid"), "--out", str(tmp_path / "reports")])
+        err = capsys.readouterr().err
+        assert code == 0 or "no run records" in err, err  # never a half-read record or a lock error
+        renders += code == 0
+    writer.join()
+    assert result["code"] == 0
+    assert renders >= 2 and reads >= 2
+    assert report_main([str(out / "grid"), "--out", str(tmp_path / "reports")]) == 0
+    assert len(list((out / "grid" / "runs").glob("*/record.json"))) == 8
