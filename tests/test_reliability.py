@@ -16,10 +16,12 @@ import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from PIL import Image
 from test_chaos import stand_in_workers
 from test_search_runner import fake_run
 
 from study.atomic import INJECT, atomic_write_text, atomic_write_with, disk_error
+from study.record import read_record
 from study.search import outputs, queue, runner
 from study.search.space import load_study
 from study.search.storage import default_url, open_storage
@@ -227,3 +229,60 @@ def test_report_and_dashboard_read_while_two_workers_write(grid_file, tmp_path, 
     assert renders >= 2 and reads >= 2
     assert report_main([str(out / "grid"), "--out", str(tmp_path / "reports")]) == 0
     assert len(list((out / "grid" / "runs").glob("*/record.json"))) == 8
+
+
+# --- bad data met during training -----------------------------------------------------------------------------
+
+def folder_dataset(root, corrupt=None):
+    """A folder-layout data set (3 classes, 32x32); `corrupt`: "image" truncates a training image after its
+    header, "label" puts an unknown class id in a training mask. Both pass the header scan."""
+    rng = np.random.default_rng(0)
+    (root).mkdir(parents=True)
+    (root / "classes.txt").write_text("sky\nroad\ncar\n")
+    for split, n in (("train", 8), ("val", 4)):
+        for sub in ("images", "masks"):
+            (root / split / sub).mkdir(parents=True)
+        for i in range(n):
+            image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            mask = np.zeros((32, 32), np.uint8)
+            mask[16:] = 1
+            mask[20:, 20:] = 2
+            Image.fromarray(image).save(root / split / "images" / f"{i:03d}.png")
+            Image.fromarray(mask).save(root / split / "masks" / f"{i:03d}.png")
+    bad = root / "train" / ("images" if corrupt == "image" else "masks") / "005.png"
+    if corrupt == "image":
+        data = bad.read_bytes()
+        bad.write_bytes(data[: len(data) // 3])  # header intact, pixel data cut short
+    elif corrupt == "label":
+        mask = np.zeros((32, 32), np.uint8)
+        mask[:4, :4] = 7
+        Image.fromarray(mask).save(bad)
+    return bad
+
+
+@pytest.mark.parametrize("loader_workers", [0, 1])
+def test_bad_data_during_training_fails_that_cell_and_the_report_lists_it(tmp_path, capsys, loader_workers):
+    from conftest import write_tiny_yaml
+
+    from study.report.render import render_study
+
+    good, bad_image, bad_label = (folder_dataset(tmp_path / name, corrupt) for name, corrupt in
+                                  (("good", None), ("badimg", "image"), ("badlabel", "label")))
+    write_tiny_yaml(tmp_path / "tiny.yaml", ("data.name=folder", f"data.root={tmp_path / 'good'}",
+                                             "bench.enabled=false", "eval.qualitative=0", "train.steps=4", f"data.workers={loader_workers}"))
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(f"name: bad\nbase_config: tiny.yaml\nseeds: [0]\nmax_retries: 0\nvariants:\n"
+                          f"  GOOD: {{}}\n  BADIMG: {{data.root: {tmp_path / 'badimg'}}}\n"
+                          f"  BADLABEL: {{data.root: {tmp_path / 'badlabel'}}}\n")
+    out = tmp_path / "out"
+    assert runner.main([str(study_file), "--out", str(out)]) == 1  # the study finished; two cells failed
+    log = capsys.readouterr()
+    records = {p.parent.name: read_record(p) for p in (out / "bad" / "runs").glob("*/record.json")}
+    assert records["GOOD__s0"].status == "completed"
+    for cell, path in (("BADIMG__s0", bad_image), ("BADLABEL__s0", bad_label)):
+        assert records[cell].status == "failed" and str(path) in records[cell].error, records[cell].error
+        assert "\n" not in records[cell].error
+        assert f"{cell}: failed 1 times" in log.err and str(path) in log.err
+    index = (render_study(out / "bad", tmp_path / "reports") / "index.md").read_text()
+    failures = index[index.index("Failed and pruned runs"):]
+    assert str(bad_image) in failures and str(bad_label) in failures and "GOOD" not in failures
