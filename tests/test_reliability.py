@@ -286,3 +286,12 @@ def test_bad_data_during_training_fails_that_cell_and_the_report_lists_it(tmp_pa
     index = (render_study(out / "bad", tmp_path / "reports") / "index.md").read_text()
     failures = index[index.index("Failed and pruned runs"):]
     assert str(bad_image) in failures and str(bad_label) in failures and "GOOD" not in failures
+
+
+def test_storage_password_stays_out_of_messages_and_results(grid_file, tmp_path, capsys):
+    url = "postgresql://study:s3cret-pw@127.0.0.1:1/nowhere"  # nothing listens on port 1: fails at once
+    assert runner.main([str(grid_file), "--out", str(tmp_path / "out"), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "s3cret" not in err and "study@127.0.0.1" in err
+    written = [p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert not any(b"s3cret" in data for data in written)
