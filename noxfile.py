@@ -58,3 +58,11 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "study", "bench", *args)
     if not session.posargs:  # the CamVid training pipeline, when the shared copy is there
         session.run("python", "-m", "study.data.bench", "--root", "../shared/data/camvid", success_codes=[0, 2])
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """Workers SIGKILLed at random during real training; one command must still run every cell exactly once."""
+    install(session)
+    session.run("pytest", "tests/test_chaos.py", "tests/test_storage.py", "tests/test_reliability.py", "-v",
+                *session.posargs, env={"OMP_NUM_THREADS": "1", "STUDY_CHAOS": "1"})

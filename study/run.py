@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from study.atomic import atomic_write_text, atomic_write_with
+from study.atomic import atomic_write_text, atomic_write_with, disk_error
 from study.bench import benchmark
 from study.config import Config, ConfigError, apply_overrides, config_hash, from_dict
 from study.data.build import build_dataset, class_names
@@ -164,7 +164,9 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
     except NonFiniteLoss as e:
         status, error, curves = "failed", str(e), e.curves
     except Exception as e:  # noqa: BLE001 - any training error ends in a failed record, not a lost run
-        status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if disk_error(e):
+            raise  # a full or read-only results folder is not the cell's failure: the caller says so in one line
+        status, error = "failed", _error_line(e)
         atomic_write_text(folder / "error.txt", traceback.format_exc())
     if status == "failed":
         say(f"failed: {error}")
@@ -177,6 +179,16 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
                 f"({cost.get('train_seconds', 0):.1f}s training)")
     distributed.barrier()
     return record
+
+
+def _error_line(e: BaseException) -> str:
+    """`Type: first line`; for an error raised in a DataLoader worker, the original error (which names the file)
+    rather than torch's "Caught X in DataLoader worker process 0." wrapper."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "Original Traceback" in str(e):
+        name, sep, message = lines[-1].partition(": ")
+        return f"{name.rsplit('.', 1)[-1]}: {message}" if sep else lines[-1]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
 
 
 def _headline(final: dict[str, Any], convention: str) -> dict[str, Any]:

@@ -78,17 +78,13 @@ def check_unchanged(spec: StudySpec, trials: list[FrozenTrial], out_dir: str, cl
 def prepare(study: optuna.Study, spec: StudySpec, out_dir: str, cli: tuple[str, ...],
             retry_failed: bool = False) -> dict[str, int]:
     """Under the study lock: re-queue trials of dead workers, enqueue grid cells not yet done. Idempotent."""
-    storage = storage_of(study)
     trials = study.get_trials(deepcopy=False)
     check_unchanged(spec, trials, out_dir, cli)
     now = time.time()
     requeued = 0
     for t in trials:
         if t.state == TrialState.RUNNING and "cell" in t.user_attrs and not worker_alive(t, now):
-            storage.set_trial_user_attr(trial_id(t), "lost", True)
-            storage.set_trial_user_attr(trial_id(t), "error", "worker lost (killed or unreachable); re-queued")
-            storage.set_trial_state_values(trial_id(t), TrialState.FAIL)
-            study.enqueue_trial(t.params or t.system_attrs.get("fixed_params", {}), user_attrs=identity(t))
+            requeue_lost(study, t, "worker lost (killed or unreachable); re-queued")
             requeued += 1
     trials = study.get_trials(deepcopy=False)
     enqueued = 0
@@ -108,6 +104,16 @@ def prepare(study: optuna.Study, spec: StudySpec, out_dir: str, cli: tuple[str, 
                 study.enqueue_trial(mine[-1].params, user_attrs=identity(mine[-1]))
                 enqueued += 1
     return {"requeued": requeued, "enqueued": enqueued}
+
+
+def requeue_lost(study: optuna.Study, t: FrozenTrial, why: str) -> None:
+    """Under the study lock: end a RUNNING trial as lost (not the cell's fault, not a failure) and queue its cell
+    again with the same parameters; it resumes from its checkpoint."""
+    storage = storage_of(study)
+    storage.set_trial_user_attr(trial_id(t), "lost", True)
+    storage.set_trial_user_attr(trial_id(t), "error", why)
+    storage.set_trial_state_values(trial_id(t), TrialState.FAIL)
+    study.enqueue_trial(t.params or t.system_attrs.get("fixed_params", {}), user_attrs=identity(t))
 
 
 def failures(trials: list[FrozenTrial]) -> int:
@@ -132,6 +138,9 @@ def claim(study: optuna.Study, spec: StudySpec, url: str) -> optuna.Trial | None
     storage = storage_of(study)
     with study_lock(storage, url, spec.name):
         for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
+            # the worker is named before the trial turns RUNNING: a worker killed in between leaves a WAITING
+            # trial, never a RUNNING one that no one can tell is orphaned
+            storage.set_trial_user_attr(trial_id(t), "worker", f"{socket.gethostname()}:{os.getpid()}")
             if storage.set_trial_state_values(trial_id(t), TrialState.RUNNING):
                 return optuna.Trial(study, trial_id(t))
         if spec.search is None:

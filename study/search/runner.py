@@ -16,15 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-from study.atomic import atomic_write_text
+from study.atomic import atomic_write_text, disk_error, disk_error_line
 from study.config import ConfigError
 from study.search.outputs import audit, export_records, progress, write_search_outputs
 from study.search.queue import StudyError, open_study, prepare
 from study.search.space import cell_config, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
-from study.search.supervise import WorkerSpec, start
+from study.search.supervise import WorkerSpec, supervise
 from study.search.variant_bench import bench_variants
 from study.search.worker import RunFn, work
+
+RESTARTS_PER_WORKER = 3  # a study replaces at most 3 x N dead workers before it gives up (re-run to go on)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,6 +57,16 @@ def local_workers(args: argparse.Namespace, url: str, n: int) -> list[WorkerSpec
 
 def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return sweep(args, run_fn)
+    except OSError as e:
+        if not disk_error(e):
+            raise
+        print(f"error: {disk_error_line(e, args.out)}", file=sys.stderr, flush=True)
+        return 2
+
+
+def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
     try:
         spec = load_study(args.study_file)
         if args.seeds:
@@ -92,28 +104,38 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
         work(spec, url, args.out, cli, run_fn,
              on_trial=lambda: print(progress(study, spec, started, 1), flush=True))
     else:
-        procs = [start(w) for w in local_workers(args, url, args.workers)]
+        def requeue(pid: int) -> int:  # the dead worker's RUNNING cell back to WAITING, as a re-run would
+            with study_lock(storage, url, spec.name):
+                return prepare(study, spec, args.out, cli)["requeued"]
+
         last = ""
-        while any(p.poll() is None for p in procs):
-            time.sleep(2.0)
+
+        def tick() -> None:
+            nonlocal last
             line = progress(study, spec, started, args.workers)
             if line.split(";")[0] != last:
                 print(line, flush=True)
                 last = line.split(";")[0]
-        for p in procs:
-            if p.returncode:
-                print(f"[{spec.name}] a worker exited with status {p.returncode}", file=sys.stderr)
+
+        specs = local_workers(args, url, args.workers)
+        result = supervise(specs, on_death=requeue, max_restarts=RESTARTS_PER_WORKER * len(specs), tick=tick,
+                           say=lambda line: print(f"[{spec.name}] {line}", file=sys.stderr, flush=True))
+        if result.restarts or result.unreplaced:
+            print(f"[{spec.name}] workers: {result.summary()}", flush=True)
 
     export_records(study, args.out, spec)
     bench_problems = bench_variants(spec, args.out, cli, log=lambda line: print(line, flush=True))
     if spec.search:
         write_search_outputs(study, study_dir)
-    from study.results.table import write_table
+    from study.results.table import ResultsError, write_table
 
-    table = write_table(study_dir)
+    try:
+        rows = f"{study_dir / 'runs.parquet'} ({len(write_table(study_dir))} rows)"
+    except ResultsError as e:  # no record yet (every worker stopped before finishing a cell)
+        rows = f"not written ({e})"
     print(progress(study, spec, started, args.workers), flush=True)
     problems = audit(study, spec) + bench_problems
-    print(f"[{spec.name}] table: {study_dir / 'runs.parquet'} ({len(table)} rows)")
+    print(f"[{spec.name}] table: {rows}")
     if problems:
         print(f"[{spec.name}] audit: {len(problems)} problem(s):", file=sys.stderr)
         for line in problems:

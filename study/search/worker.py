@@ -6,6 +6,7 @@ the complete results table.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -17,10 +18,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from study.atomic import disk_error
 from study.config import config_hash
 from study.record import RunRecord
 from study.search.optuna_handles import storage_of, trial_id
-from study.search.queue import claim, failures, identity, open_study, trials_by_cell
+from study.search.queue import claim, failures, identity, open_study, requeue_lost, trials_by_cell
 from study.search.space import StudySpec, cell_config, suggest
 from study.search.storage import open_storage, study_lock
 
@@ -82,6 +84,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: st
     try:
         record = run_fn(cfg, on_eval=on_eval)
     except Exception as e:  # noqa: BLE001 - run_one records its own failures; this is a last resort
+        if disk_error(e):  # the results folder, not the cell: give the cell back and stop (re-run resumes)
+            with contextlib.suppress(Exception), study_lock(storage, url, spec.name):
+                requeue_lost(study, storage.get_trial(tid), f"results not writable ({e.strerror}); re-queued")
+            raise
         record = None
         error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     finally:
