@@ -37,7 +37,7 @@ class Claim:
 
 
 CLAIMS = (
-    Claim("PPM beats the FCN baseline", ("ppm", "bins", "pool", "reduction"),
+    Claim("PPM beats the FCN baseline", ("ppm", "bins", "pool", "reduction", "branch"),
           lambda a, b: a["ppm"] and not b["ppm"], "Table 1, Table 4"),
     Claim("B1236 beats B1", ("bins",), lambda a, b: a["bins"] == "1,2,3,6" and b["bins"] == "1", "Table 1"),
     Claim("AVE beats MAX", ("pool",), lambda a, b: a["pool"] == "avg" and b["pool"] == "max", "Table 1"),
