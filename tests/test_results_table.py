@@ -79,8 +79,10 @@ def test_errors_name_the_folder_or_file(tmp_path):
 
 def test_results_modules_never_import_torch():
     code = ("import sys; import study.results.table, study.results.stats, study.results.claims, "
+            "study.results.images, study.results.summary, study.manifest, study.report.blocks, "
             "study.report.render, study.report.plots, study.report.__main__; "
-            "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'optuna' not in sys.modules, 'optuna imported'; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
