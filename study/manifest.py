@@ -36,7 +36,7 @@ class StudyManifest:
     seeds: tuple[int, ...] = ()
     objective: dict[str, str] = dataclasses.field(
         default_factory=lambda: {"metric": "miou", "direction": "maximize"})
-    overrides: tuple[str, ...] = ()
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # dotted key -> value, every cell
     variants: dict[str, Any] = dataclasses.field(default_factory=dict)
     variant_order: tuple[str, ...] = ()
     space: dict[str, Any] | None = None
@@ -44,7 +44,7 @@ class StudyManifest:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for key in ("seeds", "overrides", "variant_order"):
+        for key in ("seeds", "variant_order"):
             d[key] = list(d[key])
         return d
 
@@ -69,11 +69,10 @@ class StudyManifest:
         if not isinstance(objective, dict) or objective.get("direction", "maximize") not in ("maximize",
                                                                                             "minimize"):
             raise ManifestError("study manifest: field 'objective' must be {metric, direction: maximize|minimize}")
-        for key in ("overrides", "variant_order"):
-            value = data.get(key) or []
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ManifestError(f"study manifest: field {key!r} must be a list of strings")
-        for key in ("variants", "space"):
+        order = data.get("variant_order") or []
+        if not isinstance(order, list) or not all(isinstance(v, str) for v in order):
+            raise ManifestError("study manifest: field 'variant_order' must be a list of strings")
+        for key in ("overrides", "variants", "space"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise ManifestError(f"study manifest: field {key!r} must be a mapping")
         n_trials = data.get("n_trials")
@@ -81,7 +80,7 @@ class StudyManifest:
             raise ManifestError("study manifest: field 'n_trials' must be an integer or null")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values.update(seeds=tuple(seeds), objective=dict(objective), overrides=tuple(data.get("overrides") or []),
+        values.update(seeds=tuple(seeds), objective=dict(objective), overrides=dict(data.get("overrides") or {}),
                       variants=dict(data.get("variants") or {}), variant_order=tuple(data.get("variant_order") or []))
         return cls(**values)
 
@@ -92,9 +91,9 @@ class StudyManifest:
 
 
 def write_manifest(study_dir: str | Path, manifest: StudyManifest) -> Path:
-    """results/<study>/study.json, atomically."""
+    """results/<study>/study.json, atomically (the runner's layout: indent 2, sorted keys)."""
     path = Path(study_dir) / MANIFEST_FILE
-    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
     return path
 
 
