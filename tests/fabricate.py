@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from study.config import load_config
-from study.record import RunRecord, run_dir, write_record
+from study.manifest import StudyManifest, write_manifest
+from study.record import RunRecord, pack_counts, run_dir, write_record
 
 TABLE1 = {
     "FCN": {"model.ppm": False},
@@ -24,8 +25,11 @@ TABLE1 = {
 
 def fabricate(root: Path, miou: dict[str, list[float]], variants: dict[str, dict] = TABLE1, name: str = "table1",
               paper_table: str | None = "table1", baseline: str | None = "FCN", failed: dict[str, str] | None = None,
-              description: str = "fabricated") -> Path:
-    """results/<name>/ with one completed record per (variant, seed) value in `miou` (fractions)."""
+              description: str = "fabricated", per_image: dict[tuple[str, int], tuple] | None = None) -> Path:
+    """results/<name>/ with one completed record per (variant, seed) value in `miou` (fractions).
+
+    per_image: {(variant, seed): (intersection, union)} count matrices (images x classes) to store packed.
+    """
     study_dir = root / name
     order = [v for v in variants if v in miou or v in (failed or {})]
     for variant in order:
@@ -36,7 +40,11 @@ def fabricate(root: Path, miou: dict[str, list[float]], variants: dict[str, dict
             status = "failed" if value is None else "completed"
             metrics = {} if value is None else {
                 "miou": value, "miou_present": value, "pixel_acc": 0.5 + value / 2, "mean_acc": value,
+                "mean_acc_present": value + 0.02,
                 "per_class_iou": {"road": value, "water": value - 0.05, "car": value + 0.05, "boat": value}}
+            if value is not None and (variant, seed) in (per_image or {}):
+                inter, union = per_image[(variant, seed)]
+                metrics["per_image"] = {"intersection": pack_counts(inter), "union": pack_counts(union)}
             qual = []
             if value is not None:
                 strip = np.zeros((8, 24, 3), np.uint8)
@@ -54,17 +62,16 @@ def fabricate(root: Path, miou: dict[str, list[float]], variants: dict[str, dict
                             "latency_ms_p95": 6.0, "peak_mem_mb": 900.0, "params_m": 0.05, "gflops": 0.09,
                             "ppm_gflops": 0.001, "mfu": None, "batch_size": 8, "image_size": [128, 128],
                             "dtype": "float32", "channels_last": True, "compile": False, "device": "cpu",
-                            "protocol": "fabricated"},
+                            "protocol": "fabricated", "memory_kind": "process peak RSS (ru_maxrss)"},
                 cost={"train_seconds": 20.0, "eval_seconds": 1.0},
                 provenance={"git_sha": "abc123", "torch": "2.x", "timm": "1.x", "python": "3.11", "device": "cpu",
                             "world_size": 1, "eval_mode": "whole", "batch_size": 8, "bn": "BatchNorm"},
                 artifacts={"qualitative": qual}, started_at="2026-01-01T00:00:00+00:00",
                 finished_at="2026-01-01T00:01:00+00:00")
             write_record(record, folder)
-    manifest = {"name": name, "description": description, "study_file": f"configs/studies/{name}.yaml",
-                "base_config": "configs/probe.yaml", "command": f"python -m study sweep configs/studies/{name}.yaml",
-                "kind": "grid", "baseline": baseline, "paper_table": paper_table, "seeds": [0, 1, 2],
-                "objective": {"metric": "miou", "direction": "maximize"}, "variants": variants,
-                "variant_order": list(variants), "space": None}
-    (study_dir / "study.json").write_text(json.dumps(manifest))
+    write_manifest(study_dir, StudyManifest(
+        name=name, description=description, study_file=f"configs/studies/{name}.yaml",
+        base_config="configs/probe.yaml", command=f"python -m study sweep configs/studies/{name}.yaml", kind="grid",
+        baseline=baseline, paper_table=paper_table, seeds=(0, 1, 2), variants=variants,
+        variant_order=tuple(variants)))
     return study_dir

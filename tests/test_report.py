@@ -1,7 +1,9 @@
 import dataclasses
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from fabricate import fabricate  # noqa: I001
 
@@ -121,3 +123,37 @@ def test_protocol_differences_are_warned(tmp_path):
     md = (out / "table1" / "index.md").read_text()
     assert "## Protocol warnings" in md
     assert "rows differ in device: cpu, cuda:0" in md and "rows differ in eval_mode: slide, whole" in md
+
+
+def test_verdicts_come_first_with_forest_plot_rule_and_semantics(tmp_path):
+    study = fabricate(tmp_path / "results", MIOU)
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    md = (out / "table1" / "index.md").read_text()
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["## The paper's claims: verdicts", "## Measured"]
+    assert (out / "table1" / "figures" / "claims_forest.png").stat().st_size > 1000
+    assert md.index("figures/claims_forest.png") < md.index("## Measured")
+    for text in ("| seed 95% CI", "image-level 95% CI", "P(improvement)", "p (Holm)", "seeds needed",
+                 "Holm's step-down over all 13 claim rows", "Model semantics", "`model.ppm_branch: raw`",
+                 "| branch", "0:50.00 1:52.00 2:51.00", "mean class acc (all classes)",
+                 "process peak RSS MB (includes the data cache)"):
+        assert text in md, text
+    # B1236-AVE vs FCN: seeds (62-50, 61-52, 63-51) -> 11.00; P(improvement) 1.00
+    assert "| B1236-AVE vs FCN" in md and "| 11.00 " in md
+
+
+def test_bounded_intervals_bench_throughput_and_image_interval(tmp_path):
+    union = 10 * np.arange(1, 61).reshape(20, 3)
+    per_image = {(v, s): (union * f // 10, union) for v, f in (("FCN", 5), ("B1-AVE", 6)) for s in range(3)}
+    study = fabricate(tmp_path / "results", {"FCN": [0.50, 0.52, 0.51], "B1-AVE": [0.96, 1.0, 0.98]},
+                      per_image=per_image)
+    (study / "bench").mkdir()
+    (study / "bench" / "FCN.json").write_text(json.dumps({"variant": "FCN", "throughput": {"infer_img_s": 420.0}}))
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    md = (out / "table1" / "index.md").read_text()
+    # pixel acc 98, 100, 99: t-interval 99 +- 4.30 / sqrt(3) = [96.52, 101.48], clipped at 100
+    assert "[96.52, 100.00]" in md and "101.48" not in md
+    assert "| [10.00, 10.00] " in md  # IoU 0.6 vs 0.5 on every image: the image-level interval is a point
+    assert "Throughput of FCN comes from bench/<variant>.json" in md and "| 420.0 " in md

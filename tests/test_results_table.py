@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -71,14 +72,60 @@ def test_errors_name_the_folder_or_file(tmp_path):
         write_table(study)
     assert not (study / "runs.parquet").exists()
     (study / "runs.parquet").write_bytes(b"garbage")
+    os.utime(study / "runs.parquet", ns=(2**62, 2**62))  # newer than every record: read, not rebuilt
     with pytest.raises(ResultsError, match="unreadable table"):
         read_table(study)
 
 
 def test_results_modules_never_import_torch():
     code = ("import sys; import study.results.table, study.results.stats, study.results.claims, "
+            "study.results.images, study.results.summary, study.manifest, study.report.blocks, "
             "study.report.render, study.report.plots, study.report.__main__; "
-            "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'optuna' not in sys.modules, 'optuna imported'; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_a_changed_record_rebuilds_the_table(tmp_path):
+    study = fabricate(tmp_path, {"FCN": [0.5, 0.6]})
+    write_table(study)
+    os.utime(study / "runs.parquet", ns=(4 * 10**18, 4 * 10**18))  # year 2096: pretend the table is newer than the records
+    path = study / "runs" / "FCN__s1" / "record.json"
+    data = json.loads(path.read_text())
+    data["metrics"]["miou"] = 0.7
+    path.write_text(json.dumps(data))
+    assert read_table(study)["miou"].tolist() == [0.5, 0.6]  # the table still looks newer: read as is
+    os.utime(path, ns=(4 * 10**18 + 1, 4 * 10**18 + 1))  # the record changed after the table
+    assert read_table(study)["miou"].tolist() == [0.5, 0.7]
+    assert pd.read_parquet(study / "runs.parquet")["miou"].tolist() == [0.5, 0.7]  # rewritten
+    (study / "runs.parquet").unlink()
+    assert read_table(study)["miou"].tolist() == [0.5, 0.7] and (study / "runs.parquet").exists()
+
+
+def test_bench_files_replace_a_variants_throughput(tmp_path):
+    study = fabricate(tmp_path, {"FCN": [0.5, 0.6], "B1-AVE": [0.6, 0.7]})
+    (study / "bench").mkdir()
+    (study / "bench" / "FCN.json").write_text(json.dumps({"variant": "FCN", "throughput": {
+        "train_img_s": 42.0, "infer_img_s": 420.0, "peak_mem_mb": 1234.0, "memory_kind": "cuda max_memory_allocated"}}))
+    df = read_table(study)
+    fcn, ave = df[df["variant"] == "FCN"], df[df["variant"] == "B1-AVE"]
+    assert fcn["infer_img_s"].tolist() == [420.0, 420.0] and fcn["train_img_s"].tolist() == [42.0, 42.0]
+    assert fcn["throughput_source"].tolist() == ["bench/FCN.json"] * 2
+    assert fcn["memory_kind"].tolist() == ["cuda max_memory_allocated"] * 2
+    assert ave["infer_img_s"].tolist() == [300.0 - 10 * len("B1-AVE")] * 2 and ave["throughput_source"].eq("run").all()
+    (study / "bench" / "B1-AVE.json").write_text('{"variant": "B1-AVE"}')
+    with pytest.raises(ResultsError, match=r"bench/B1-AVE\.json: unreadable bench file"):
+        build_table(study)
+
+
+def test_branch_axis_reads_ppm_branch(tmp_path):
+    study = fabricate(tmp_path, {"FCN": [0.5], "B1-AVE": [0.6], "B1-MAX": [0.55]})
+    path = study / "runs" / "B1-MAX__s0" / "record.json"
+    data = json.loads(path.read_text())
+    data["config"]["model"]["ppm_branch"] = "raw"
+    path.write_text(json.dumps(data))
+    df = build_table(study)
+    assert dict(zip(df["variant"], df["branch"], strict=True)) == {"FCN": "-", "B1-AVE": "conv", "B1-MAX": "raw"}
+    assert df["mean_acc_present"].tolist() == pytest.approx([0.52, 0.57, 0.62])  # table order: FCN, B1-MAX, B1-AVE

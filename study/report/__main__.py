@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from study.report.render import render_index, render_study
-from study.results.table import ResultsError, load_study_manifest
+from study.results.table import ResultsError, load_manifest
 
 
 def _study_name(study_file: Path) -> str:
@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         rendered = []
         for d in sorted(Path(args.out).iterdir()):
             if (d / "index.md").exists() and not d.name.startswith("."):
-                manifest = load_study_manifest(Path(args.results) / d.name) if (Path(args.results) / d.name).is_dir() \
-                    else {}
-                rendered.append((d.name, manifest.get("description", "")))
+                folder = Path(args.results) / d.name
+                rendered.append((d.name, load_manifest(folder).description if folder.is_dir() else ""))
         render_index(Path(args.out), rendered)
     except ResultsError as e:
         print(f"error: {e}", file=sys.stderr)

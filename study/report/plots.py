@@ -29,7 +29,7 @@ def _save(fig: plt.Figure, path: Path) -> str:
     return path.name
 
 
-def bars(summary: pd.DataFrame, path: Path, metric_label: str = "mIoU (%)") -> str:
+def bars(summary: pd.DataFrame, path: Path, metric_label: str = "mIoU (%), all classes, absent count 0") -> str:
     """Mean mIoU per variant with its 95% CI over seeds; seeds as dots."""
     fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(summary) + 1.5), 3.2))
     xs = np.arange(len(summary))
@@ -60,8 +60,8 @@ def pareto(summary: pd.DataFrame, path: Path) -> str | None:
     front = pareto_front(data["infer_img_s"].to_numpy(), data["miou_mean"].to_numpy())
     pts = data.iloc[front].sort_values("infer_img_s")
     ax.plot(pts["infer_img_s"], pts["miou_mean"], color="#d0743c", linestyle="--", linewidth=1)
-    ax.set_xlabel("inference images/s (median, bench protocol)")
-    ax.set_ylabel("mIoU (%)")
+    ax.set_xlabel("inference images/s (bench protocol; per variant)")
+    ax.set_ylabel("mIoU (%), all classes, absent count 0")
     ax.set_title("Accuracy vs throughput (dashed: Pareto front)")
     return _save(fig, path)
 
@@ -144,4 +144,33 @@ def importances(values: dict[str, float], path: Path) -> str | None:
     ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#5b8db8")
     ax.set_xlabel("importance (fANOVA, Optuna)")
     ax.set_title("Hyperparameter importances")
+    return _save(fig, path)
+
+
+def forest(claims: list[dict[str, Any]], path: Path, unit: str = "mIoU points") -> str | None:
+    """Each claim row's Δ with its seed interval (black) and image-level interval (blue), the paper's Δ (red x)."""
+    if not claims:
+        return None
+    n = len(claims)
+    fig, ax = plt.subplots(figsize=(7.0, 0.38 * n + 1.4))
+    ys = np.arange(n)[::-1]
+    for y, c in zip(ys, claims, strict=True):
+        if np.isfinite(c["image_ci_low"]):
+            ax.plot([c["image_ci_low"], c["image_ci_high"]], [y - 0.18] * 2, color="#5b8db8", linewidth=4,
+                    solid_capstyle="butt", label="image-level 95%" if y == ys[0] else None)
+        if np.isfinite(c["ci_low"]):
+            ax.plot([c["ci_low"], c["ci_high"]], [y, y], color="black", linewidth=1.2,
+                    label="seed 95%" if y == ys[0] else None)
+        ax.scatter([c["diff"]], [y], color="black", s=18, zorder=3)
+        if np.isfinite(c["paper_diff"]):
+            ax.scatter([c["paper_diff"]], [y], color="#c0392b", marker="x", s=30, zorder=4,
+                       label="paper Δ" if y == ys[0] else None)
+    ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_yticks(ys, [f"{c['claim']}: {c['better']} vs {c['worse']} ({c['verdict']})" for c in claims],
+                  fontsize=7)
+    ax.set_xlabel(f"Δ (better - worse), {unit}")
+    ax.set_title("Claims: paired difference over seeds")
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7, loc="best")
     return _save(fig, path)

@@ -1,21 +1,24 @@
 """The paper's claims as data, and their test on a results table.
 
 A claim compares two variants that differ only in the claim's axes (e.g. bins {1} vs {1,2,3,6} with the same
-pooling, reduction, backbone, recipe). Each such pair gets the paired mIoU difference over shared seeds, its
-bootstrap CI, the paper's difference for the same pair (when the study mirrors a paper table) and a verdict.
+pooling, reduction, backbone, recipe). Each such pair gets the paired difference over shared seeds, a seed
+interval, an image-level interval, P(improvement), a Holm-adjusted p-value and a verdict from the study-level
+rule in study.results.stats, the paper's difference for the same pair and, when inconclusive, the seeds needed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from study.results.stats import paired_difference, verdict
+from study.results.images import image_interval
+from study.results.stats import ALPHA, RULE, decide, prob_improvement
 from study.results.table import AXES
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "configs" / "paper"
@@ -34,7 +37,7 @@ class Claim:
 
 
 CLAIMS = (
-    Claim("PPM beats the FCN baseline", ("ppm", "bins", "pool", "reduction"),
+    Claim("PPM beats the FCN baseline", ("ppm", "bins", "pool", "reduction", "branch"),
           lambda a, b: a["ppm"] and not b["ppm"], "Table 1, Table 4"),
     Claim("B1236 beats B1", ("bins",), lambda a, b: a["bins"] == "1,2,3,6" and b["bins"] == "1", "Table 1"),
     Claim("AVE beats MAX", ("pool",), lambda a, b: a["pool"] == "avg" and b["pool"] == "max", "Table 1"),
@@ -85,19 +88,47 @@ def find_pairs(df: pd.DataFrame, claim: Claim) -> list[tuple[str, str]]:
     return pairs
 
 
-def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou") -> list[dict[str, Any]]:
-    """Every claim the study can test: one row per variant pair (differences in mIoU points)."""
+BOUNDED = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present")  # fractions in [0, 1]
+
+
+def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou",
+                 image_mious: Mapping[tuple[str, int], np.ndarray] | None = None,
+                 alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Every claim the study can test: one row per variant pair, differences in points.
+
+    The rule is `study.results.stats.decide` over all rows together (RULE describes it; row["rule"] carries
+    it). image_mious ({(variant, seed): resampled mIoUs}, study.results.images) adds the image-level interval.
+    """
     done = df[df["status"] == "completed"]
-    by_variant = {v: dict(zip(g["seed"], g[metric], strict=True)) for v, g in done.groupby("variant", sort=False)}
+    by_variant = {v: {int(s): float(x) for s, x in zip(g["seed"], g[metric], strict=True)}
+                  for v, g in done.groupby("variant", sort=False)}
     paper_miou = dict(zip(paper["variant"], paper["miou"], strict=True)) if paper is not None else {}
+    found = [(claim, better, worse) for claim in CLAIMS for better, worse in find_pairs(df, claim)]
+    names = list(dict.fromkeys(v for _, b, w in found for v in (b, w)))
+    seeds = sorted({s for v in names for s in by_variant.get(v, {})})
+    y = np.full((len(names), len(seeds)), np.nan)
+    for i, v in enumerate(names):
+        for j, s in enumerate(seeds):
+            y[i, j] = by_variant.get(v, {}).get(s, np.nan)
+    scale = 100.0 if metric in BOUNDED else 1.0
+    decided = decide(scale * y, [(names.index(b), names.index(w)) for _, b, w in found], alpha)
+    rule = RULE.format(m=sum(math.isfinite(d["p_adjusted"]) for d in decided), alpha=alpha)
     rows = []
-    for claim in CLAIMS:
-        for better, worse in find_pairs(df, claim):
-            diff = paired_difference(by_variant.get(better, {}), by_variant.get(worse, {}))
-            paper_diff = (paper_miou[better] - paper_miou[worse]
-                          if better in paper_miou and worse in paper_miou else math.nan)
-            rows.append({"claim": claim.name, "better": better, "worse": worse, "n": diff["n"],
-                         "diff": 100 * diff["mean"], "ci_low": 100 * diff["ci_low"], "ci_high": 100 * diff["ci_high"],
-                         "p_value": diff["p_value"], "paper_diff": paper_diff, "verdict": verdict(diff),
-                         "paper_source": claim.paper_source})
+    for (claim, better, worse), d in zip(found, decided, strict=True):
+        shared_seeds = sorted(s for s in by_variant.get(better, {}) if s in by_variant.get(worse, {})
+                              and math.isfinite(by_variant[better][s]) and math.isfinite(by_variant[worse][s]))
+        lo, hi = d["ci_low"], d["ci_high"]
+        if scale == 100.0:  # a difference of two values in [0, 100] lies in [-100, 100]
+            lo, hi = max(-100.0, lo), min(100.0, hi)
+        img = image_interval(image_mious or {}, better, worse, shared_seeds) if metric == "miou" \
+            else (math.nan, math.nan)
+        paper_diff = (paper_miou[better] - paper_miou[worse]
+                      if metric == "miou" and better in paper_miou and worse in paper_miou else math.nan)
+        rows.append({"claim": claim.name, "better": better, "worse": worse, "n": d["n"], "diff": d["diff"],
+                     "ci_low": lo, "ci_high": hi, "image_ci_low": img[0], "image_ci_high": img[1],
+                     "p_value": d["p_value"], "p_adjusted": d["p_adjusted"],
+                     "prob_improvement": prob_improvement(list(by_variant.get(better, {}).values()),
+                                                          list(by_variant.get(worse, {}).values())),
+                     "verdict": d["verdict"], "seeds_needed": d["seeds_needed"], "paper_diff": paper_diff,
+                     "paper_source": claim.paper_source, "pooled": d["pooled"], "metric": metric, "rule": rule})
     return rows

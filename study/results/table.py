@@ -1,6 +1,8 @@
 """Run records -> the tidy results table (one row per run), stored as runs.parquet and runs.csv.
 
-No torch here: tables and reports are built on machines that only have the copied results/ folder.
+No torch here: tables and reports are built on machines that only have the copied results/ folder. When
+bench/<variant>.json files exist (throughput measured once per variant, alone on the machine), a variant's
+throughput columns come from them and `throughput_source` says so; otherwise from each run's record.
 """
 
 from __future__ import annotations
@@ -13,29 +15,44 @@ from typing import Any
 import pandas as pd
 
 from study.atomic import atomic_write_bytes, atomic_write_text
+from study.manifest import MANIFEST_FILE, ManifestError, StudyManifest, read_manifest
 from study.record import RECORD_FILE, RunRecord, read_record
 
-AXES = ("backbone", "depth", "ppm", "bins", "pool", "reduction", "aux_weight", "output_stride", "augment", "crop",
+AXES = ("backbone", "depth", "ppm", "bins", "pool", "reduction", "branch", "aux_weight", "output_stride", "augment", "crop",
         "steps", "batch", "lr", "data")
-METRICS = ("miou", "miou_present", "pixel_acc", "mean_acc")
+METRICS = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present")
 THROUGHPUT = ("train_img_s", "infer_img_s", "latency_ms_p50", "latency_ms_p95", "peak_mem_mb", "params_m", "gflops",
               "ppm_gflops", "mfu")
 PROTOCOL = ("device", "dtype", "bench_batch", "bench_size", "eval_mode", "effective_batch", "bn", "world_size")
+TABLE_FILE = "runs.parquet"
+BENCH_DIR = "bench"  # bench/<variant>.json: {"variant", "throughput"} measured once per variant, alone
 
 
 class ResultsError(ValueError):
     """A results folder cannot be tabulated; the message names the folder or file."""
 
 
-def load_study_manifest(study_dir: Path) -> dict[str, Any]:
-    """results/<study>/study.json (written by the runner); {} when the folder holds loose runs only."""
-    path = Path(study_dir) / "study.json"
-    if not path.exists():
-        return {}
+def load_manifest(study_dir: Path) -> StudyManifest:
+    """results/<study>/study.json (written by the runner); a bare one named after the folder when absent."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ResultsError(f"{path}: unreadable study manifest ({e})") from None
+        return read_manifest(study_dir) or StudyManifest(name=Path(study_dir).name)
+    except ManifestError as e:
+        raise ResultsError(str(e)) from None
+
+
+def load_bench(study_dir: Path) -> dict[str, dict[str, Any]]:
+    """{variant: throughput} from bench/<variant>.json (one measurement per variant, alone on the machine)."""
+    out = {}
+    for path in sorted((Path(study_dir) / BENCH_DIR).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            variant, throughput = data["variant"], data["throughput"]
+            if not isinstance(variant, str) or not isinstance(throughput, dict):
+                raise TypeError("variant must be a string and throughput a mapping")
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ResultsError(f"{path}: unreadable bench file ({e})") from None
+        out[variant] = throughput
+    return out
 
 
 def load_records(study_dir: Path) -> list[RunRecord]:
@@ -70,6 +87,7 @@ def axes_of(config: dict[str, Any]) -> dict[str, Any]:
         "bins": _join(bins),
         "pool": m["pool"] if bins else "-",
         "reduction": ("DR" if m["reduction"] else "no DR") if bins else "-",
+        "branch": str(m.get("ppm_branch", "conv")) if bins else "-",
         "aux_weight": float(m["aux_weight"]),
         "output_stride": int(m["output_stride"]),
         "augment": "+".join(d["augment"]) if d["augment"] else "none",
@@ -81,8 +99,9 @@ def axes_of(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def row_of(record: RunRecord) -> dict[str, Any]:
-    th, cost, prov = record.throughput, record.cost, record.provenance
+def row_of(record: RunRecord, bench: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One table row; `bench` (the variant's bench/<variant>.json throughput) replaces the run's own."""
+    th, cost, prov = bench if bench is not None else record.throughput, record.cost, record.provenance
     row: dict[str, Any] = {"study": record.study, "variant": record.variant, "seed": record.seed}
     row.update(axes_of(record.config))
     row["status"] = record.status
@@ -98,6 +117,8 @@ def row_of(record: RunRecord) -> dict[str, Any]:
     row["dtype"] = str(th.get("dtype", ""))
     row["bench_batch"] = th.get("batch_size", float("nan"))
     row["bench_size"] = "x".join(str(v) for v in th.get("image_size", [])) or ""
+    row["memory_kind"] = str(th.get("memory_kind") or "")
+    row["throughput_source"] = f"{BENCH_DIR}/{record.variant}.json" if bench is not None else "run"
     row["eval_mode"] = str(prov.get("eval_mode", record.config["eval"]["mode"]))
     row["effective_batch"] = prov.get("batch_size", record.config["train"]["batch_size"])
     row["bn"] = str(prov.get("bn", ""))
@@ -113,10 +134,11 @@ def row_of(record: RunRecord) -> dict[str, Any]:
 def build_table(study_dir: str | Path) -> pd.DataFrame:
     """Every run record of the study folder as one tidy row; variants in the study's order, then seeds."""
     study_dir = Path(study_dir)
-    manifest = load_study_manifest(study_dir)
+    manifest = load_manifest(study_dir)
     records = load_records(study_dir)
-    df = pd.DataFrame([row_of(r) for r in records])
-    order = list(manifest.get("variant_order") or manifest.get("variants") or {})
+    bench = load_bench(study_dir)
+    df = pd.DataFrame([row_of(r, bench.get(r.variant)) for r in records])
+    order = manifest.order
     order += sorted(v for v in df["variant"].unique() if v not in order)
     df["_order"] = df["variant"].map({v: i for i, v in enumerate(order)})
     df = df.sort_values(["_order", "seed"], kind="stable").drop(columns="_order").reset_index(drop=True)
@@ -129,16 +151,32 @@ def write_table(study_dir: str | Path) -> pd.DataFrame:
     df = build_table(study_dir)
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
-    atomic_write_bytes(study_dir / "runs.parquet", buffer.getvalue())
+    atomic_write_bytes(study_dir / TABLE_FILE, buffer.getvalue())
     atomic_write_text(study_dir / "runs.csv", df.to_csv(index=False))
     return df
 
 
+def is_stale(study_dir: str | Path) -> bool:
+    """True when runs.parquet is missing or a record, bench file or study.json is as new as it or newer."""
+    study_dir = Path(study_dir)
+    table = study_dir / TABLE_FILE
+    if not table.exists():
+        return True
+    built = table.stat().st_mtime_ns
+    inputs = [*(study_dir / "runs").glob(f"*/{RECORD_FILE}"), *(study_dir / BENCH_DIR).glob("*.json"),
+              study_dir / MANIFEST_FILE]
+    return any(p.exists() and p.stat().st_mtime_ns >= built for p in inputs)
+
+
 def read_table(study_dir: str | Path) -> pd.DataFrame:
-    """runs.parquet of a study folder (built from the records when missing)."""
-    path = Path(study_dir) / "runs.parquet"
-    if not path.exists():
-        return build_table(study_dir)
+    """runs.parquet of a study folder, rebuilt (and rewritten) from the records whenever it is missing or stale."""
+    study_dir = Path(study_dir)
+    path = study_dir / TABLE_FILE
+    if is_stale(study_dir):
+        try:
+            return write_table(study_dir)
+        except OSError:  # a read-only copy of the results: the fresh table, unwritten
+            return build_table(study_dir)
     try:
         df = pd.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds

@@ -1,0 +1,112 @@
+"""The study manifest: results/<study>/study.json, what the report needs to know about a study.
+
+Torch-free and Optuna-free: the runner writes it, results/ and report/ read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from study.atomic import atomic_write_text
+
+MANIFEST_FILE = "study.json"
+KINDS = ("grid", "search")
+
+
+class ManifestError(ValueError):
+    """A study manifest is missing a field, has a bad one, or cannot be read; the message names it."""
+
+
+@dataclass(frozen=True)
+class StudyManifest:
+    """One study: its name, where it came from, how to rerun it, and its variants or search space."""
+
+    name: str
+    description: str = ""
+    study_file: str = ""
+    base_config: str = ""
+    command: str = ""
+    kind: str = "grid"  # grid | search
+    baseline: str | None = None
+    paper_table: str | None = None
+    seeds: tuple[int, ...] = ()
+    objective: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"metric": "miou", "direction": "maximize"})
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # dotted key -> value, every cell
+    variants: dict[str, Any] = dataclasses.field(default_factory=dict)
+    variant_order: tuple[str, ...] = ()
+    space: dict[str, Any] | None = None
+    n_trials: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key in ("seeds", "variant_order"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StudyManifest:
+        if not isinstance(data, dict):
+            raise ManifestError(f"study manifest: expected a mapping, got {type(data).__name__}")
+        if not isinstance(data.get("name"), str) or not data["name"]:
+            raise ManifestError("study manifest: field 'name' is missing or not a non-empty string")
+        for key in ("description", "study_file", "base_config", "command", "kind"):
+            if key in data and not isinstance(data[key], str):
+                raise ManifestError(f"study manifest: field {key!r} must be a string")
+        if data.get("kind", "grid") not in KINDS:
+            raise ManifestError(f"study manifest: field 'kind' must be one of {KINDS}, got {data['kind']!r}")
+        for key in ("baseline", "paper_table"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ManifestError(f"study manifest: field {key!r} must be a string or null")
+        seeds = data.get("seeds") or []
+        if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ManifestError("study manifest: field 'seeds' must be a list of integers")
+        objective = data.get("objective") or {"metric": "miou", "direction": "maximize"}
+        if not isinstance(objective, dict) or objective.get("direction", "maximize") not in ("maximize",
+                                                                                            "minimize"):
+            raise ManifestError("study manifest: field 'objective' must be {metric, direction: maximize|minimize}")
+        order = data.get("variant_order") or []
+        if not isinstance(order, list) or not all(isinstance(v, str) for v in order):
+            raise ManifestError("study manifest: field 'variant_order' must be a list of strings")
+        for key in ("overrides", "variants", "space"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise ManifestError(f"study manifest: field {key!r} must be a mapping")
+        n_trials = data.get("n_trials")
+        if n_trials is not None and (not isinstance(n_trials, int) or isinstance(n_trials, bool)):
+            raise ManifestError("study manifest: field 'n_trials' must be an integer or null")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.update(seeds=tuple(seeds), objective=dict(objective), overrides=dict(data.get("overrides") or {}),
+                      variants=dict(data.get("variants") or {}), variant_order=tuple(data.get("variant_order") or []))
+        return cls(**values)
+
+    @property
+    def order(self) -> list[str]:
+        """The variants in the study's order."""
+        return list(self.variant_order or self.variants)
+
+
+def write_manifest(study_dir: str | Path, manifest: StudyManifest) -> Path:
+    """results/<study>/study.json, atomically (the runner's layout: indent 2, sorted keys)."""
+    path = Path(study_dir) / MANIFEST_FILE
+    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_manifest(study_dir: str | Path) -> StudyManifest | None:
+    """The manifest of a study folder; None when it has none (loose runs)."""
+    path = Path(study_dir) / MANIFEST_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path}: unreadable study manifest ({e})") from None
+    try:
+        return StudyManifest.from_dict(data)
+    except ManifestError as e:
+        raise ManifestError(f"{path}: {str(e).removeprefix('study manifest: ')}") from None

@@ -1,0 +1,92 @@
+import math
+import time
+
+import numpy as np
+import pytest
+from fabricate import fabricate  # noqa: I001
+
+from study.record import RunRecord, pack_counts
+from study.results.claims import judge_claims
+from study.results.images import (
+    bootstrap_mious,
+    image_interval,
+    miou_of_counts,
+    resample_weights,
+    resampled_miou,
+)
+from study.results.table import build_table, load_records
+
+
+def test_miou_of_counts_counts_absent_classes_as_zero():
+    inter = np.array([[1, 0, 0], [1, 2, 0]])
+    union = np.array([[2, 0, 0], [2, 2, 0]])
+    assert miou_of_counts(inter[:, :2], union[:, :2]) == pytest.approx((2 / 4 + 2 / 2) / 2)
+    assert miou_of_counts(inter, union) == pytest.approx((2 / 4 + 2 / 2 + 0) / 3)
+
+
+def test_resamples_are_fixed_and_weight_one_is_the_split():
+    w = resample_weights(7, resamples=50)
+    assert w.shape == (50, 7) and (w.sum(1) == 7).all()
+    assert np.array_equal(w, resample_weights(7, resamples=50))
+    inter = np.array([[1, 0], [1, 2], [0, 3]])
+    union = np.array([[2, 1], [2, 2], [1, 4]])
+    assert resampled_miou(inter, union, np.ones((1, 3)))[0] == pytest.approx(miou_of_counts(inter, union))
+    only_first = np.array([[3.0, 0, 0]])  # image 0 three times
+    assert resampled_miou(inter, union, only_first)[0] == pytest.approx((1 / 2 + 0 / 1) / 2)
+
+
+def record(variant, seed, inter, union):
+    return RunRecord(id=f"{variant}__s{seed}", study="s", variant=variant, seed=seed, config={}, config_hash="h",
+                     status="completed", metrics={"per_image": {"intersection": pack_counts(inter),
+                                                                "union": pack_counts(union)}})
+
+
+def test_a_constant_iou_gap_gives_a_point_interval():
+    rng = np.random.default_rng(0)
+    union = 4 * rng.integers(1, 50, size=(40, 5))
+    boot = bootstrap_mious([record("A", s, union * 3 // 4, union) for s in (0, 1)]
+                           + [record("B", s, union // 2, union) for s in (0, 1)])
+    assert sorted(boot) == [("A", 0), ("A", 1), ("B", 0), ("B", 1)] and boot[("A", 0)].shape == (2000,)
+    lo, hi = image_interval(boot, "A", "B", [0, 1])
+    assert lo == pytest.approx(25.0) and hi == pytest.approx(25.0)  # IoU 0.75 vs 0.5 on every image
+    assert all(math.isnan(v) for v in image_interval(boot, "A", "B", [0, 1, 2]))  # seed 2 has no counts
+
+
+def test_interval_covers_the_split_difference_and_narrows_with_more_images():
+    rng = np.random.default_rng(1)
+
+    def width(n_images):
+        union = rng.integers(50, 100, size=(n_images, 4))
+        a = (union * rng.uniform(0.4, 0.8, size=union.shape)).astype(int)
+        b = (union * rng.uniform(0.3, 0.7, size=union.shape)).astype(int)
+        boot = bootstrap_mious([record("A", 0, a, union), record("B", 0, b, union)])
+        lo, hi = image_interval(boot, "A", "B", [0])
+        full = 100 * (miou_of_counts(a, union) - miou_of_counts(b, union))
+        assert lo < full < hi
+        return hi - lo
+
+    assert width(400) < 0.7 * width(50)  # ~ 1/sqrt(8) of it in theory
+
+
+def test_runs_on_different_splits_or_without_counts_give_nothing():
+    a = record("A", 0, np.ones((3, 2), int), np.ones((3, 2), int))
+    b = record("B", 0, np.ones((4, 2), int), np.ones((4, 2), int))
+    assert bootstrap_mious([a, b]) == {}
+    bare = RunRecord(id="C__s0", study="s", variant="C", seed=0, config={}, config_hash="h", status="completed")
+    assert list(bootstrap_mious([a, bare])) == [("A", 0)]
+
+
+def test_claim_rows_carry_the_image_interval_and_it_is_fast(tmp_path):
+    rng = np.random.default_rng(2)
+    union = rng.integers(1000, 5000, size=(2000, 150))
+    per_image = {}
+    for seed in range(3):
+        per_image[("FCN", seed)] = (union // 2, union)
+        per_image[("B1-AVE", seed)] = (union * 3 // 5, union)
+    study = fabricate(tmp_path, {"FCN": [0.50, 0.52, 0.51], "B1-AVE": [0.60, 0.61, 0.59]}, per_image=per_image)
+    start = time.perf_counter()
+    boot = bootstrap_mious(load_records(study))
+    assert time.perf_counter() - start < 5  # 6 runs x 2000 images x 150 classes x 2000 resamples
+    row = judge_claims(build_table(study), image_mious=boot)[0]
+    assert row["image_ci_low"] == pytest.approx(10.0, abs=0.01) and row["image_ci_high"] == pytest.approx(10.0, abs=0.01)
+    assert row["diff"] == pytest.approx(9.0)  # the seed difference comes from the records' miou
