@@ -41,6 +41,7 @@ class StudyManifest:
     variant_order: tuple[str, ...] = ()
     space: dict[str, Any] | None = None
     n_trials: int | None = None
+    throughput: str = "per_run"  # per_variant: timed once per variant after the sweep (bench/<variant>.json)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -78,6 +79,8 @@ class StudyManifest:
         n_trials = data.get("n_trials")
         if n_trials is not None and (not isinstance(n_trials, int) or isinstance(n_trials, bool)):
             raise ManifestError("study manifest: field 'n_trials' must be an integer or null")
+        if data.get("throughput", "per_run") not in ("per_variant", "per_run"):
+            raise ManifestError("study manifest: field 'throughput' must be per_variant or per_run")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values.update(seeds=tuple(seeds), objective=dict(objective), overrides=dict(data.get("overrides") or {}),

@@ -57,7 +57,7 @@ def stand_in_run(cfg, on_eval=None):
 
 @pytest.fixture
 def study_file(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
     path = tmp_path / "grid.yaml"
     path.write_text(textwrap.dedent("""
         name: chaos
@@ -104,6 +104,7 @@ def table(out: Path, name: str) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
+@pytest.mark.slow  # worker processes killed over ~15 s
 def test_four_workers_killed_at_random_one_command_finishes(study_file, tmp_path, monkeypatch, capfd):
     spec = load_study(study_file)
     assert runner.main([str(study_file), "--out", str(tmp_path / "clean")], run_fn=stand_in_run) == 0

@@ -18,6 +18,8 @@ PAIRS = [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0),  # PPM beats the FCN ba
 STAIRS = np.array([0, 4, 8, 8, 12, 12, 16.0])
 STUDIES = 1000
 
+pytestmark = pytest.mark.slow  # thousands of simulated studies
+
 
 def simulate(mu, sd, studies=STUDIES, seeds=5, rng_seed=0, collapse=None):
     rng = np.random.default_rng(rng_seed)

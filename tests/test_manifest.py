@@ -6,7 +6,7 @@ import pytest
 from study.manifest import ManifestError, StudyManifest, read_manifest, write_manifest
 
 RUNNER_KEYS = ["name", "description", "study_file", "base_config", "command", "kind", "baseline", "paper_table",
-               "seeds", "objective", "overrides", "variants", "variant_order", "space", "n_trials"]
+               "seeds", "objective", "overrides", "variants", "variant_order", "space", "n_trials", "throughput"]
 
 
 def test_round_trip_keeps_the_runners_json_layout(tmp_path):
@@ -56,6 +56,6 @@ def test_unreadable_file_is_named(tmp_path):
 def test_reads_what_the_runner_writes(study_file, tmp_path):
     from study.search.space import load_study, study_manifest
 
-    data = json.loads(json.dumps(study_manifest(load_study(study_file), "python -m study sweep x", Path.cwd())))
+    data = json.loads(json.dumps(study_manifest(load_study(study_file), "python -m study sweep x", Path.cwd()).to_dict()))
     m = StudyManifest.from_dict(data)
     assert m.to_dict() == data and list(data) == RUNNER_KEYS

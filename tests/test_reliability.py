@@ -126,7 +126,7 @@ def test_atomic_writer_leaves_nothing_half_written(tmp_path, monkeypatch):
 
 @pytest.fixture
 def grid_file(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
     path = tmp_path / "grid.yaml"
     path.write_text("name: grid\nbase_config: base.yaml\nseeds: [0, 1]\nmax_retries: 0\nvariants:\n"
                     "  FCN: {model.ppm: false}\n  B1: {model.bins: [1]}\n")
@@ -152,6 +152,7 @@ def test_full_disk_mid_study_is_one_line_and_the_rerun_resumes(grid_file, tmp_pa
     assert len(list(out.rglob("record.json"))) == 4
 
 
+@pytest.mark.slow  # worker processes
 def test_full_disk_in_a_worker_process_stops_it_without_restarts(grid_file, tmp_path, monkeypatch, capfd):
     """--workers 2: the workers say why in one line each and are not restarted; the re-run resumes."""
     out = tmp_path / "out"
@@ -198,6 +199,7 @@ def test_read_only_results_folder_is_one_line_and_the_rerun_resumes(grid_file, t
 
 # --- readers never block writers ------------------------------------------------------------------------------
 
+@pytest.mark.slow  # worker processes
 def test_report_and_dashboard_read_while_two_workers_write(grid_file, tmp_path, monkeypatch, capsys):
     from study.report.__main__ import main as report_main
 

@@ -41,7 +41,7 @@ def run_worker(path, out):
 
 
 def test_two_workers_share_a_postgres_study(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
     path = tmp_path / "pg.yaml"
     name = f"pg_{uuid.uuid4().hex[:10]}"
     path.write_text(textwrap.dedent(f"""

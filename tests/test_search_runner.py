@@ -46,7 +46,7 @@ def slow_fake_run(cfg, on_eval=None):
 
 @pytest.fixture
 def study_file(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
     path = tmp_path / "grid.yaml"
     path.write_text(textwrap.dedent("""
         name: grid
@@ -190,7 +190,7 @@ def test_changed_config_is_refused(study_file, tmp_path):
 
 
 def test_search_budget_is_a_total_over_workers(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
     path = tmp_path / "search.yaml"
     path.write_text(textwrap.dedent("""
         name: srch

@@ -19,7 +19,7 @@ from study.search.storage import JOURNAL, FlockLock, StorageError, default_url, 
 
 @pytest.fixture
 def study_file(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
     path = tmp_path / "grid.yaml"
     path.write_text(textwrap.dedent("""
         name: grid

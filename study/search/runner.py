@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from study.atomic import atomic_write_text, disk_error, disk_error_line
+from study.atomic import disk_error, disk_error_line
 from study.config import ConfigError
+from study.manifest import write_manifest
 from study.search.outputs import audit, export_records, progress, write_search_outputs
 from study.search.queue import StudyError, open_study, prepare
 from study.search.space import cell_config, load_study, study_manifest
@@ -94,8 +94,7 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
     command = shlex.join(["python", "-m", "study", "sweep", args.study_file, *args.overrides]
                          + (["--seeds", args.seeds] if args.seeds else [])
                          + (["--storage", redact(args.storage)] if args.storage else []))
-    atomic_write_text(study_dir / "study.json",
-                      json.dumps(study_manifest(spec, command, Path.cwd()), indent=2, sort_keys=True) + "\n")
+    write_manifest(study_dir, study_manifest(spec, command, Path.cwd()))
     started = time.time()
     print(f"[{spec.name}] {spec.kind}, storage {redact(url)}, {args.workers} worker(s); "
           f"re-queued {counts['requeued']}, enqueued {counts['enqueued']}", flush=True)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from study.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_mapping, read_yaml
+from study.manifest import StudyManifest
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
@@ -253,7 +254,7 @@ def suggest(trial: Any, search: SearchSpec) -> dict[str, Any]:
     return out
 
 
-def study_manifest(spec: StudySpec, command: str, root: Path) -> dict[str, Any]:
+def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
     """What the report needs to know about the study, written to results/<study>/study.json."""
     def rel(p: Path) -> str:
         try:
@@ -266,20 +267,21 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> dict[str, Any]:
         space = {p.key: {"type": p.type, "low": p.low, "high": p.high, "log": p.log,
                          "choices": [list(c) if isinstance(c, tuple) else c for c in p.choices]}
                  for p in spec.search.params}
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "study_file": rel(spec.path),
-        "base_config": rel(spec.base_config),
-        "command": command,
-        "kind": spec.kind,
-        "baseline": spec.baseline,
-        "paper_table": spec.paper_table,
-        "seeds": list(spec.seeds),
-        "objective": {"metric": spec.metric, "direction": spec.direction},
-        "overrides": spec.overrides,
-        "variants": spec.variants,
-        "variant_order": list(spec.variants),
-        "space": space,
-        "n_trials": spec.search.n_trials if spec.search else None,
-    }
+    return StudyManifest(
+        name=spec.name,
+        description=spec.description,
+        study_file=rel(spec.path),
+        base_config=rel(spec.base_config),
+        command=command,
+        kind=spec.kind,
+        baseline=spec.baseline,
+        paper_table=spec.paper_table,
+        seeds=tuple(spec.seeds),
+        objective={"metric": spec.metric, "direction": spec.direction},
+        overrides=spec.overrides,
+        variants=spec.variants,
+        variant_order=tuple(spec.variants),
+        space=space,
+        n_trials=spec.search.n_trials if spec.search else None,
+        throughput=spec.throughput,
+    )
