@@ -54,6 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--slurm-time", type=int, default=60, help="SLURM time limit per job, minutes (default 60)")
     p.add_argument("--slurm-gpus-per-job", type=int, default=1, help="GPUs of one node per job (default 1)")
     p.add_argument("--slurm-jobs", type=int, default=1, help="number of worker jobs (default 1)")
+    p.add_argument("--slurm-cpus-per-job", type=int, default=None,
+                   help="CPU cores per job (default: the cluster's; data loading and threads need several)")
     p.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # submitit: "local" for tests
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in results/<study>/)")
     p.add_argument("--out", default="results", help="results folder (default results)")
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
         else:
             slots, gpus_here = placement(args)
             has_gpus = gpus_here > 0
-        args.workers = len(slots)
+        args.workers = len(slots) * (args.slurm_jobs if args.executor == "slurm" else 1)
         if args.dry_run:
             dry_run(args, spec, url, slots)
             return 0
@@ -174,7 +176,11 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
     if args.executor == "slurm":
         from study.search.slurm import submit_and_wait
 
-        submit_and_wait(args, url, spec.name, study_dir)
+        try:
+            submit_and_wait(args, url, spec.name, study_dir)
+        except PlacementError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     elif len(slots) == 1 and not slots[0].gpus and (slots[0].procs > 1 or not has_gpus):  # in this process
         work(spec, url, args.out, cli, worker_run_fn(args, run_fn, slots[0].env()),
              on_trial=lambda: print(progress(study, spec, started, 1), flush=True))

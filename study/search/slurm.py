@@ -70,22 +70,37 @@ def submit(args: argparse.Namespace, url: str, name: str, folder: Path) -> list:
         import submitit
     except ImportError:
         raise PlacementError("--executor slurm needs submitit: pip install 'pspnet-study[slurm]'") from None
-    cluster = args.slurm_cluster
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    cluster = args.slurm_cluster or "slurm"
     g = args.slurm_gpus_per_job
-    local = executor.cluster == "local"
+    local = cluster == "local"
     available = gpu_count() if local else g
-    params: dict[str, Any] = {"name": f"study-{name}", "timeout_min": args.slurm_time, "nodes": 1,
-                              "tasks_per_node": 1, "gpus_per_node": g if available else 0}
-    if args.slurm_partition and executor.cluster == "slurm":
-        params["slurm_partition"] = args.slurm_partition
-    executor.update_parameters(**params)
-    worker_args = argparse.Namespace(**{**vars(args), "executor": "local", "dry_run": False})
+    try:
+        if local:  # LocalExecutor itself: AutoExecutor does not pass visible_gpus through
+            executor = submitit.LocalExecutor(folder=str(folder))
+            params: dict[str, Any] = {"timeout_min": args.slurm_time, "tasks_per_node": 1,
+                                      "gpus_per_node": g if available else 0}
+        else:
+            executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+            params = {"name": f"study-{name}", "timeout_min": args.slurm_time, "nodes": 1, "tasks_per_node": 1,
+                      "gpus_per_node": g}
+            if args.slurm_partition:
+                params["slurm_partition"] = args.slurm_partition
+            if args.slurm_cpus_per_job:
+                params["cpus_per_task"] = args.slurm_cpus_per_job
+        executor.update_parameters(**params)
+    except Exception as e:  # noqa: BLE001 - submitit raises plain errors for a missing sbatch and the like
+        raise PlacementError(f"--executor slurm: {str(e).strip().splitlines()[0] if str(e).strip() else e}") \
+            from None
+    worker_args = argparse.Namespace(**{**vars(args), "executor": "local", "dry_run": False, "workers": None})
     jobs = []
     for j in range(args.slurm_jobs):
         if local:  # else every local job sees GPUs 0..g-1
-            executor.update_parameters(local_visible_gpus=local_job_gpus(j, g, available))
-        jobs.append(executor.submit(run_node, worker_args, url))
+            executor.update_parameters(visible_gpus=local_job_gpus(j, g, available))
+        try:
+            jobs.append(executor.submit(run_node, worker_args, url))
+        except Exception as e:  # noqa: BLE001 - e.g. sbatch refused the job: say why in one line
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PlacementError(f"--executor slurm: submitting job {j} failed: {reason}") from None
     return jobs
 
 
