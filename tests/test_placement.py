@@ -141,3 +141,20 @@ def test_cells_left_reads_the_storage(study_file, tmp_path):
     assert cells_left(study, spec) == (4, 4)  # enqueued is not done
     worker.work(spec, url, str(tmp_path), (), fake_run)
     assert cells_left(study, spec) == (0, 4)
+
+
+def test_pick_device_follows_the_local_rank_within_the_pinned_gpus(monkeypatch):
+    from study.env import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto", 3) == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert pick_device("auto", 1) == torch.device("cuda:1") and pick_device("cuda", 0) == torch.device("cuda:0")
+    assert pick_device("cuda:1", 0) == torch.device("cuda:1") and pick_device("cpu", 1) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"cuda:2 \(local rank 2\) but this process sees 2 GPU\(s\) "
+                                         r"\(CUDA_VISIBLE_DEVICES=4,5\)"):
+        pick_device("auto", 2)
