@@ -38,6 +38,11 @@ def test_one_worker_per_gpu_each_pinned():
     assert slots[2].label() == "worker 2 (GPU 2, 8 threads)"
 
 
+def test_workers_n_on_a_gpu_machine_spread_over_the_gpus():
+    assert [s.device for s in plan_workers(list(range(8)), workers=8, cpu_count=16)] == [str(i) for i in range(8)]
+    assert [s.device for s in plan_workers([0, 1], workers=3, cpu_count=6)] == ["0", "1", "0"]
+
+
 def test_k_workers_per_gpu_alternate_gpus():
     slots = plan_workers([0, 1], workers_per_gpu=3, cpu_count=12)
     assert [s.device for s in slots] == ["0", "1", "0", "1", "0", "1"]
@@ -54,7 +59,7 @@ def test_gpus_per_cell_groups_gpus_and_splits_threads_per_rank():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(gpus=[0, 1, 2], gpus_per_cell=2), "does not divide"),
-    (dict(gpus=[0, 1], workers=4), "--workers is for CPU workers"),
+    (dict(gpus=[0, 1], workers=4, workers_per_gpu=2), "not both"),
     (dict(gpus=None, workers_per_gpu=2), "needs GPUs"),
     (dict(gpus=[0], workers_per_gpu=0), "must be >= 1"),
 ])

@@ -6,6 +6,7 @@ it is testable without GPUs; `visible_gpus` and `check_gpus` are the only parts 
 - No GPUs: `workers` CPU workers, the cores split among them (the embedded default).
 - GPUs: one worker per GPU (Optuna's one-process-per-GPU pattern), or K per GPU (`--workers-per-gpu K`: a small
   cell uses a sliver of a large GPU), each pinned with CUDA_VISIBLE_DEVICES so that its cuda:0 is its own GPU.
+- `--workers N` with GPUs: N workers dealt round-robin over the GPUs (8 on 8 GPUs: one each, never all on 0).
 - G GPUs per cell (`--gpus-per-cell G`): each worker owns G GPUs and runs every cell it claims as a torchrun job
   of G processes (DDP, global batch split across ranks). Without GPUs the same runs G gloo processes on CPU.
 """
@@ -75,14 +76,13 @@ def plan_workers(gpus: list[int] | None, workers_per_gpu: int = 1, workers: int 
             raise PlacementError("--workers-per-gpu needs GPUs; on CPU use --workers N")
         threads = max(1, cpu_count // (n * gpus_per_cell))
         return [Slot(i, (), threads, gpus_per_cell) for i in range(n)]
-    if workers is not None:
-        raise PlacementError("--workers is for CPU workers; with GPUs the plan is one worker per GPU "
-                             "(--workers-per-gpu K for K per GPU, --gpus-per-cell G for G GPUs per cell)")
+    if workers is not None and workers_per_gpu > 1:
+        raise PlacementError("give --workers N (spread over the GPUs) or --workers-per-gpu K, not both")
     if len(gpus) % gpus_per_cell:
         raise PlacementError(f"--gpus-per-cell {gpus_per_cell} does not divide the {len(gpus)} GPU(s) "
                              f"{','.join(map(str, gpus))}")
     groups = [tuple(gpus[i:i + gpus_per_cell]) for i in range(0, len(gpus), gpus_per_cell)]
-    n = len(groups) * workers_per_gpu
+    n = workers if workers is not None else len(groups) * workers_per_gpu  # --workers N: round-robin on GPUs
     threads = max(1, cpu_count // (n * gpus_per_cell))
     # round-robin over GPU groups so that worker i and i+1 sit on different GPUs
     return [Slot(i, groups[i % len(groups)], threads, gpus_per_cell) for i in range(n)]

@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m study sweep", description="Run a grid or Optuna study.")
     p.add_argument("study_file")
     p.add_argument("overrides", nargs="*", help="dotted config overrides applied to every cell")
-    p.add_argument("--workers", type=int, default=None, help="local CPU worker processes (default 1)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: 1 on CPU, one per GPU; with GPUs, N spread over them)")
     p.add_argument("--gpus", default=None,
                    help="GPUs for local workers, e.g. 0,1,2,3 (default: every visible GPU; 'cpu' for none)")
     p.add_argument("--workers-per-gpu", type=int, default=1, help="cells run side by side on one GPU (default 1)")
