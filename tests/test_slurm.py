@@ -102,3 +102,12 @@ def test_two_local_jobs_run_a_grid_exactly_once(study_file, tmp_path):
     assert log.count("1 worker(s), exit codes [0]") == 2
     df = pd.read_parquet(tmp_path / "out" / "sl" / "runs.parquet")
     assert len(df) == 4 and (df["status"] == "completed").all()
+
+
+def test_slurm_dry_run_prints_the_jobs_and_the_node_plan(study_file, tmp_path):
+    proc = sweep(study_file, "--out", tmp_path / "out", "--executor", "slurm", "--storage",
+                 f"sqlite:///{tmp_path / 'db'}", "--slurm-jobs", "3", "--slurm-gpus-per-job", "8",
+                 "--slurm-partition", "gpu", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 of 4 cell(s) left" in proc.stdout and "3 SLURM job(s), partition gpu" in proc.stdout
+    assert "  worker 7: CUDA_VISIBLE_DEVICES=7 threads=" in proc.stdout
