@@ -81,6 +81,21 @@ def test_bench_matrix_settings_and_ratios():
     assert "3.00x" in text and "5.00x" in text and "skipped: took longer than 120 s" in text
 
 
+def test_bench_matrix_rounds_take_medians_of_within_round_ratios():
+    from study.bench_matrix import summarize, table
+
+    row = {"dtype": "float32", "latency_ms_p50": 1.0, "peak_mem_mb": 10.0}
+
+    def rnd(fp32, bf16):  # contention slows both settings of a round alike
+        return {"fp32": {**row, "train_img_s": fp32, "infer_img_s": fp32},
+                "bf16": {**row, "train_img_s": bf16, "infer_img_s": bf16}}
+
+    summary, rel = summarize([rnd(10, 30), rnd(2, 5), rnd(4, 8)])
+    assert summary["fp32"]["train_img_s"] == 4 and summary["bf16"]["train_img_s"] == 8
+    assert rel["bf16"]["train_img_s"] == 2.5 and rel["bf16"]["train_img_s_range"] == [2.0, 3.0]
+    assert "2.50x (2.00-3.00)" in table(summary, rel)
+
+
 def test_bench_matrix_command_measures_each_setting_in_its_own_process(tmp_path):
     import json
 
@@ -94,4 +109,5 @@ def test_bench_matrix_command_measures_each_setting_in_its_own_process(tmp_path)
     data = json.loads(out.read_text())
     assert list(data["results"]) == ["fp32", "bf16"]  # fp32 is always measured: the reference
     assert data["results"]["fp32"]["dtype"] == "float32" and data["ratios_vs_fp32"]["fp32"]["train_img_s"] == 1.0
+    assert len(data["rounds"]) == 1
     assert main([str(config), "--settings", "fp16"]) == 2
