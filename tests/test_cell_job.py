@@ -1,7 +1,7 @@
 """Multi-process cells on CPU (gloo): `sweep --gpus-per-cell 2` runs each cell as a two-rank torchrun job.
 
 A two-cell grid runs exactly once; killed mid-cell (worker, agent and ranks) and run again, it resumes and gives the
-same numbers as the uninterrupted study.
+same numbers as the uninterrupted study. Pruning decisions cross the process boundary through files.
 """
 
 import os
@@ -14,13 +14,13 @@ from conftest import write_tiny_yaml  # noqa: I001
 from test_search_e2e import COLUMNS, sweep
 
 from study.record import read_record
-from study.search.cell_job import torchrun_command
+from study.search.cell_job import torchrun_cell, torchrun_command
 
 
 def test_torchrun_command_is_standalone():
     cmd = torchrun_command(4, "c.yaml", python="py")
-    assert cmd == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m", "study", "run",
-                   "c.yaml"]
+    assert cmd == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4",
+                   "-m", "study.search.cell_job", "c.yaml"]
 
 
 @pytest.fixture
@@ -69,3 +69,19 @@ def test_two_rank_cells_run_once_and_resume_to_the_same_numbers(study_file, tmp_
     assert "re-queued 1" in log and "every cell ran exactly once" in log
     assert "resumed from" in "".join(p.read_text() for p in runs.glob("*/torchrun.log"))
     pd.testing.assert_frame_equal(table(out), table(tmp_path / "clean"))
+
+
+@pytest.mark.slow
+def test_a_two_rank_cell_is_pruned_through_files(tiny_cfg, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = tiny_cfg("train.steps=12", "train.eval_every=4", "bench.enabled=false", "eval.qualitative=0")
+    asked = []
+
+    def on_eval(step, metrics):
+        asked.append((step, sorted(metrics)))
+        return step >= 8
+
+    record = torchrun_cell(2)(cfg, on_eval=on_eval)
+    assert record.status == "pruned" and record.provenance["world_size"] == 2
+    assert [step for step, _ in asked] == [4, 8] and "miou" in asked[0][1]
+    assert [c["step"] for c in record.curves if "val_miou" in c] == [4, 8]  # stopped at step 8 of 12
