@@ -2,8 +2,10 @@
 all, hydra #2757), and with submitit's local executor two jobs run a tiny grid exactly once on CPU."""
 
 import argparse
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,8 @@ from study.search.placement import PlacementError
 
 submitit = pytest.importorskip("submitit")
 REPO = Path(__file__).resolve().parents[1]
+NAME = f"sl_{uuid.uuid4().hex[:8]}"  # unique: the PostgreSQL server, when given, outlives the test
+PG_URL = os.environ.get("STUDY_TEST_POSTGRES_URL", "")
 
 
 def sweep(*argv, timeout=600):
@@ -26,7 +30,7 @@ def sweep(*argv, timeout=600):
 def study_file(tmp_path):
     write_tiny_yaml(tmp_path / "tiny.yaml", ("train.steps=4", "bench.enabled=false", "eval.qualitative=0"))
     path = tmp_path / "study.yaml"
-    path.write_text("name: sl\nbase_config: tiny.yaml\nseeds: [0, 1]\nvariants:\n  FCN: {model.ppm: false}\n"
+    path.write_text(f"name: {NAME}\n" "base_config: tiny.yaml\nseeds: [0, 1]\nvariants:\n  FCN: {model.ppm: false}\n"
                     "  B1236-AVE: {model.bins: [1, 2, 3, 6]}\n")
     return path
 
@@ -93,14 +97,15 @@ def test_node_plan_for_dry_run():
 
 @pytest.mark.slow
 def test_two_local_jobs_run_a_grid_exactly_once(study_file, tmp_path):
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+    """On the PostgreSQL server of STUDY_TEST_POSTGRES_URL when set (as on a cluster), else an SQLite file."""
+    url = PG_URL or f"sqlite:///{tmp_path / 'study.db'}"
     proc = sweep(study_file, "--out", tmp_path / "out", "--executor", "slurm", "--slurm-cluster", "local",
                  "--slurm-jobs", "2", "--storage", url)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     assert "submitted 2 job(s)" in log and "every cell ran exactly once" in log
     assert log.count("1 worker(s), exit codes [0]") == 2
-    df = pd.read_parquet(tmp_path / "out" / "sl" / "runs.parquet")
+    df = pd.read_parquet(tmp_path / "out" / NAME / "runs.parquet")
     assert len(df) == 4 and (df["status"] == "completed").all()
 
 
