@@ -83,6 +83,20 @@ def placement(args: argparse.Namespace) -> tuple[list[Slot], int]:
     return plan_workers(ids, args.workers_per_gpu, args.workers, args.gpus_per_cell, os.cpu_count() or 1), count
 
 
+def plan_for(args: argparse.Namespace) -> tuple[list[Slot], bool]:
+    """The workers of this machine (or of one SLURM job's node) and whether GPUs are around; sets args.workers."""
+    if args.executor == "slurm":
+        from study.search.slurm import check_storage, node_slots
+
+        check_storage(args.storage)
+        slots, has_gpus = node_slots(args), True
+    else:
+        slots, count = placement(args)
+        has_gpus = count > 0
+    args.workers = len(slots) * (args.slurm_jobs if args.executor == "slurm" else 1)
+    return slots, has_gpus
+
+
 def worker_argv(args: argparse.Namespace, url: str, threads: int, procs: int) -> tuple[str, ...]:
     """The command line of one worker process (`sweep ... --worker-only`)."""
     return ((sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
@@ -144,15 +158,7 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
         if args.worker_only:
             work(spec, url, args.out, cli, worker_run_fn(args, run_fn))
             return 0
-        if args.executor == "slurm":
-            from study.search.slurm import check_storage, node_slots
-
-            check_storage(args.storage)
-            slots, has_gpus = node_slots(args), True
-        else:
-            slots, gpus_here = placement(args)
-            has_gpus = gpus_here > 0
-        args.workers = len(slots) * (args.slurm_jobs if args.executor == "slurm" else 1)
+        slots, has_gpus = plan_for(args)
         if args.dry_run:
             dry_run(args, spec, url, slots)
             return 0
