@@ -1,7 +1,8 @@
 """`python -m study sweep STUDY.yaml [--workers N] [--storage URL] [dotted.overrides ...]`: run a study.
 
-Prepares the study (enqueue cells, re-queue dead workers' cells), runs the workers (this process, or N local
-processes), then exports records, writes the results table and audits that every cell ran exactly once. The
+Prepares the study (enqueue cells, re-queue dead workers' cells), runs the workers (this process, local processes
+pinned to GPUs by placement.py, torchrun jobs per cell by cell_job.py, or SLURM jobs by slurm.py; `--dry-run`
+prints the plan), then exports records, writes the results table and audits that every cell ran exactly once. The
 machinery lives beside it: queue.py (cells and claiming), worker.py (one worker), outputs.py (progress, audit).
 """
 
