@@ -52,10 +52,11 @@ def report(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Throughput and data-pipeline benchmarks: `nox -s bench -- CONFIG [overrides]`."""
+    """Throughput of fp32, bf16, channels_last and torch.compile side by side (ratios vs fp32), and the data
+    pipeline: `nox -s bench -- CONFIG [overrides] [--settings fp32,bf16] [--compile-timeout S]`."""
     install(session)
     args = list(session.posargs) or ["configs/probe.yaml"]
-    session.run("python", "-m", "study", "bench", *args)
+    session.run("python", "-m", "study.bench_matrix", *args)
     if not session.posargs:  # the CamVid training pipeline, when the shared copy is there
         session.run("python", "-m", "study.data.bench", "--root", "../shared/data/camvid", success_codes=[0, 2])
 

@@ -26,12 +26,23 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda:<local rank> when a GPU is present, else cpu."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    """auto -> cuda:<local rank> when a GPU is present, else cpu; "cuda" -> cuda:<local rank>.
+
+    The runner pins each worker with CUDA_VISIBLE_DEVICES, so a worker's cuda:0 is its own GPU and a torchrun
+    cell's ranks take cuda:0..G-1 of the G GPUs it was given. A local rank without a GPU of its own is an error,
+    never a silent second process on GPU 0.
+    """
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
         raise ValueError(f"run.device: {name} requested but no CUDA device is available")
-    return torch.device(name)
+    device = torch.device(f"cuda:{local_rank}") if name in ("auto", "cuda") else torch.device(name)
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise ValueError(f"run.device: {device} (local rank {local_rank}) but this process sees {count} GPU(s)"
+                         + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""))
+    return device
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -64,3 +64,50 @@ def test_bf16_autocast_follows_the_hardware_and_the_switch():
     assert y.dtype == (torch.bfloat16 if bf16_supported(cpu) else torch.float32)
     with amp_context(cpu, False):
         assert (x @ x).dtype == torch.float32
+
+
+def test_bench_matrix_settings_and_ratios():
+    from study.bench_matrix import SETTINGS, ratios, setting_overrides, table
+
+    assert list(SETTINGS) == ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "bf16+compile"]
+    assert setting_overrides("bf16+compile") == ["train.amp=true", "train.channels_last=false", "train.compile=true"]
+    row = {"dtype": "float32", "latency_ms_p50": 1.0, "peak_mem_mb": 10.0}
+    results = {"fp32": {**row, "train_img_s": 2.0, "infer_img_s": 4.0},
+               "bf16": {**row, "dtype": "bfloat16", "train_img_s": 6.0, "infer_img_s": 20.0},
+               "bf16+compile": {"skipped": "took longer than 120 s"}}
+    assert ratios(results)["bf16"] == {"train_img_s": 3.0, "infer_img_s": 5.0}
+    assert ratios(results)["bf16+compile"] == {"train_img_s": None, "infer_img_s": None}
+    text = table(results)
+    assert "3.00x" in text and "5.00x" in text and "skipped: took longer than 120 s" in text
+
+
+def test_bench_matrix_rounds_take_medians_of_within_round_ratios():
+    from study.bench_matrix import summarize, table
+
+    row = {"dtype": "float32", "latency_ms_p50": 1.0, "peak_mem_mb": 10.0}
+
+    def rnd(fp32, bf16):  # contention slows both settings of a round alike
+        return {"fp32": {**row, "train_img_s": fp32, "infer_img_s": fp32},
+                "bf16": {**row, "train_img_s": bf16, "infer_img_s": bf16}}
+
+    summary, rel = summarize([rnd(10, 30), rnd(2, 5), rnd(4, 8)])
+    assert summary["fp32"]["train_img_s"] == 4 and summary["bf16"]["train_img_s"] == 8
+    assert rel["bf16"]["train_img_s"] == 2.5 and rel["bf16"]["train_img_s_range"] == [2.0, 3.0]
+    assert "2.50x (2.00-3.00)" in table(summary, rel)
+
+
+def test_bench_matrix_command_measures_each_setting_in_its_own_process(tmp_path):
+    import json
+
+    from conftest import write_tiny_yaml
+
+    from study.bench_matrix import main
+
+    config = write_tiny_yaml(tmp_path / "tiny.yaml")
+    out = tmp_path / "m.json"
+    assert main([str(config), "bench.repeats=1", "--settings", "bf16", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert list(data["results"]) == ["fp32", "bf16"]  # fp32 is always measured: the reference
+    assert data["results"]["fp32"]["dtype"] == "float32" and data["ratios_vs_fp32"]["fp32"]["train_img_s"] == 1.0
+    assert len(data["rounds"]) == 1
+    assert main([str(config), "--settings", "fp16"]) == 2

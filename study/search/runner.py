@@ -1,7 +1,8 @@
 """`python -m study sweep STUDY.yaml [--workers N] [--storage URL] [dotted.overrides ...]`: run a study.
 
-Prepares the study (enqueue cells, re-queue dead workers' cells), runs the workers (this process, or N local
-processes), then exports records, writes the results table and audits that every cell ran exactly once. The
+Prepares the study (enqueue cells, re-queue dead workers' cells), runs the workers (this process, local processes
+pinned to GPUs by placement.py, torchrun jobs per cell by cell_job.py, or SLURM jobs by slurm.py; `--dry-run`
+prints the plan), then exports records, writes the results table and audits that every cell ran exactly once. The
 machinery lives beside it: queue.py (cells and claiming), worker.py (one worker), outputs.py (progress, audit).
 """
 
@@ -19,6 +20,17 @@ from study.atomic import disk_error, disk_error_line
 from study.config import ConfigError
 from study.manifest import write_manifest
 from study.search.outputs import audit, export_records, progress, write_search_outputs
+from study.search.placement import (
+    PlacementError,
+    Slot,
+    cells_left,
+    check_gpus,
+    describe,
+    gpu_count,
+    parse_gpus,
+    physical_ids,
+    plan_workers,
+)
 from study.search.queue import StudyError, open_study, prepare
 from study.search.space import cell_config, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
@@ -33,26 +45,103 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m study sweep", description="Run a grid or Optuna study.")
     p.add_argument("study_file")
     p.add_argument("overrides", nargs="*", help="dotted config overrides applied to every cell")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: 1 on CPU, one per GPU; with GPUs, N spread over them)")
+    p.add_argument("--gpus", default=None,
+                   help="GPUs for local workers, e.g. 0,1,2,3 (default: every visible GPU; 'cpu' for none)")
+    p.add_argument("--workers-per-gpu", type=int, default=1, help="cells run side by side on one GPU (default 1)")
+    p.add_argument("--gpus-per-cell", type=int, default=1,
+                   help="run each cell as a torchrun (DDP) job over G GPUs (on CPU: G gloo processes)")
+    p.add_argument("--dry-run", action="store_true", help="print the cells left and the worker plan; run nothing")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local worker processes, or SLURM jobs submitted with submitit (needs a database --storage)")
+    p.add_argument("--slurm-partition", default=None, help="SLURM partition")
+    p.add_argument("--slurm-time", type=int, default=60, help="SLURM time limit per job, minutes (default 60)")
+    p.add_argument("--slurm-gpus-per-job", type=int, default=1, help="GPUs of one node per job (default 1)")
+    p.add_argument("--slurm-jobs", type=int, default=1, help="number of worker jobs (default 1)")
+    p.add_argument("--slurm-cpus-per-job", type=int, default=None,
+                   help="CPU cores per job (default: the cluster's; data loading and threads need several)")
+    p.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # submitit: "local" for tests
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in results/<study>/)")
     p.add_argument("--out", default="results", help="results folder (default results)")
     p.add_argument("--retry-failed", action="store_true", help="run cells that exhausted their retries again")
     p.add_argument("--seeds", help="comma-separated seeds replacing the study file's (e.g. 0,1)")
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_intermixed_args(argv)
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         p.error("--workers must be >= 1")
+    for name in ("workers_per_gpu", "gpus_per_cell", "slurm_time", "slurm_gpus_per_job", "slurm_jobs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
 
 
-def local_workers(args: argparse.Namespace, url: str, n: int) -> list[WorkerSpec]:
-    """n CPU worker processes on this machine, the cores split evenly among them."""
-    threads = max(1, (os.cpu_count() or 1) // n)
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = (sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
-           "--worker-only", "--storage", url, "--out", args.out) + (("--seeds", args.seeds) if args.seeds else ())
-    return [WorkerSpec(f"worker {i} (cpu, {threads} thread{'s' if threads > 1 else ''})", cmd, env)
-            for i in range(n)]
+def placement(args: argparse.Namespace) -> tuple[list[Slot], int]:
+    """The local workers' plan and how many GPUs this machine has (checked unless --dry-run)."""
+    asked = parse_gpus(args.gpus)
+    count = gpu_count()
+    if asked is None:
+        asked = list(range(count))
+    elif not args.dry_run:
+        check_gpus(asked, count)
+    ids = physical_ids(asked, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return plan_workers(ids, args.workers_per_gpu, args.workers, args.gpus_per_cell, os.cpu_count() or 1), count
+
+
+def plan_for(args: argparse.Namespace) -> tuple[list[Slot], bool]:
+    """The workers of this machine (or of one SLURM job's node) and whether GPUs are around; sets args.workers."""
+    if args.executor == "slurm":
+        from study.search.slurm import check_storage, node_slots
+
+        check_storage(args.storage)
+        slots, has_gpus = node_slots(args), True
+    else:
+        slots, count = placement(args)
+        has_gpus = count > 0
+    args.workers = len(slots) * (args.slurm_jobs if args.executor == "slurm" else 1)
+    return slots, has_gpus
+
+
+def worker_argv(args: argparse.Namespace, url: str, threads: int, procs: int) -> tuple[str, ...]:
+    """The command line of one worker process (`sweep ... --worker-only`)."""
+    return ((sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
+             "--worker-only", "--storage", url, "--out", args.out)
+            + (("--seeds", args.seeds) if args.seeds else ())
+            + (("--gpus-per-cell", str(procs)) if procs > 1 else ()))
+
+
+def local_workers(args: argparse.Namespace, url: str, slots: list[Slot]) -> list[WorkerSpec]:
+    """One process per planned worker, pinned to its GPUs (CUDA_VISIBLE_DEVICES) with its share of the cores."""
+    return [WorkerSpec(s.label(), worker_argv(args, url, s.threads, s.procs), s.env()) for s in slots]
+
+
+def worker_run_fn(args: argparse.Namespace, run_fn: RunFn | None, env: dict[str, str] | None = None) -> RunFn | None:
+    """run_one in the worker, or a torchrun job per cell with --gpus-per-cell G > 1."""
+    if run_fn is None and args.gpus_per_cell > 1:
+        from study.search.cell_job import torchrun_cell
+
+        return torchrun_cell(args.gpus_per_cell, env)
+    return run_fn
+
+
+def dry_run(args: argparse.Namespace, spec, url: str, slots: list[Slot]) -> None:
+    """Print the cells left (read from the storage, nothing enqueued) and one line per worker."""
+    study = None
+    if not url.startswith("journal:") or Path(url.removeprefix("journal:")).exists():
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            study = optuna.load_study(study_name=spec.name, storage=open_storage(url))
+        except KeyError:
+            study = None
+    left, total = cells_left(study, spec)
+    print(f"[{spec.name}] dry run: {left} of {total} cell(s) left, storage {redact(url)}")
+    if args.executor == "slurm":
+        print(f"  {args.slurm_jobs} SLURM job(s), partition {args.slurm_partition or '(default)'}, "
+              f"{args.slurm_time} min, {args.slurm_gpus_per_job} GPU(s) per job; on each node:")
+    print(f"  {len(slots)} worker(s)" + (f", {args.gpus_per_cell} processes per cell (torchrun)"
+                                          if args.gpus_per_cell > 1 else ""))
+    print("\n".join(describe(slots)))
 
 
 def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
@@ -81,13 +170,17 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
         study_dir = Path(args.out) / spec.name
         url = args.storage or default_url(study_dir)
         if args.worker_only:
-            work(spec, url, args.out, cli, run_fn)
+            work(spec, url, args.out, cli, worker_run_fn(args, run_fn))
+            return 0
+        slots, has_gpus = plan_for(args)
+        if args.dry_run:
+            dry_run(args, spec, url, slots)
             return 0
         storage = open_storage(url)
         study = open_study(spec, storage)
         with study_lock(storage, url, spec.name):
             counts = prepare(study, spec, args.out, cli, args.retry_failed)
-    except (ConfigError, StudyError, RuntimeError) as e:
+    except (ConfigError, StudyError, RuntimeError, PlacementError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -99,8 +192,16 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
     print(f"[{spec.name}] {spec.kind}, storage {redact(url)}, {args.workers} worker(s); "
           f"re-queued {counts['requeued']}, enqueued {counts['enqueued']}", flush=True)
     print(progress(study, spec, started, args.workers), flush=True)
-    if args.workers == 1:
-        work(spec, url, args.out, cli, run_fn,
+    if args.executor == "slurm":
+        from study.search.slurm import submit_and_wait
+
+        try:
+            submit_and_wait(args, url, spec.name, study_dir)
+        except PlacementError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    elif len(slots) == 1 and not slots[0].gpus and (slots[0].procs > 1 or not has_gpus):  # in this process
+        work(spec, url, args.out, cli, worker_run_fn(args, run_fn, slots[0].env()),
              on_trial=lambda: print(progress(study, spec, started, 1), flush=True))
     else:
         def requeue(pid: int) -> int:  # the dead worker's RUNNING cell back to WAITING, as a re-run would
@@ -116,7 +217,7 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
                 print(line, flush=True)
                 last = line.split(";")[0]
 
-        specs = local_workers(args, url, args.workers)
+        specs = local_workers(args, url, slots)
         result = supervise(specs, on_death=requeue, max_restarts=RESTARTS_PER_WORKER * len(specs), tick=tick,
                            say=lambda line: print(f"[{spec.name}] {line}", file=sys.stderr, flush=True))
         if result.restarts or result.unreplaced:
