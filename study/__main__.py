@@ -14,8 +14,9 @@ commands:
   evaluate --checkpoint PATH [--data-root DIR] [--split SPLIT] [--out FILE] [section.key=value ...]
                                               evaluate a trained model (model.pt) on any split
   bench CONFIG [section.key=value ...]        throughput only (no training); prints a table, writes JSON
-  sweep STUDY.yaml [--workers N] [--storage URL] [section.key=value ...]
-                                              run a grid or Optuna study (see README)
+  sweep STUDY.yaml [--workers N] [--gpus IDS] [--workers-per-gpu K] [--gpus-per-cell G] [--dry-run]
+        [--storage URL] [--executor slurm ...] [section.key=value ...]
+                                              run a grid or Optuna study (see README; --help for all flags)
 """
 
 
@@ -25,7 +26,7 @@ def _fail(message: str) -> int:
 
 
 def cmd_run(argv: list[str]) -> int:
-    from study.config import load_config
+    from study.config_files import load_config
     from study.run import run_one
 
     p = argparse.ArgumentParser(prog="python -m study run")
@@ -60,7 +61,8 @@ def cmd_bench(argv: list[str]) -> int:
     from tabulate import tabulate
 
     from study.atomic import atomic_write_text
-    from study.config import config_hash, load_config
+    from study.config import config_hash
+    from study.config_files import load_config
     from study.run import bench_config
 
     p = argparse.ArgumentParser(prog="python -m study bench")

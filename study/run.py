@@ -20,7 +20,8 @@ import torch.distributed as dist
 
 from study.atomic import atomic_write_text, atomic_write_with, disk_error
 from study.bench import benchmark
-from study.config import Config, ConfigError, apply_overrides, config_hash, from_dict
+from study.config import Config, ConfigError, config_hash
+from study.config_files import apply_overrides, from_dict
 from study.data.build import build_dataset, class_names
 from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate

@@ -2,7 +2,7 @@
 
 import pytest
 
-from study.config import load_config
+from study.config_files import load_config
 
 TINY = [
     "model.backbone=resnet18", "model.out_indices=[1, 2]", "model.layers=[1, 1, 1, 1]",

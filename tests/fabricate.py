@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from study.config import load_config
+from study.config_files import load_config
 from study.manifest import StudyManifest, write_manifest
 from study.record import RunRecord, pack_counts, run_dir, write_record
 

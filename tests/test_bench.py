@@ -1,10 +1,11 @@
 """The throughput protocol: FLOP counting against hand-computed values, percentiles, and the reported fields."""
 
+import pytest
 import torch
 from torch import nn
 
 from study.bench import _percentile, benchmark, count_flops, peak_tflops
-from study.config import load_config
+from study.config_files import load_config
 
 
 class TwoConvs(nn.Module):
@@ -96,6 +97,7 @@ def test_bench_matrix_rounds_take_medians_of_within_round_ratios():
     assert "2.50x (2.00-3.00)" in table(summary, rel)
 
 
+@pytest.mark.slow  # a benchmark process per setting
 def test_bench_matrix_command_measures_each_setting_in_its_own_process(tmp_path):
     import json
 

@@ -93,10 +93,10 @@ def killer(url: str, spec, stop: threading.Event, kills: list[int], n: int, ever
             pass
 
 
-def stand_in_workers(study_file, args, url, n):
+def stand_in_workers(study_file, args, url, slots):
     env = {"PYTHONPATH": str(REPO), "CHAOS_STEP_S": "0.25", "OMP_NUM_THREADS": "1"}
     argv = (sys.executable, __file__, str(study_file), args.out, url)
-    return [supervise.WorkerSpec(f"worker {i} (stand-in)", argv, env) for i in range(n)]
+    return [supervise.WorkerSpec(f"worker {i} (stand-in)", argv, env) for i in range(len(slots))]
 
 
 def table(out: Path, name: str) -> pd.DataFrame:
@@ -112,7 +112,7 @@ def test_four_workers_killed_at_random_one_command_finishes(study_file, tmp_path
 
     out = tmp_path / "chaos"
     url = default_url(out / spec.name)
-    monkeypatch.setattr(runner, "local_workers", lambda args, url, n: stand_in_workers(study_file, args, url, n))
+    monkeypatch.setattr(runner, "local_workers", lambda args, url, slots: stand_in_workers(study_file, args, url, slots))
     stop, kills = threading.Event(), []
     thread = threading.Thread(target=killer, args=(url, spec, stop, kills, 4, 0.6, out / spec.name / "runs"))
     real = runner.supervise

@@ -1,6 +1,7 @@
 import pytest
 
-from study.config import Config, ConfigError, config_hash, load_config
+from study.config import Config, ConfigError, config_hash
+from study.config_files import load_config
 
 
 def write(tmp_path, name, text):

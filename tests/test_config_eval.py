@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from study.config import ConfigError, EvalConfig, ModelConfig, load_config
+from study.config import ConfigError, EvalConfig, ModelConfig
+from study.config_files import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from study.config import load_config
+from study.config_files import load_config
 from study.search.space import grid_cells, load_study
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

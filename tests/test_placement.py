@@ -119,6 +119,7 @@ def sweep(*argv):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # the sweep command in a subprocess
 def test_dry_run_prints_the_plan_and_runs_nothing(study_file, tmp_path):
     proc = sweep(study_file, "--out", tmp_path / "out", "--gpus", "0,1,2,3", "--workers-per-gpu", "2",
                  "--dry-run")

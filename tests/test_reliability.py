@@ -262,6 +262,7 @@ def folder_dataset(root, corrupt=None):
     return bad
 
 
+@pytest.mark.slow  # trains a three-cell grid
 @pytest.mark.parametrize("loader_workers", [0, 1])
 def test_bad_data_during_training_fails_that_cell_and_the_report_lists_it(tmp_path, capsys, loader_workers):
     from conftest import write_tiny_yaml

@@ -156,7 +156,7 @@ def torchrun_cell(nproc: int, env: dict[str, str] | None = None) -> Callable[...
 
 def main(argv: list[str] | None = None) -> int:
     """One rank of a cell job: `python -m study.search.cell_job CELL.yaml` (started by torchrun)."""
-    from study.config import load_config
+    from study.config_files import load_config
     from study.run import run_one
 
     argv = sys.argv[1:] if argv is None else argv

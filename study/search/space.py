@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from study.config import Config, ConfigError, apply_overrides, from_dict, load_yaml_mapping, read_yaml
+from study.config import Config, ConfigError
+from study.config_files import apply_overrides, from_dict, load_yaml_mapping, read_yaml
 from study.manifest import StudyManifest
 
 SAMPLERS = ("tpe", "random")
