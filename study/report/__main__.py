@@ -1,4 +1,8 @@
-"""`python -m study.report [results/<study> ...]`: render reports from stored results (no torch needed)."""
+"""`python -m study.report [results/<study> ...]`: render reports from stored results (no torch needed).
+
+Without arguments: every study under results/, and every shipped report (reports/_inputs/<study>/) whose study
+is not under results/. `--ship` also copies each rendered study's inputs into reports/_inputs/ for git.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from pathlib import Path
 
 from study.report.render import render_index, render_study
+from study.report.ship import ship_inputs, shipped_dir, shipped_studies
 from study.results.table import ResultsError, load_manifest
 
 
@@ -25,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="results", help="results folder (default results)")
     p.add_argument("--out", default="reports", help="reports folder (default reports)")
     p.add_argument("--study-file", help="render the study that this study file describes")
+    p.add_argument("--ship", action="store_true",
+                   help="copy each study's inputs (records, tables, no weights) into <out>/_inputs/ for git")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if args.study_file:
@@ -33,18 +40,23 @@ def main(argv: list[str] | None = None) -> int:
             folders = [Path(s) for s in args.studies]
         else:
             root = Path(args.results)
-            if not root.is_dir():
-                raise ResultsError(f"{root}: results folder not found (run a study first: nox -s ablation)")
-            folders = sorted(d for d in root.iterdir() if d.is_dir() and (d / "runs").is_dir())
+            folders = sorted(d for d in root.iterdir() if d.is_dir() and (d / "runs").is_dir()) \
+                if root.is_dir() else []
+            names = {d.name for d in folders}
+            folders += [d for d in shipped_studies(Path(args.out)) if d.name not in names]
             if not folders:
-                raise ResultsError(f"{root}: no study folders with runs/ inside")
+                found = "no study folders with runs/ inside" if root.is_dir() else "results folder not found"
+                raise ResultsError(f"{root}: {found} (run a study first: nox -s ablation)")
         for folder in folders:
+            if args.ship:
+                folder = ship_inputs(folder, Path(args.out))
             out = render_study(folder, Path(args.out))
             print(f"{folder} -> {out / 'index.md'}, {out / 'index.html'}")
         rendered = []
         for d in sorted(Path(args.out).iterdir()):
             if (d / "index.md").exists() and not d.name.startswith("."):
                 folder = Path(args.results) / d.name
+                folder = folder if folder.is_dir() else shipped_dir(Path(args.out), d.name)
                 rendered.append((d.name, load_manifest(folder).description if folder.is_dir() else ""))
         render_index(Path(args.out), rendered)
     except ResultsError as e:

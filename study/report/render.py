@@ -215,7 +215,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
              f"config hashes: {df['config_hash'].nunique()} distinct over {len(df)} runs"]
     blocks += [Block("heading", "Provenance"), Block("list", items=items)]
     if manifest.command:
-        blocks += [Block("text", "Reproduce:"), Block("code", manifest.command + f"\npython -m study.report {study_dir}")]
+        again = f"--study-file {manifest.study_file}" if manifest.study_file else f"results/{manifest.name}"
+        blocks += [Block("text", "Reproduce:"), Block("code", manifest.command + f"\npython -m study.report {again}")]
     return blocks
 
 

@@ -1,0 +1,45 @@
+"""Shipped reports: inputs copied next to the rendered report re-render it byte for byte without results/."""
+
+import shutil
+
+from fabricate import fabricate  # noqa: I001
+
+from study.report.__main__ import main as report_main
+from study.results.table import write_table
+
+MIOU = {"FCN": [0.50, 0.52, 0.51], "B1-AVE": [0.56, 0.57, 0.58], "B1236-AVE": [0.60, 0.61, 0.59]}
+
+
+def files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_shipped_inputs_rerender_the_report_identically(tmp_path):
+    study = fabricate(tmp_path / "results", MIOU)
+    write_table(study)
+    (study / "runs" / "FCN__s0" / "model.pt").write_bytes(b"weights")  # never shipped
+    out = tmp_path / "reports"
+    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out), "--ship"]) == 0
+    inputs = out / "_inputs" / "table1"
+    shipped = files(inputs)
+    assert "study.json" in shipped and "runs.parquet" in shipped and "runs/FCN__s0/record.json" in shipped
+    assert not any(name.endswith(".pt") or "journal" in name for name in shipped)
+    rendered = {k: v for k, v in files(out).items() if not k.startswith("_inputs/")}
+
+    shutil.rmtree(tmp_path / "results")  # a fresh clone: no results/, only what git holds
+    shutil.rmtree(out / "table1")
+    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    again = {k: v for k, v in files(out).items() if not k.startswith("_inputs/")}
+    assert again == rendered and files(inputs) == shipped
+    assert "python -m study.report --study-file" in (out / "table1" / "index.md").read_text()
+
+
+def test_results_take_precedence_over_shipped_inputs(tmp_path):
+    study = fabricate(tmp_path / "results", MIOU)
+    out = tmp_path / "reports"
+    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out), "--ship"]) == 0
+    fresh = fabricate(tmp_path / "results", {k: [v + 0.1 for v in vals] for k, vals in MIOU.items()})
+    assert fresh == study
+    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    assert "| B1236-AVE " in (out / "table1" / "index.md").read_text()
+    assert "70.00" in (out / "table1" / "index.md").read_text()  # the new results, not the shipped ones
