@@ -20,6 +20,7 @@ from scipy import stats
 MIN_SEEDS = 3  # fewer shared seeds than this: no verdict
 ALPHA = 0.05  # family-wise error over all claim rows of a study
 FLAG_LEVEL = 0.05  # a variant whose residual variance exceeds the rest's at this level gets its own test
+EXCLUDE_LEVEL = 0.001  # ... and at this level it also leaves the pooled variance (a collapsing variant)
 POWER = 0.8
 
 
@@ -153,8 +154,9 @@ def pooled_noise(y: np.ndarray, rows: Sequence[int], flag_level: float = FLAG_LE
 
     Guard: while the variant with the largest residual sum of squares exceeds the rest's by an F-test at
     `flag_level`, it is flagged (and the test repeated on the rest, while more than 3 remain). Flagged variants'
-    pairs get their own paired t-test; the variance still comes from the whole block, so a chance flag never
-    leaves a variance biased low (a truly noisy variant only makes the others' tests conservative).
+    pairs get their own paired t-test. The variance keeps a flagged variant unless its F-test p is below
+    EXCLUDE_LEVEL: a chance flag (about 5% of null studies) never leaves a variance biased low, while a variant
+    that collapsed on some seeds (spread many times the others') does not drown every other pair's test.
     """
     rows = [i for i in rows if np.isfinite(y[i]).sum() >= MIN_SEEDS]
     while len(rows) >= 3:
@@ -176,6 +178,14 @@ def pooled_noise(y: np.ndarray, rows: Sequence[int], flag_level: float = FLAG_LE
             break
         flagged.append(test.pop(k))
     rows = [i for i in rows if i not in flagged]
+    if flagged and len(rows) >= 3:  # against the variants that share the noise: who is far noisier?
+        ss, base, dft = _residual_variances(y[np.ix_(rows + flagged, cols)])
+        _, rest, df2 = _residual_variances(y[np.ix_(rows, cols)])
+        df1 = dft / (len(rows) + len(flagged))
+        excluded = [i for n, i in enumerate(rows + flagged) if i in flagged and rest > 0
+                    and stats.f.sf((ss[n] / df1) / rest, df1, df2) < EXCLUDE_LEVEL]
+        if excluded:  # the pooled pairs' noise without the variants far noisier than the rest
+            _, var, df = _residual_variances(y[np.ix_([i for i in rows + flagged if i not in excluded], cols)])
     return Noise(var, df, tuple(cols), tuple(rows), tuple(flagged))
 
 
@@ -236,7 +246,9 @@ def bca_interval(d: np.ndarray, confidence: float = 0.95) -> tuple[float, float]
 
 RULE = ("Δ is the mean over shared seeds of (better - worse). The noise of one run is estimated once for the "
         "whole study from the two-way variant x seed residuals (df = (V-1)(S-1)); a variant whose residual spread "
-        "exceeds the others' (F-test at 5%) is set apart and its pairs use their own paired t-test (df = n-1). "
+        "exceeds the others' (F-test at 5%) is set apart and its pairs use their own paired t-test (df = n-1); one "
+        "far noisier than the rest (F-test p < 0.001, e.g. a variant that collapsed on some seeds) also leaves the "
+        "pooled variance. "
         "Each pair's p-value is a t-test of Δ; Holm's step-down over all {m} claim rows keeps the chance of any "
         "false verdict in the study below {alpha:g}. Supported / contradicted: Holm-adjusted p < {alpha:g}, on Δ's "
         "side; inconclusive otherwise. The seed interval is the matching 95% t-interval (unadjusted; BCa bootstrap "
