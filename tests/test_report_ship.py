@@ -24,6 +24,9 @@ def test_shipped_inputs_rerender_the_report_identically(tmp_path):
     shipped = files(inputs)
     assert "study.json" in shipped and "runs.parquet" in shipped and "runs/FCN__s0/record.json" in shipped
     assert not any(name.endswith(".pt") or "journal" in name for name in shipped)
+    pngs = sorted(name for name in shipped if name.endswith(".png"))
+    shown = sorted(p.name for p in (out / "table1" / "qualitative").iterdir())
+    assert pngs and [f"{n.split('/')[1]}_{n.split('/')[-1]}" for n in pngs] == shown  # only the strips shown
     rendered = {k: v for k, v in files(out).items() if not k.startswith("_inputs/")}
 
     shutil.rmtree(tmp_path / "results")  # a fresh clone: no results/, only what git holds

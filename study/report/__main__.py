@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                 found = "no study folders with runs/ inside" if root.is_dir() else "results folder not found"
                 raise ResultsError(f"{root}: {found} (run a study first: nox -s ablation)")
         for folder in folders:
-            if args.ship:
+            if args.ship:  # render, ship what the report uses, render again from the shipped inputs
+                render_study(folder, Path(args.out))
                 folder = ship_inputs(folder, Path(args.out))
             out = render_study(folder, Path(args.out))
             print(f"{folder} -> {out / 'index.md'}, {out / 'index.html'}")

@@ -1,8 +1,8 @@
 """Shipped reports: a study's small inputs copied into reports/_inputs/<study>/, so the rendered report in git can
 be re-rendered byte for byte on a fresh clone (`python -m study.report`), without training and without results/.
 
-What travels: study.json, runs.parquet and runs.csv, every run's record.json and qualitative PNGs, bench/*.json,
-and a search's trials.csv and importances.json. Never model weights, checkpoints or the Optuna storage. The inputs
+What travels: study.json, runs.parquet and runs.csv, every run's record.json, bench/*.json, a search's trials.csv
+and importances.json, and the qualitative PNGs that the rendered report shows (render first, then ship). Never model weights, checkpoints or the Optuna storage. The inputs
 live outside results/, so a fresh clone's `nox -s ablation` still runs every cell.
 """
 
@@ -16,7 +16,7 @@ from study.results.table import ResultsError, load_manifest
 
 SHIPPED = "_inputs"  # reports/_inputs/<study>/ (study names never start with "_")
 PATTERNS = ("study.json", "runs.parquet", "runs.csv", "trials.csv", "importances.json", "bench/*.json",
-            "runs/*/record.json", "runs/*/qualitative/*.png")
+            "runs/*/record.json")
 
 
 def shipped_dir(reports_dir: Path, name: str) -> Path:
@@ -31,9 +31,11 @@ def ship_inputs(study_dir: Path, reports_dir: Path) -> Path:
     dest = shipped_dir(reports_dir, load_manifest(study_dir).name)
     staging = dest.with_name(f".{dest.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    for pattern in PATTERNS:
-        for src in sorted(study_dir.glob(pattern)):
-            atomic_write_bytes(staging / src.relative_to(study_dir), src.read_bytes())
+    shown = Path(reports_dir) / dest.name / "qualitative"  # <run id>_<file> for each strip the report shows
+    pngs = [p for p in sorted(study_dir.glob("runs/*/qualitative/*.png"))
+            if (shown / f"{p.parent.parent.name}_{p.name}").exists()]
+    for src in [p for pattern in PATTERNS for p in sorted(study_dir.glob(pattern))] + pngs:
+        atomic_write_bytes(staging / src.relative_to(study_dir), src.read_bytes())
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     return dest
