@@ -217,6 +217,26 @@ def test_search_budget_is_a_total_over_workers(tmp_path):
     assert all(0.001 <= t.params["train.lr"] <= 0.1 for t in trials)
 
 
+def test_two_search_workers_never_ask_for_the_same_point(tmp_path):
+    """Each worker builds its own sampler; seeded alike, TPE's random start-up trials came out in pairs."""
+    from study.search import queue
+
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
+    path = tmp_path / "search.yaml"
+    path.write_text("name: pairs\nbase_config: base.yaml\nsearch:\n  n_trials: 6\n  space:\n"
+                    "    train.lr: {type: float, low: 0.001, high: 0.1, log: true}\n")
+    spec = load_study(path)
+    out = tmp_path / "out"
+    _, url, _ = setup(spec, out)
+    # two workers, each with its own study object and sampler, asking in turn (as two processes do)
+    a, b = (queue.open_study(spec, open_storage(url)) for _ in range(2))
+    lrs = []
+    for study in (a, b, a, b, a, b):
+        trial = queue.claim(study, spec, url)
+        lrs.append(trial.suggest_float("train.lr", 0.001, 0.1, log=True))
+    assert len(set(lrs)) == 6
+
+
 def test_records_are_exported_from_the_storage(study_file, tmp_path):
     spec = load_study(study_file)
     out = tmp_path / "out"

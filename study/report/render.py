@@ -19,6 +19,7 @@ from study.report import plots
 from study.report.blocks import Block, ci, fmt, pm, to_html, to_markdown
 from study.results.claims import judge_claims, load_paper_table
 from study.results.images import RESAMPLES, bootstrap_mious
+from study.results.search import search_summary
 from study.results.stats import MIN_SEEDS
 from study.results.summary import memory_label, protocol_warnings, summarize_variants
 from study.results.table import AXES, ResultsError, load_manifest, load_records, read_table
@@ -183,6 +184,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
     if manifest.kind == "search":
         trials_csv = study_dir / "trials.csv"
         if trials_csv.exists():
+            blocks += _search_blocks(search_summary(pd.read_csv(trials_csv)))
             figures.append(("Optimisation history", plots.search_history(
                 pd.read_csv(trials_csv), fig_dir / "search_history.png",
                 manifest.objective.get("direction", "maximize"))))
@@ -217,6 +219,30 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
     if manifest.command:
         again = f"--study-file {manifest.study_file}" if manifest.study_file else f"results/{manifest.name}"
         blocks += [Block("text", "Reproduce:"), Block("code", manifest.command + f"\npython -m study.report {again}")]
+    return blocks
+
+
+def _search_blocks(summary: dict) -> list[Block]:
+    """Trials by state, the best trials with their parameters, and whether the search lands on the paper's pyramid."""
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["counts"].items())
+    blocks = [Block("heading", "Search"), Block("text", f"Trials: {counts}.")]
+    if summary["best"]:
+        keys = summary["params"]
+        rows = [[b["number"], fmt(100 * b["value"])] + [b[k] for k in keys] for b in summary["best"]]
+        blocks.append(Block("table", headers=["trial", "mIoU"] + keys, rows=rows))
+        paper = summary["paper"]
+        if paper["best_is_paper"] is not None:
+            choice = "the paper's pyramid (bins 1,2,3,6, average pooling, DR) over " + ", ".join(paper["keys"])
+            if paper["best_is_paper"]:
+                verdict = f"The best completed trial is {choice}."
+            elif paper["best_paper_rank"]:
+                verdict = (f"The best completed trial is not {choice}; the best trial that is ranks "
+                           f"{paper['best_paper_rank']} of {summary['completed']} completed "
+                           f"(mIoU {100 * paper['best_paper_value']:.2f}).")
+            else:
+                verdict = f"No completed trial is {choice}."
+            blocks.append(Block("text", verdict + " One seed per trial, and pruned trials stopped early: a "
+                                                  "search ranks configurations, it does not test a claim."))
     return blocks
 
 

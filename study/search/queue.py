@@ -34,11 +34,21 @@ class StudyError(RuntimeError):
     """A study cannot run as asked (changed config, unreachable storage...)."""
 
 
-def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+def make_sampler(spec: StudySpec, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded by (sampler seed, trials created so far).
+
+    Every worker process builds its own sampler; seeded alike, two workers would ask for the same points (TPE's
+    random start-up trials came out in identical pairs). A new trial is asked under the study lock with a sampler
+    seeded by the number of trials before it: distinct points, the same sequence for any number of workers.
+    """
+    seed = (spec.search.sampler_seed if spec.search else 0) * 1_000_003 + trials_so_far
     if spec.search and spec.search.sampler == "tpe":
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=spec.search.sampler_seed)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=spec.search.sampler_seed if spec.search else 0)
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    sampler = make_sampler(spec)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
               if spec.search and spec.search.pruner == "median" else optuna.pruners.NopPruner())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -148,6 +158,7 @@ def claim(study: optuna.Study, spec: StudySpec, url: str) -> optuna.Trial | None
         cells = {t.user_attrs.get("cell") for t in study.get_trials(deepcopy=False) if "cell" in t.user_attrs}
         if len(cells) >= spec.search.n_trials:
             return None
+        study.sampler = make_sampler(spec, len(study.get_trials(deepcopy=False)))
         trial = study.ask()
         variant, seed = trial_variant(trial.number), spec.seeds[0]
         for key, value in {"cell": run_id(variant, seed), "variant": variant, "seed": seed}.items():
