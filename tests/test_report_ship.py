@@ -34,7 +34,8 @@ def test_shipped_inputs_rerender_the_report_identically(tmp_path):
     assert report_main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
     again = {k: v for k, v in files(out).items() if not k.startswith("_inputs/")}
     assert again == rendered and files(inputs) == shipped
-    assert "python -m study.report --study-file" in (out / "table1" / "index.md").read_text()
+    md = (out / "table1" / "index.md").read_text()
+    assert "python -m study.report --study-file" in md and "- weights: " in md
 
 
 def test_results_take_precedence_over_shipped_inputs(tmp_path):

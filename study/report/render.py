@@ -214,7 +214,11 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
              f"git: {', '.join(sorted(df['git_sha'].astype(str).unique()))}",
              f"environment: torch {prov.get('torch', '?')}, timm {prov.get('timm', '?')}, "
              f"python {prov.get('python', '?')}, device {prov.get('device', '?')}",
-             f"config hashes: {df['config_hash'].nunique()} distinct over {len(df)} runs"]
+             f"config hashes: {df['config_hash'].nunique()} distinct over {len(df)} runs",
+             "weights: " + ", ".join(sorted({str(r.provenance.get("weights", "not recorded")) for r in records}))]
+    protocols = sorted({json.dumps(r.provenance["eval_protocol"], sort_keys=True) for r in records
+                        if r.provenance.get("eval_protocol")})
+    items += [f"evaluation protocol: {p}" for p in protocols]
     blocks += [Block("heading", "Provenance"), Block("list", items=items)]
     if manifest.command:
         again = f"--study-file {manifest.study_file}" if manifest.study_file else f"results/{manifest.name}"
