@@ -109,3 +109,13 @@ def read_record(path: str | Path) -> RunRecord:
         return RunRecord.from_dict(data)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def completed_record(folder: str | Path, config_hash: str) -> RunRecord | None:
+    """The folder's record when it completed with this config hash (a finished run is not run again), else None."""
+    path = Path(folder) / RECORD_FILE
+    try:
+        old = read_record(path) if path.exists() else None
+    except ValueError:
+        return None
+    return old if old is not None and old.status == "completed" and old.config_hash == config_hash else None

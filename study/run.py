@@ -27,7 +27,7 @@ from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate
 from study.models.backbone import pretrained_source
 from study.models.build import build_model
-from study.record import RECORD_FILE, RunRecord, pack_counts, read_record, run_dir, run_id, write_record
+from study.record import RunRecord, completed_record, pack_counts, run_dir, run_id, write_record
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT
 from study.train.distributed import World
@@ -83,14 +83,8 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
     """
     folder = run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed)
     chash = config_hash(cfg)
-    record_path = folder / RECORD_FILE
-    if record_path.exists():
-        try:
-            old = read_record(record_path)
-        except ValueError:
-            old = None
-        if old is not None and old.status == "completed" and old.config_hash == chash:
-            return old
+    if (done := completed_record(folder, chash)) is not None:
+        return done
 
     world = distributed.init_from_env()
     device = setup(cfg, world)

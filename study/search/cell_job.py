@@ -30,7 +30,7 @@ import yaml
 
 from study.atomic import atomic_write_text
 from study.config import Config, config_hash
-from study.record import RECORD_FILE, RunRecord, read_record, run_dir
+from study.record import RECORD_FILE, RunRecord, completed_record, read_record, run_dir
 
 CELL_CONFIG = "cell.yaml"
 JOB_LOG = "torchrun.log"
@@ -114,15 +114,10 @@ def torchrun_cell(nproc: int, env: dict[str, str] | None = None) -> Callable[...
         folder = run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed)
         folder.mkdir(parents=True, exist_ok=True)
         chash = config_hash(cfg)
+        if (done := completed_record(folder, chash)) is not None:
+            return done
         record_path = folder / RECORD_FILE
-        if record_path.exists():
-            try:
-                old = read_record(record_path)
-            except ValueError:
-                old = None
-            if old is not None and old.status == "completed" and old.config_hash == chash:
-                return old
-            record_path.unlink()  # a failed attempt's record must not pass for this attempt's
+        record_path.unlink(missing_ok=True)  # a failed attempt's record must not pass for this attempt's
         cell_yaml = folder / CELL_CONFIG
         atomic_write_text(cell_yaml, yaml.safe_dump(cfg.to_dict(), sort_keys=True))
         prune_dir = folder / PRUNE_DIR
