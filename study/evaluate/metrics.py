@@ -55,7 +55,9 @@ def per_image_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     offset = torch.arange(n, device=target.device).view(n, 1) * k
 
     def count(labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        return torch.bincount((labels + offset)[keep], minlength=n * k).reshape(n, k)
+        # pixels not kept go to one extra bin that is dropped: no boolean indexing, so no host sync on a GPU
+        index = torch.where(keep, labels + offset, torch.full_like(labels, n * k))
+        return torch.bincount(index.reshape(-1), minlength=n * k + 1)[: n * k].reshape(n, k)
 
     inter = count(target, valid & (pred == target))
     union = count(target, valid) + count(pred, valid) - inter
