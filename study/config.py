@@ -17,6 +17,15 @@ class ConfigError(ValueError):
     """A config key is unknown, has the wrong type or an out-of-range value."""
 
 
+def added(default: Any) -> Any:
+    """A field added after the first studies shipped: left out of the config hash while it keeps its default.
+
+    Every field added from now on is declared with `added(...)`, and its default reproduces the old behaviour,
+    so finished cells of existing studies keep their hash (recipe changes go into config files, not defaults).
+    """
+    return field(default=default, metadata={"added": True})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The network: a timm backbone, the pyramid pooling module and the heads."""
@@ -238,10 +247,21 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _section_for_hash(name: str, section: Any, cls: type) -> dict[str, Any]:
+    """One section as plain JSON values, less its unhashed keys and its added fields left at their defaults."""
+    values = json.loads(json.dumps(dataclasses.asdict(section)))
+    defaults = json.loads(json.dumps(dataclasses.asdict(cls())))
+    return {key: value for key, value in values.items()
+            if (name, key) not in UNHASHED
+            and not (cls.__dataclass_fields__[key].metadata.get("added") and value == defaults[key])}
+
+
 def config_hash(cfg: Config) -> str:
-    """Stable 12-hex-digit hash of everything that changes what a run computes."""
-    data = cfg.to_dict()
-    for section, key in UNHASHED:
-        data[section].pop(key, None)
+    """Stable 12-hex-digit hash of everything that changes what a run computes.
+
+    Fields declared with `added(...)` enter only when they differ from their default, so adding a field does not
+    change the hash of any config that leaves it alone.
+    """
+    data = {name: _section_for_hash(name, getattr(cfg, name), cls) for name, cls in SECTIONS.items()}
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

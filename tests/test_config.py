@@ -74,3 +74,65 @@ def test_hash_is_stable_and_ignores_placement():
     assert config_hash(load_config(None, ["model.pool=max"])) != config_hash(a)
     assert config_hash(load_config(None, ["run.seed=1"])) != config_hash(a)
     assert len(config_hash(a)) == 12
+
+
+# Every field the config had when the first studies shipped. A field added since must be declared with
+# `added(...)`: this list is closed, so a new plain field fails here instead of silently changing every hash.
+FIRST_FIELDS = {
+    "model": {"backbone", "out_indices", "output_stride", "layers", "channels", "stem_width", "stem_type",
+              "pretrained", "pretrained_partial", "ppm", "bins", "pool", "reduction", "ppm_branch", "align_corners",
+              "head_channels", "aux_channels", "dropout", "aux_weight"},
+    "data": {"name", "root", "train_split", "val_split", "image_size", "train_size", "val_size", "data_seed",
+             "probe_extras", "resize", "crop_size", "augment", "scale_range", "rotate_degrees", "ignore_index",
+             "workers", "cache"},
+    "train": {"steps", "batch_size", "lr", "head_lr_mult", "momentum", "weight_decay", "poly_power", "eval_every",
+              "log_every", "checkpoint_every", "amp", "channels_last", "compile", "sync_bn"},
+    "eval": {"mode", "crop_size", "scales", "flip", "base_size", "batch_size", "qualitative"},
+    "bench": {"enabled", "batch_size", "image_size", "warmup", "iters", "repeats", "latency_iters"},
+    "run": {"study", "variant", "seed", "out_dir", "device", "deterministic", "threads"},
+}
+
+
+def test_fields_added_since_the_first_studies_are_marked():
+    import dataclasses
+
+    from study.config import SECTIONS
+
+    for name, cls in SECTIONS.items():
+        plain = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("added")}
+        assert plain == FIRST_FIELDS[name], f"{name}: declare new fields with added(...)"
+
+
+def test_shipped_records_keep_their_hash():
+    """The hashes written by the shipped table1 study still come out of today's code, whatever fields were added."""
+    import json
+    from pathlib import Path
+
+    from study.config_files import from_dict
+
+    records = sorted(Path("reports/_inputs/table1/runs").glob("*/record.json"))
+    assert len(records) >= 7
+    for path in records:
+        rec = json.loads(path.read_text())
+        assert config_hash(from_dict(rec["config"])) == rec["config_hash"], path
+
+
+def test_an_added_field_enters_the_hash_only_off_its_default():
+    import dataclasses
+
+    from study.config import added
+
+    @dataclasses.dataclass(frozen=True)
+    class Extra:
+        old: int = 1
+        new: float = added(0.0)
+
+    base = {"old": 1}
+    from study import config as config_module
+
+    def hash_of(section):
+        return config_module._section_for_hash("extra", section, Extra)
+
+    assert hash_of(Extra()) == base
+    assert hash_of(Extra(new=0.0)) == base
+    assert hash_of(Extra(new=0.5)) == {"old": 1, "new": 0.5}
