@@ -19,7 +19,7 @@ def test_table_has_the_contract_columns_and_order(tmp_path):
     for col in ("study", "variant", "seed", "backbone", "depth", "bins", "pool", "reduction", "aux_weight",
                 "output_stride", "augment", "crop", "steps", "batch", "lr", "status", "miou", "miou_present",
                 "pixel_acc", "mean_acc", "train_img_s", "infer_img_s", "latency_ms_p50", "peak_mem_mb", "params_m",
-                "gflops", "train_seconds", "eval_seconds", "config_hash", "git_sha", "device", "error",
+                "gflops", "train_seconds", "eval_seconds", "config_hash", "recipe", "git_sha", "device", "error",
                 "iou/road", "iou/water", "iou/car", "iou/boat"):
         assert col in df.columns, col
     fcn = df[df["variant"] == "FCN"].iloc[0]

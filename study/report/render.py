@@ -17,23 +17,21 @@ import pandas as pd
 from study.atomic import atomic_write_bytes, atomic_write_text
 from study.report import plots
 from study.report.blocks import Block, ci, fmt, pm, to_html, to_markdown
+from study.results.axes import AXES
 from study.results.claims import judge_claims, load_paper_table
 from study.results.images import RESAMPLES, bootstrap_mious
 from study.results.search import search_summary
 from study.results.stats import MIN_SEEDS
 from study.results.summary import memory_label, protocol_warnings, summarize_variants
-from study.results.table import AXES, ResultsError, load_manifest, load_records, read_table
+from study.results.table import ResultsError, load_manifest, load_records, read_table
 
 CONVENTION = ("mIoU averages all classes of the data set, classes absent from the split counting 0 (the official "
               "PSPNet convention; `miou_present` in runs.csv is mmsegmentation's nan-mean over present classes). "
               "Mean class accuracy likewise averages all classes, absent counting 0 (`mean_acc_present`: nan-mean "
               "over present classes). Values in percent.")
-SEMANTICS = ("Model semantics: in this harness every pyramid branch is pool -> 1x1 conv -> BN -> ReLU. DR "
-             "(`model.reduction: true`) sets each branch's width to C/N for N bins (the paper's rule); no DR keeps "
-             "it at C (what the official code does with one bin). A separate option `model.ppm_branch: raw` "
-             "(raw pooled maps concatenated without conv/BN/ReLU, column `branch`) exists for study only and maps "
-             "to no paper row.")
-AXES_SHOWN = ("backbone", "depth", "bins", "pool", "reduction", "branch", "aux_weight", "augment")
+SEMANTICS = " ".join(["Model semantics: in this harness every pyramid branch is pool -> 1x1 conv -> BN -> ReLU.",
+                      *(a.note for a in AXES if a.note)])
+AXES_SHOWN = tuple(a.column for a in AXES if a.shown)
 
 
 def _claim_blocks(claims: list[dict], fig_dir: Path) -> list[Block]:
@@ -113,7 +111,8 @@ def _measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | No
                                     "cache; CUDA figures are allocator peaks); FLOPs: "
                                     f"{th.get('flop_counter') or 'n/a'}."))
     first = done.drop_duplicates("variant") if len(done) else df.drop_duplicates("variant")
-    varying = [a for a in AXES if a in first and a not in AXES_SHOWN and first[a].astype(str).nunique() > 1]
+    varying = [a.column for a in AXES if a.column in first and a.column not in AXES_SHOWN
+               and first[a.column].astype(str).nunique() > 1]
     cols = [a for a in AXES_SHOWN if a in first] + varying
     blocks += [Block("text", SEMANTICS),
                Block("table", headers=["variant", *cols],

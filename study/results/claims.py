@@ -17,45 +17,55 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from study.results.axes import (
+    AUGMENT,
+    AUX_WEIGHT,
+    AXES,
+    BACKBONE,
+    BINS,
+    BRANCH,
+    DEPTH,
+    POOL,
+    PPM,
+    RECIPE_COLUMN,
+    REDUCTION,
+    Axis,
+    typed_axes,
+)
 from study.results.images import image_interval
 from study.results.stats import ALPHA, RULE, decide, prob_improvement
-from study.results.table import AXES
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "configs" / "paper"
-
-
-def _blocks(depth: str) -> int:
-    return sum(int(v) for v in depth.split(",")) if depth not in ("", "default", "none") else 0
+Axes = dict[Axis, Any]  # one variant's typed axis values
 
 
 @dataclass(frozen=True)
 class Claim:
     name: str
-    varying: tuple[str, ...]  # axes allowed to differ between the two variants
-    better: Callable[[dict, dict], bool]  # is the first variant the one the paper says is better?
+    varying: tuple[Axis, ...]  # axes allowed to differ between the two variants
+    better: Callable[[Axes, Axes], bool]  # is the first variant the one the paper says is better?
     paper_source: str  # where the paper makes it
 
 
+def _depth_rank(axes: Axes) -> tuple[int, int]:
+    """(the backbone name's number, blocks over all stages): ResNet-50 < ResNet-101, and more blocks deeper."""
+    digits = "".join(ch for ch in axes[BACKBONE] if ch.isdigit())
+    return (int(digits) if digits else 0, sum(axes[DEPTH] or ()))
+
+
 CLAIMS = (
-    Claim("PPM beats the FCN baseline", ("ppm", "bins", "pool", "reduction", "branch"),
-          lambda a, b: a["ppm"] and not b["ppm"], "Table 1, Table 4"),
-    Claim("B1236 beats B1", ("bins",), lambda a, b: a["bins"] == "1,2,3,6" and b["bins"] == "1", "Table 1"),
-    Claim("AVE beats MAX", ("pool",), lambda a, b: a["pool"] == "avg" and b["pool"] == "max", "Table 1"),
-    Claim("DR helps", ("reduction",), lambda a, b: a["reduction"] == "DR" and b["reduction"] == "no DR",
-          "Table 1"),
-    Claim("aux 0.4 beats none", ("aux_weight",), lambda a, b: a["aux_weight"] == 0.4 and b["aux_weight"] == 0,
+    Claim("PPM beats the FCN baseline", (PPM, BINS, POOL, REDUCTION, BRANCH),
+          lambda a, b: a[PPM] and not b[PPM], "Table 1, Table 4"),
+    Claim("B1236 beats B1", (BINS,), lambda a, b: a[BINS] == (1, 2, 3, 6) and b[BINS] == (1,), "Table 1"),
+    Claim("AVE beats MAX", (POOL,), lambda a, b: a[POOL] == "avg" and b[POOL] == "max", "Table 1"),
+    Claim("DR helps", (REDUCTION,), lambda a, b: a[REDUCTION] is True and b[REDUCTION] is False, "Table 1"),
+    Claim("aux 0.4 beats none", (AUX_WEIGHT,), lambda a, b: a[AUX_WEIGHT] == 0.4 and b[AUX_WEIGHT] == 0,
           "Table 2"),
-    Claim("deeper is better", ("depth", "backbone"),
-          lambda a, b: (a["backbone"], a["depth"]) != (b["backbone"], b["depth"])
-          and _depth_rank(a) > _depth_rank(b), "Table 3"),
-    Claim("augmentation helps", ("augment",), lambda a, b: b["augment"] == "none" and a["augment"] != "none",
-          "Table 4"),
+    Claim("deeper is better", (DEPTH, BACKBONE),
+          lambda a, b: (a[BACKBONE], a[DEPTH]) != (b[BACKBONE], b[DEPTH]) and _depth_rank(a) > _depth_rank(b),
+          "Table 3"),
+    Claim("augmentation helps", (AUGMENT,), lambda a, b: not b[AUGMENT] and bool(a[AUGMENT]), "Table 4"),
 )
-
-
-def _depth_rank(axes: dict) -> tuple[int, int]:
-    digits = "".join(ch for ch in axes["backbone"] if ch.isdigit())
-    return (int(digits) if digits else 0, _blocks(axes["depth"]))
 
 
 def load_paper_table(name: str | None, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | None:
@@ -68,22 +78,30 @@ def load_paper_table(name: str | None, paper_dir: Path = PAPER_DIR) -> pd.DataFr
     return pd.read_csv(path, comment="#")
 
 
-def variant_axes(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def variant_axes(df: pd.DataFrame) -> dict[str, tuple[Axes, Any]]:
+    """{variant: (typed axes, recipe hash)} from each variant's first row; the recipe is None in older tables."""
     first = df.drop_duplicates("variant", keep="first")
-    return {row["variant"]: {a: row[a] for a in AXES if a in row} for _, row in first.iterrows()}
+    return {row["variant"]: (typed_axes(row), row.get(RECIPE_COLUMN)) for _, row in first.iterrows()}
 
 
 def find_pairs(df: pd.DataFrame, claim: Claim) -> list[tuple[str, str]]:
-    """(better, worse) variant pairs that differ only in the claim's axes, in table order."""
+    """(better, worse) variant pairs that differ only in the claim's axes, in table order.
+
+    Both variants must share their recipe (every hashed config key that is no axis): variants that differ in a
+    config key no axis reads are never paired.
+    """
     axes = variant_axes(df)
     names = list(axes)
     pairs = []
     for a in names:
+        ax_a, recipe_a = axes[a]
         for b in names:
             if a == b:
                 continue
-            same = all(axes[a][k] == axes[b][k] for k in AXES if k not in claim.varying and k in axes[a])
-            if same and claim.better(axes[a], axes[b]):
+            ax_b, recipe_b = axes[b]
+            same = recipe_a == recipe_b and all(ax_a[k] == ax_b[k] for k in AXES
+                                                if k not in claim.varying and k in ax_a)
+            if same and claim.better(ax_a, ax_b):
                 pairs.append((a, b))
     return pairs
 

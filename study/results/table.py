@@ -2,7 +2,9 @@
 
 No torch here: tables and reports are built on machines that only have the copied results/ folder. When
 bench/<variant>.json files exist (throughput measured once per variant, alone on the machine), a variant's
-throughput columns come from them and `throughput_source` says so; otherwise from each run's record.
+throughput columns come from them and `throughput_source` says so; otherwise from each run's record. The axis
+columns come from study.results.axes; `recipe` hashes every other hashed config key (claims pair only variants
+that share it).
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import pandas as pd
 from study.atomic import atomic_write_bytes, atomic_write_text
 from study.manifest import MANIFEST_FILE, ManifestError, StudyManifest, read_manifest
 from study.record import RECORD_FILE, RunRecord, read_record
+from study.results.axes import RECIPE_COLUMN, axes_of, recipe_hash
 
-AXES = ("backbone", "depth", "ppm", "bins", "pool", "reduction", "branch", "aux_weight", "output_stride", "augment", "crop",
-        "steps", "batch", "lr", "data")
 METRICS = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present")
 THROUGHPUT = ("train_img_s", "infer_img_s", "latency_ms_p50", "latency_ms_p95", "peak_mem_mb", "params_m", "gflops",
               "ppm_gflops", "mfu")
@@ -71,39 +72,12 @@ def load_records(study_dir: Path) -> list[RunRecord]:
     return records
 
 
-def _join(values: Any) -> str:
-    return ",".join(str(v) for v in values) if values else "none"
-
-
-def axes_of(config: dict[str, Any]) -> dict[str, Any]:
-    """The ablation axes of one resolved config, as readable table cells."""
-    m, d, t = config["model"], config["data"], config["train"]
-    bins = m["bins"] if m["ppm"] else []
-    layers = m.get("layers")
-    return {
-        "backbone": m["backbone"],
-        "depth": _join(layers) if layers else "default",
-        "ppm": bool(bins),
-        "bins": _join(bins),
-        "pool": m["pool"] if bins else "-",
-        "reduction": ("DR" if m["reduction"] else "no DR") if bins else "-",
-        "branch": str(m.get("ppm_branch", "conv")) if bins else "-",
-        "aux_weight": float(m["aux_weight"]),
-        "output_stride": int(m["output_stride"]),
-        "augment": "+".join(d["augment"]) if d["augment"] else "none",
-        "crop": "x".join(str(v) for v in d["crop_size"]),
-        "steps": int(t["steps"]),
-        "batch": int(t["batch_size"]),
-        "lr": float(t["lr"]),
-        "data": d["name"],
-    }
-
-
 def row_of(record: RunRecord, bench: dict[str, Any] | None = None) -> dict[str, Any]:
     """One table row; `bench` (the variant's bench/<variant>.json throughput) replaces the run's own."""
     th, cost, prov = bench if bench is not None else record.throughput, record.cost, record.provenance
     row: dict[str, Any] = {"study": record.study, "variant": record.variant, "seed": record.seed}
     row.update(axes_of(record.config))
+    row[RECIPE_COLUMN] = recipe_hash(record.config)
     row["status"] = record.status
     for key in METRICS:
         value = record.metrics.get(key)

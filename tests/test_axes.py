@@ -1,0 +1,56 @@
+"""The one table of axes: typed values round-trip through the table cells, and a config key that is no axis
+cannot pair two variants for a claim."""
+
+import json
+
+import pytest
+from fabricate import TABLE1, fabricate  # noqa: I001
+
+from study.config import SECTIONS, UNHASHED
+from study.config_files import load_config
+from study.results.axes import AXES, BINS, DEPTH, POOL, REDUCTION, axes_of, recipe_hash, recipe_of, typed_axes
+from study.results.claims import CLAIMS, find_pairs
+from study.results.table import build_table
+
+CONFIGS = [*TABLE1.values(), {"model.layers": [2, 2, 1, 1]}, {"data.augment": []}, {"model.ppm_branch": "raw",
+           "model.reduction": False}, {"model.backbone": "resnet50s", "data.crop_size": [64, 96]}]
+
+
+def config(overrides: dict) -> dict:
+    return load_config(None, [f"{k}={json.dumps(v)}" for k, v in overrides.items()]).to_dict()
+
+
+@pytest.mark.parametrize("overrides", CONFIGS)
+def test_each_cell_reads_back_as_the_typed_value(overrides):
+    cfg = config(overrides)
+    cells = axes_of(cfg)
+    assert list(cells) == [a.column for a in AXES]
+    assert typed_axes(cells) == {a: a.value(cfg) for a in AXES}
+
+
+def test_typed_values_and_cells_by_hand():
+    fcn, dr = config(TABLE1["FCN"]), config({**TABLE1["B1236-AVE-DR"], "model.layers": [2, 2, 1, 1]})
+    assert (BINS.value(fcn), POOL.value(fcn), REDUCTION.value(fcn)) == ((), None, None)
+    assert [axes_of(fcn)[k] for k in ("bins", "pool", "reduction", "depth")] == ["none", "-", "-", "default"]
+    assert (BINS.value(dr), REDUCTION.value(dr), DEPTH.value(dr)) == ((1, 2, 3, 6), True, (2, 2, 1, 1))
+    assert [axes_of(dr)[k] for k in ("bins", "reduction", "depth")] == ["1,2,3,6", "DR", "2,2,1,1"]
+
+
+def test_every_hashed_key_is_an_axis_or_in_the_recipe():
+    cfg = config({})
+    recipe = set(recipe_of(cfg))
+    on_axes = {k for a in AXES for k in a.keys}
+    hashed = {f"{s}.{f}" for s, cls in SECTIONS.items() for f in cls.__dataclass_fields__ if (s, f) not in UNHASHED}
+    assert hashed - {"run.seed"} == recipe | on_axes and not recipe & on_axes
+    assert recipe_hash(cfg) == recipe_hash(config({"model.pool": "max", "run.seed": 3, "data.root": "x"}))
+    assert recipe_hash(cfg) != recipe_hash(config({"train.weight_decay": 0.001}))
+
+
+@pytest.mark.parametrize("key, value", [("train.weight_decay", 0.001), ("model.head_channels", 32)])
+def test_variants_that_differ_in_a_key_no_axis_reads_are_never_paired(tmp_path, key, value):
+    """B1-AVE vs B1-MAX isolates pooling; the same pair with a different recipe key isolates nothing."""
+    variants = {"B1-MAX": TABLE1["B1-MAX"], "B1-AVE": TABLE1["B1-AVE"], "B1-AVE-X": {**TABLE1["B1-AVE"], key: value}}
+    df = build_table(fabricate(tmp_path, {v: [0.5] for v in variants}, variants=variants))
+    ave_beats_max = next(c for c in CLAIMS if c.name == "AVE beats MAX")
+    assert df["pool"].tolist() == ["max", "avg", "avg"] and df["recipe"].nunique() == 2
+    assert find_pairs(df, ave_beats_max) == [("B1-AVE", "B1-MAX")]
