@@ -17,7 +17,7 @@ import numpy as np
 
 from study.atomic import atomic_write_text
 
-STATUSES = ("completed", "failed", "pruned", "running")
+STATUSES = ("completed", "failed", "pruned")
 RECORD_FILE = "record.json"
 
 
@@ -31,7 +31,7 @@ class RunRecord:
     seed: int
     config: dict[str, Any]
     config_hash: str
-    status: str  # completed | failed | pruned | running
+    status: str  # completed | failed | pruned
     error: str = ""
     # miou (all classes, absent count 0), miou_present (nan-mean over present), pixel_acc, mean_acc,
     # per_class_iou {class name: IoU}; all as fractions in [0, 1]; convention names the mIoU rule.

@@ -73,7 +73,7 @@ def load_model(path: Path) -> dict[str, Any]:
     return saved
 
 
-def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
+def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
             log: Callable[[str], None] | None = None) -> RunRecord:
     """Train, evaluate and benchmark one (variant, seed); write and return its run record.
 
@@ -117,7 +117,8 @@ def run_one(cfg: Config, on_eval: Callable[[int, dict], bool] | None = None,
         metrics = None
         if world.rank == 0:
             q_dir = folder / "qualitative" if qualitative and cfg.eval.qualitative else None
-            metrics = evaluate(m, val_set, cfg.eval, device, q_dir, cfg.data.workers)
+            metrics = evaluate(m, val_set, cfg=cfg.eval, device=device, qualitative_dir=q_dir,
+                               workers=cfg.data.workers)
         if dist.is_initialized():
             box = [metrics]
             dist.broadcast_object_list(box, src=0)
@@ -210,7 +211,7 @@ def evaluate_model_file(path: Path, *, data_root: str | None = None, split: str 
     device = setup(cfg)
     model = build_model(cfg.model, dataset.num_classes)
     model.load_state_dict(saved["model"])
-    metrics = evaluate(model.to(device), dataset, cfg.eval, device, None, cfg.data.workers)
+    metrics = evaluate(model.to(device), dataset, cfg=cfg.eval, device=device, workers=cfg.data.workers)
     result = {"checkpoint": str(path), "data": cfg.data.name, "split": split, "images": len(dataset),
               "eval_mode": cfg.eval.mode, **{k: metrics[k] for k in HEADLINE if k in metrics}}
     out = out or path.with_name(f"eval_{cfg.data.name}_{split}_{cfg.eval.mode}.json")

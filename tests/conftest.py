@@ -1,7 +1,11 @@
-"""Shared fixtures: a tiny probe config that trains in a few seconds on a CPU."""
+"""The test fixtures' configs, in one place: a tiny probe config that trains in a few seconds on a CPU (as dotted
+overrides, a YAML file or a ModelConfig) and the stand-in base config of studies whose runs are faked."""
+
+import dataclasses
 
 import pytest
 
+from study.config import ModelConfig
 from study.config_files import load_config
 
 TINY = [
@@ -15,6 +19,13 @@ TINY = [
     "bench.batch_size=2", "bench.image_size=[32, 32]", "bench.warmup=1", "bench.iters=1", "bench.repeats=2",
     "bench.latency_iters=2", "run.threads=1",
 ]
+# base_config of a study file whose runs are stand-ins (no training, no benchmark)
+STAND_IN_BASE = "train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n"
+
+
+def tiny_model(**changes) -> ModelConfig:
+    """The tiny network of TINY as a ModelConfig, with `changes` applied (model tests build it directly)."""
+    return dataclasses.replace(load_config(None, TINY).model, **changes)
 
 
 def write_tiny_yaml(path, extra: tuple[str, ...] = ()):

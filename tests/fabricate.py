@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from study.config_files import load_config
 from study.manifest import StudyManifest, write_manifest
 from study.record import RunRecord, pack_counts, run_dir, write_record
+from study.results.axes import RECIPE_COLUMN, axes_of, recipe_hash
+from study.results.claims import CLAIMS, find_pairs
 
 TABLE1 = {
     "FCN": {"model.ppm": False},
@@ -75,3 +78,12 @@ def fabricate(root: Path, miou: dict[str, list[float]], variants: dict[str, dict
         baseline=baseline, paper_table=paper_table, seeds=(0, 1, 2), variants=variants,
         variant_order=tuple(variants)))
     return study_dir
+
+
+def claim_pairs(variants: dict[str, dict] = TABLE1) -> list[tuple[int, int]]:
+    """(better, worse) indices into `variants` of every claim row a study of them gets, in the report's order."""
+    configs = {v: load_config(None, [f"{k}={json.dumps(x)}" for k, x in o.items()]).to_dict()
+               for v, o in variants.items()}
+    df = pd.DataFrame([{"variant": v, **axes_of(c), RECIPE_COLUMN: recipe_hash(c)} for v, c in configs.items()])
+    names = list(variants)
+    return [(names.index(b), names.index(w)) for claim in CLAIMS for b, w in find_pairs(df, claim)]

@@ -1,19 +1,17 @@
 """The verdict rule on simulated Table-1 studies with known truth (7 variants x 5 seeds, Gaussian noise sd 1).
 
-Pairs are the 13 Table-1 claim rows. Each test is seeded and takes a few seconds; the bounds leave about two
+Pairs are the Table-1 claim rows (those the claims find among its 7 variants). Each test is seeded and takes a few seconds; the bounds leave about two
 Monte-Carlo standard errors (0.6% at 1000 studies) of room beside the measured rates noted at each bound.
 """
 
 import numpy as np
 import pytest
+from fabricate import claim_pairs  # noqa: I001
 
 from study.results.stats import decide
 
-# FCN, B1-MAX, B1-AVE, B1236-MAX, B1236-AVE, B1236-MAX-DR, B1236-AVE-DR
-PAIRS = [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0),  # PPM beats the FCN baseline
-         (3, 1), (4, 2),  # B1236 beats B1
-         (2, 1), (4, 3), (6, 5),  # AVE beats MAX
-         (5, 3), (6, 4)]  # DR helps
+# FCN, B1-MAX, B1-AVE, B1236-MAX, B1236-AVE, B1236-MAX-DR, B1236-AVE-DR (tests/test_stats_claims.py lists them)
+PAIRS = claim_pairs()
 # every claim row true with a gap of at least 4 sd; the 7 rows between PPM variants exactly 4 sd
 STAIRS = np.array([0, 4, 8, 8, 12, 12, 16.0])
 STUDIES = 1000
@@ -73,10 +71,11 @@ def test_four_sd_gaps_are_found_at_five_seeds(sign, right):
 
 
 def test_a_per_pair_t_test_would_miss_most_four_sd_gaps():
-    """What the pooled rule buys: a lone paired t at 0.05/13 with df 4 has 63% power at a 4 sd gap."""
+    """What the pooled rule buys: a lone paired t at 0.05/m (m = 13 claim rows) with df 4 has 63% power at a 4 sd
+    gap."""
     from scipy import stats
 
-    crit = stats.t.isf(0.05 / 13 / 2, 4)
+    crit = stats.t.isf(0.05 / len(PAIRS) / 2, 4)
     nc = 4 / np.sqrt(2 / 5)
     assert stats.nct.sf(crit, 4, nc) == pytest.approx(0.63, abs=0.01)
 
@@ -89,7 +88,7 @@ def test_the_seed_interval_covers_the_true_gap_95_percent_of_the_time():
         for (a, b), row in zip(PAIRS, decide(y, PAIRS, plan=False), strict=True):
             covered += row["ci_low"] <= STAIRS[a] - STAIRS[b] <= row["ci_high"]
             total += 1
-    assert 0.935 <= covered / total <= 0.965, covered / total  # measured 0.957 over 13000 rows
+    assert 0.935 <= covered / total <= 0.965, covered / total  # measured 0.957 over 13000 rows (13 x 1000)
 
 
 def test_gaps_between_clean_variants_are_still_found_when_two_others_collapse():

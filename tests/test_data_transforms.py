@@ -31,10 +31,11 @@ def aligned(image: Image.Image, mask: Image.Image) -> bool:
 
 def test_flip_keeps_image_and_mask_aligned():
     image, mask = pair()
+    flip = dict(augment=["flip"], scale_range=(1, 1), rotate_degrees=0, crop_hw=(20, 30), ignore_index=255)
     for seed in range(10):
-        out_i, out_m = augment_pair(image, mask, ["flip"], (1, 1), 0, (20, 30), 255, random.Random(seed))
+        out_i, out_m = augment_pair(image, mask, **flip, rng=random.Random(seed))
         assert aligned(out_i, out_m)
-    flipped = [augment_pair(image, mask, ["flip"], (1, 1), 0, (20, 30), 255, random.Random(s))[1] for s in range(10)]
+    flipped = [augment_pair(image, mask, **flip, rng=random.Random(s))[1] for s in range(10)]
     assert any(np.asarray(m)[0, 0] != np.asarray(mask)[0, 0] for m in flipped)  # some seeds flip
 
 
@@ -56,20 +57,22 @@ def test_crop_picks_a_window_of_the_right_size():
 @pytest.mark.parametrize("name", ["scale", "rotate", "blur", "flip"])
 def test_each_augmentation_is_switchable_and_seeded(name):
     image, mask = pair(32, 32)
-    a = augment_pair(image, mask, [name], (0.5, 2.0), 10, (32, 32), 255, random.Random(5))
-    b = augment_pair(image, mask, [name], (0.5, 2.0), 10, (32, 32), 255, random.Random(5))
+    recipe = dict(scale_range=(0.5, 2.0), rotate_degrees=10, crop_hw=(32, 32), ignore_index=255)
+    a = augment_pair(image, mask, augment=[name], **recipe, rng=random.Random(5))
+    b = augment_pair(image, mask, augment=[name], **recipe, rng=random.Random(5))
     assert np.array_equal(np.asarray(a[0]), np.asarray(b[0])) and np.array_equal(np.asarray(a[1]), np.asarray(b[1]))
-    changed = any(not np.array_equal(np.asarray(augment_pair(image, mask, [name], (0.5, 2.0), 10, (32, 32), 255,
-                                                             random.Random(s))[0]), np.asarray(image))
+    changed = any(not np.array_equal(np.asarray(augment_pair(image, mask, augment=[name], **recipe,
+                                                             rng=random.Random(s))[0]), np.asarray(image))
                   for s in range(6))
     assert changed
-    none = augment_pair(image, mask, [], (0.5, 2.0), 10, (32, 32), 255, random.Random(5))
+    none = augment_pair(image, mask, augment=[], **recipe, rng=random.Random(5))
     assert np.array_equal(np.asarray(none[0]), np.asarray(image))
 
 
 def test_rotation_fills_the_mask_with_ignore():
     image, mask = pair(40, 40)
-    _, m = augment_pair(image, mask, ["rotate"], (1, 1), 10, (40, 40), 255, random.Random(3))
+    _, m = augment_pair(image, mask, augment=["rotate"], scale_range=(1, 1), rotate_degrees=10, crop_hw=(40, 40),
+                        ignore_index=255, rng=random.Random(3))
     assert (np.asarray(m) == 255).any()
     assert set(np.unique(np.asarray(m)).tolist()) <= set(range(7)) | {255}  # nearest: no blended labels
 

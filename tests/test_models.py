@@ -3,16 +3,15 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_model
 
 from study.config import ModelConfig
 from study.models.build import build_model
 
-TINY = dict(backbone="resnet18", layers=(1, 1, 1, 1), channels=(8, 16, 32, 64), stem_width=8, stem_type="deep",
-            head_channels=16, aux_channels=8)
-
 
 def tiny(**kw) -> ModelConfig:
-    return ModelConfig(**{**TINY, **kw})
+    """conftest's tiny network on the last two stages (3, 4), head 16, aux 0.4 (the ModelConfig defaults)."""
+    return tiny_model(**{"out_indices": (3, 4), "head_channels": 16, "aux_weight": 0.4, **kw})
 
 
 CASES = list(itertools.product([(), (1,), (1, 2, 3, 6)], ["avg", "max"], [True, False], [0.0, 0.4], [8, 16]))
@@ -52,8 +51,7 @@ def test_channels_follow_feature_info():
 
 
 def test_probe_backbone_two_stages():
-    cfg = ModelConfig(backbone="resnet18", out_indices=(1, 2), layers=(1, 1, 1, 1), channels=(16, 32, 64, 128),
-                      stem_width=16, stem_type="deep", head_channels=32, aux_weight=0.0)
+    cfg = tiny_model(channels=(16, 32, 64, 128), stem_width=16, head_channels=32)
     model = build_model(cfg, 4)
     assert model.backbone.feature_info.channels() == [16, 32]
     assert model.backbone.feature_info.reduction() == [4, 8]

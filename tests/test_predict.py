@@ -56,9 +56,9 @@ class Dataset(torch.utils.data.Dataset):
 
 def test_evaluate_modes_agree_and_save_strips(tmp_path):
     model = PixelModel()
-    results = {mode: evaluate(model, Dataset(), EvalConfig(mode=mode, crop_size=(8, 8), scales=(1.0,), flip=False,
-                                                           batch_size=2, qualitative=2),
-                              torch.device("cpu"), tmp_path / mode)
+    results = {mode: evaluate(model, Dataset(), device=torch.device("cpu"), qualitative_dir=tmp_path / mode,
+                              cfg=EvalConfig(mode=mode, crop_size=(8, 8), scales=(1.0,), flip=False, batch_size=2,
+                                             qualitative=2))
                for mode in ("whole", "slide", "multiscale")}
     assert results["whole"]["miou"] == results["slide"]["miou"] == results["multiscale"]["miou"]
     assert sum(map(sum, results["whole"]["confusion_matrix"])) == 2 * 12 * 16 + 100
@@ -175,7 +175,7 @@ class ResizedDataset(Dataset):
 def test_evaluate_scores_at_label_resolution_with_per_image_counts_and_protocol():
     model = PixelModel()
     cfg = EvalConfig(mode="official", base_size=20, crop_size=(16, 16), scales=(1.0,), batch_size=3, qualitative=0)
-    r = evaluate(model, ResizedDataset(), cfg, torch.device("cpu"))
+    r = evaluate(model, ResizedDataset(), cfg=cfg, device=torch.device("cpu"))
     cm = np.array(r["confusion_matrix"])
     assert cm.sum() == 2 * 24 * 32 + 20 * 20  # every label pixel, at the label's size
     inter, union = r["per_image_intersection"], r["per_image_union"]
@@ -186,7 +186,7 @@ def test_evaluate_scores_at_label_resolution_with_per_image_counts_and_protocol(
     assert r["protocol"] == {"mode": "official", "scales": [1.0], "flip": True, "base_size": 20, "crop": [16, 16],
                              "stride": [11, 11], "average": "softmax probabilities", "input_size": [15, 20],
                              "scoring": "label", "label_size": [24, 32]}
-    whole = evaluate(model, ResizedDataset(), EvalConfig(mode="whole", qualitative=0), torch.device("cpu"))
+    whole = evaluate(model, ResizedDataset(), cfg=EvalConfig(mode="whole", qualitative=0), device=torch.device("cpu"))
     assert whole["protocol"]["input_size"] == [12, 16] and whole["protocol"]["flip"] is False
 
 
@@ -209,6 +209,7 @@ def test_per_image_counts_by_hand_in_dataset_order():
         def __getitem__(self, i):
             return torch.tensor(self.images[i], dtype=torch.float32).view(3, 1, 3), torch.tensor([self.labels[i]])
 
-    r = evaluate(ChannelModel(), Tiny(), EvalConfig(mode="whole", batch_size=2, qualitative=0), torch.device("cpu"))
+    r = evaluate(ChannelModel(), Tiny(), cfg=EvalConfig(mode="whole", batch_size=2, qualitative=0),
+                 device=torch.device("cpu"))
     assert r["per_image_intersection"].tolist() == [[1, 1, 0, 0], [0, 0, 1, 0]]
     assert r["per_image_union"].tolist() == [[1, 1, 0, 0], [1, 0, 3, 1]]

@@ -9,6 +9,7 @@ from fabricate import fabricate  # noqa: I001
 
 from study.record import read_record, write_record
 from study.report.__main__ import main as report_main
+from study.results.claims import CLAIMS, find_pairs
 from study.results.table import ResultsError, build_table, write_table
 
 MIOU = {"FCN": [0.50, 0.52, 0.51], "B1-MAX": [0.55, 0.56, 0.54], "B1-AVE": [0.56, 0.57, 0.58],
@@ -130,12 +131,13 @@ def test_verdicts_come_first_with_forest_plot_rule_and_semantics(tmp_path):
     out = tmp_path / "reports"
     assert report_main([str(study), "--out", str(out)]) == 0
     md = (out / "table1" / "index.md").read_text()
+    rows = sum(len(find_pairs(build_table(study), claim)) for claim in CLAIMS)
     headings = [line for line in md.splitlines() if line.startswith("## ")]
     assert headings[:2] == ["## The paper's claims: verdicts", "## Measured"]
     assert (out / "table1" / "figures" / "claims_forest.png").stat().st_size > 1000
     assert md.index("figures/claims_forest.png") < md.index("## Measured")
     for text in ("| seed 95% CI", "image-level 95% CI", "P(improvement)", "p (Holm)", "seeds needed",
-                 "Holm's step-down over all 13 claim rows", "Model semantics", "`model.ppm_branch: raw`",
+                 f"Holm's step-down over all {rows} claim rows", "Model semantics", "`model.ppm_branch: raw`",
                  "| branch", "0:50.00 1:52.00 2:51.00", "mean class acc (all classes)",
                  "process peak RSS MB (includes the data cache)"):
         assert text in md, text

@@ -9,6 +9,7 @@ import textwrap
 import uuid
 
 import pytest
+from conftest import STAND_IN_BASE
 from optuna.trial import TrialState
 from test_search_runner import slow_fake_run
 
@@ -41,7 +42,7 @@ def run_worker(path, out):
 
 
 def test_two_workers_share_a_postgres_study(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
+    (tmp_path / "base.yaml").write_text(STAND_IN_BASE)
     path = tmp_path / "pg.yaml"
     name = f"pg_{uuid.uuid4().hex[:10]}"
     path.write_text(textwrap.dedent(f"""

@@ -8,6 +8,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import STAND_IN_BASE
 from optuna.trial import TrialState
 
 from study.config import ConfigError, config_hash
@@ -46,7 +47,7 @@ def slow_fake_run(cfg, on_eval=None):
 
 @pytest.fixture
 def study_file(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
+    (tmp_path / "base.yaml").write_text(STAND_IN_BASE)
     path = tmp_path / "grid.yaml"
     path.write_text(textwrap.dedent("""
         name: grid
@@ -190,7 +191,7 @@ def test_changed_config_is_refused(study_file, tmp_path):
 
 
 def test_search_budget_is_a_total_over_workers(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
+    (tmp_path / "base.yaml").write_text(STAND_IN_BASE)
     path = tmp_path / "search.yaml"
     path.write_text(textwrap.dedent("""
         name: srch
@@ -221,7 +222,7 @@ def test_two_search_workers_never_ask_for_the_same_point(tmp_path):
     """Each worker builds its own sampler; seeded alike, TPE's random start-up trials came out in pairs."""
     from study.search import queue
 
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
+    (tmp_path / "base.yaml").write_text(STAND_IN_BASE)
     path = tmp_path / "search.yaml"
     path.write_text("name: pairs\nbase_config: base.yaml\nsearch:\n  n_trials: 6\n  space:\n"
                     "    train.lr: {type: float, low: 0.001, high: 0.1, log: true}\n")

@@ -2,19 +2,11 @@ import math
 
 import numpy as np
 import pytest
-from fabricate import fabricate  # noqa: I001
+from fabricate import claim_pairs, fabricate  # noqa: I001
 from scipy import stats
 
 from study.results.claims import CLAIMS, find_pairs, judge_claims, load_paper_table
-from study.results.stats import (
-    decide,
-    holm,
-    paired_difference,
-    prob_improvement,
-    seeds_needed,
-    summarize,
-    verdict,
-)
+from study.results.stats import decide, holm, prob_improvement, seeds_needed, summarize
 from study.results.table import build_table
 
 
@@ -26,6 +18,13 @@ def test_summary_uses_the_t_interval():
     assert math.isnan(summarize([1.0])["ci_low"])
 
 
+def one_pair(better: dict[int, float], worse: dict[int, float]) -> dict:
+    """The rule's row for a study of two variants (seeds -> value; a seed one lacks is missing): its own paired t."""
+    seeds = sorted({*better, *worse})
+    y = np.array([[runs.get(s, math.nan) for s in seeds] for runs in (better, worse)])
+    return decide(y, [(0, 1)])[0]
+
+
 @pytest.mark.parametrize("better, worse, expected", [
     ({0: 0.60, 1: 0.62, 2: 0.61}, {0: 0.50, 1: 0.51, 2: 0.52}, "supported"),
     ({0: 0.40, 1: 0.42, 2: 0.41}, {0: 0.50, 1: 0.51, 2: 0.52}, "contradicted"),
@@ -35,18 +34,18 @@ def test_summary_uses_the_t_interval():
     ({0: 0.60, 1: 0.62, 5: 0.7}, {0: 0.50, 1: 0.51, 2: 0.4}, "too few seeds"),  # only 2 shared seeds
 ])
 def test_verdicts(better, worse, expected):
-    diff = paired_difference(better, worse)
-    assert verdict(diff) == expected
+    row = one_pair(better, worse)
+    assert row["verdict"] == expected and not row["pooled"]
     if expected != "too few seeds":
-        assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"]
+        assert row["ci_low"] <= row["diff"] <= row["ci_high"]
 
 
 def test_paired_difference_numbers_are_deterministic():
-    a = paired_difference({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.55, 2: 0.6})
-    assert a["mean"] == pytest.approx((0.1 + 0.15 + 0.05) / 3) and a["seeds"] == [0, 1, 2]
-    assert a == paired_difference({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.55, 2: 0.6})
-    same = paired_difference({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.6, 2: 0.7})
-    assert same["ci_low"] == pytest.approx(0.1) and verdict(same) == "supported"
+    a = one_pair({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.55, 2: 0.6})
+    assert a["diff"] == pytest.approx((0.1 + 0.15 + 0.05) / 3) and a["n"] == 3
+    assert a == one_pair({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.55, 2: 0.6})
+    same = one_pair({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.6, 2: 0.7})
+    assert same["ci_low"] == pytest.approx(0.1) and same["verdict"] == "supported"
 
 
 def test_pairs_differ_only_in_the_claims_axis(tmp_path):
@@ -58,6 +57,14 @@ def test_pairs_differ_only_in_the_claims_axis(tmp_path):
     assert find_pairs(df, by_name["DR helps"]) == [("B1236-AVE-DR", "B1236-AVE")]
     assert ("B1236-AVE-DR", "FCN") in find_pairs(df, by_name["PPM beats the FCN baseline"])
     assert find_pairs(df, by_name["aux 0.4 beats none"]) == []
+
+
+def test_table1_claim_rows_by_hand():
+    """FCN, B1-MAX, B1-AVE, B1236-MAX, B1236-AVE, B1236-MAX-DR, B1236-AVE-DR (the calibration tests' rows)."""
+    assert claim_pairs() == [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0),  # PPM beats the FCN baseline
+                             (3, 1), (4, 2),  # B1236 beats B1
+                             (2, 1), (4, 3), (6, 5),  # AVE beats MAX
+                             (5, 3), (6, 4)]  # DR helps
 
 
 def test_claims_carry_the_papers_difference(tmp_path):

@@ -7,10 +7,11 @@ import textwrap
 import time
 
 import pytest
+from conftest import STAND_IN_BASE
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from test_search_runner import fake_run  # noqa: I001
+from test_search_runner import fake_run
 
 from study.search import outputs, queue, runner, worker
 from study.search.space import load_study
@@ -19,7 +20,7 @@ from study.search.storage import JOURNAL, FlockLock, StorageError, default_url, 
 
 @pytest.fixture
 def study_file(tmp_path):
-    (tmp_path / "base.yaml").write_text("train: {steps: 3}\nbench: {enabled: false}  # stand-in runs: no benchmark\n")
+    (tmp_path / "base.yaml").write_text(STAND_IN_BASE)
     path = tmp_path / "grid.yaml"
     path.write_text(textwrap.dedent("""
         name: grid

@@ -55,8 +55,9 @@ class SegDataset(Dataset):
         if self.train:
             c = self.cfg
             rng = random.Random(seed) if seed is not None else random  # module functions: global state
-            image, mask = augment_pair(image, mask, c.augment, c.scale_range, c.rotate_degrees, c.crop_size,
-                                       c.ignore_index, rng)
+            image, mask = augment_pair(image, mask, augment=c.augment, scale_range=c.scale_range,
+                                       rotate_degrees=c.rotate_degrees, crop_hw=c.crop_size,
+                                       ignore_index=c.ignore_index, rng=rng)
         return to_tensors(image, mask)
 
 

@@ -28,7 +28,7 @@ def resize_pair(image: Image.Image, mask: Image.Image, size_hw: Sequence[int]) -
     return image.resize(wh, Image.BILINEAR), mask.resize(wh, Image.NEAREST)
 
 
-def augment_pair(image: Image.Image, mask: Image.Image, augment: Sequence[str], scale_range: Sequence[float],
+def augment_pair(image: Image.Image, mask: Image.Image, *, augment: Sequence[str], scale_range: Sequence[float],
                  rotate_degrees: float, crop_hw: Sequence[int], ignore_index: int, rng: random.Random
                  ) -> tuple[Image.Image, Image.Image]:
     """Random scale, horizontal flip, rotation, padded random crop, Gaussian blur (each named in `augment`)."""

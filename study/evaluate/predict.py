@@ -160,7 +160,7 @@ def _collate(batch: list) -> list:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: Dataset, cfg: EvalConfig, device: torch.device,
+def evaluate(model: torch.nn.Module, dataset: Dataset, *, cfg: EvalConfig, device: torch.device,
              qualitative_dir: Path | None = None, workers: int = 0) -> dict[str, Any]:
     """Predict every image of `dataset`, score at each label's own size, return the scores.
 

@@ -1,6 +1,6 @@
 """Seed statistics that hold at a handful of seeds.
 
-Per variant: mean, std and a 95% t-interval (clipped to the metric's bounds). Per compared pair: the paired
+Per variant: mean, std and a 95% t-interval (clipped to the metric's bounds). Per compared pair: the mean
 difference over shared seeds. The study-level rule (`decide`) tests every pair against one noise variance
 estimated from the whole study (two-way variant x seed residuals, df = (V-1)(S-1)), with a guard that moves the
 pairs of a variant whose spread is far larger than the others' to their own paired t-test, and Holm's step-down
@@ -10,7 +10,7 @@ over all rows. Chosen by simulation (tests/test_claim_calibration.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,36 +37,6 @@ def summarize(values: Sequence[float], confidence: float = 0.95,
         if bounds is not None:
             out["ci_low"], out["ci_high"] = max(bounds[0], out["ci_low"]), min(bounds[1], out["ci_high"])
     return out
-
-
-def shared(better: Mapping[int, float], worse: Mapping[int, float]) -> np.ndarray:
-    seeds = sorted(s for s in better if s in worse and math.isfinite(better[s]) and math.isfinite(worse[s]))
-    return np.asarray([better[s] - worse[s] for s in seeds], dtype=float)
-
-
-def paired_difference(better: Mapping[int, float], worse: Mapping[int, float],
-                      confidence: float = 0.95) -> dict[str, Any]:
-    """better - worse over the seeds both have: mean, t-interval of the mean, paired t-test p-value (one pair)."""
-    seeds = sorted(s for s in better if s in worse and math.isfinite(better[s]) and math.isfinite(worse[s]))
-    diffs = shared(better, worse)
-    n = len(diffs)
-    out: dict[str, Any] = {"n": n, "seeds": seeds, "mean": float(diffs.mean()) if n else math.nan,
-                           "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
-    if n < MIN_SEEDS:
-        return out
-    sd = float(diffs.std(ddof=1))
-    out["p_value"] = t_p_value(out["mean"], sd / math.sqrt(n), n - 1)
-    out["ci_low"], out["ci_high"] = t_interval(out["mean"], sd / math.sqrt(n), n - 1, confidence)
-    return out
-
-
-def verdict(diff: Mapping[str, Any], alpha: float = ALPHA) -> str:
-    """supported / contradicted (p below alpha, sign of the mean), inconclusive, or too few seeds (one pair)."""
-    if diff["n"] < MIN_SEEDS:
-        return "too few seeds"
-    if diff["p_value"] < alpha:
-        return "supported" if diff["mean"] > 0 else "contradicted"
-    return "inconclusive"
 
 
 def t_p_value(mean: float, se: float, df: float) -> float:

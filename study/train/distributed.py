@@ -60,12 +60,6 @@ def wrap(model: torch.nn.Module, device: torch.device, sync_bn: bool) -> tuple[t
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids), bn
 
 
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    if dist.is_initialized():
-        dist.all_reduce(t)
-    return t
-
-
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
