@@ -2,6 +2,8 @@
 overrides, a YAML file or a ModelConfig) and the stand-in base config of studies whose runs are faked."""
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +47,22 @@ def tiny_cfg(tmp_path):
         return load_config(None, [*TINY, f"run.out_dir={tmp_path / 'results'}", *overrides])
 
     return make
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_camvid() -> Path | None:
+    """CamVid in the SegNet layout, for the tests that read the real data: $STUDY_CAMVID_ROOT, else the repository's
+    data/camvid (where the README puts it), else the copy next to the repository, ../shared/data/camvid."""
+    env = os.environ.get("STUDY_CAMVID_ROOT")
+    candidates = [Path(env)] if env else [REPO / "data" / "camvid", REPO.parent / "shared" / "data" / "camvid"]
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+@pytest.fixture
+def camvid_root() -> Path:
+    root = find_camvid()
+    if root is None:
+        pytest.skip("CamVid not found: set STUDY_CAMVID_ROOT or put it in data/camvid (README: CamVid)")
+    return root

@@ -10,8 +10,6 @@ from study.config import DataConfig
 from study.data.build import build_dataset
 from study.data.common import DatasetError
 
-CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
-
 
 def write_pair(image_path: Path, mask_path: Path, labels: np.ndarray, palette: bool = False) -> None:
     image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,9 +123,8 @@ def test_training_split_is_augmented_and_cropped(tmp_path):
     assert (x == x2).all() and (y == y2).all()  # the sample's seed fixes its augmentation
 
 
-@pytest.mark.skipif(not CAMVID.is_dir(), reason="shared CamVid copy not present")
-def test_real_camvid_train_and_val():
-    cfg = DataConfig(name="camvid", root=str(CAMVID), resize=(180, 240), crop_size=(176, 176))
+def test_real_camvid_train_and_val(camvid_root):
+    cfg = DataConfig(name="camvid", root=str(camvid_root), resize=(180, 240), crop_size=(176, 176))
     train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     assert len(train) == 367 and len(val) == 101
     x, y = val[0]  # the model input is resized; the label stays at its own 480x360, where scores are counted
