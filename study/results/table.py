@@ -19,7 +19,7 @@ from study.manifest import MANIFEST_FILE, ManifestError, StudyManifest, read_man
 from study.record import RECORD_FILE, RunRecord, read_record
 
 AXES = ("backbone", "depth", "ppm", "bins", "pool", "reduction", "branch", "aux_weight", "output_stride", "augment", "crop",
-        "steps", "batch", "lr", "data")
+        "steps", "batch", "lr", "data", "probe_kind")
 METRICS = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present")
 THROUGHPUT = ("train_img_s", "infer_img_s", "latency_ms_p50", "latency_ms_p95", "peak_mem_mb", "params_m", "gflops",
               "ppm_gflops", "mfu")
@@ -96,6 +96,7 @@ def axes_of(config: dict[str, Any]) -> dict[str, Any]:
         "batch": int(t["batch_size"]),
         "lr": float(t["lr"]),
         "data": d["name"],
+        "probe_kind": str(d.get("probe_kind", "proportion")) if d["name"] == "probe" else "-",
     }
 
 
