@@ -181,7 +181,7 @@ def _colour(image, colour):
 
 
 def test_presence_region_class_is_whether_red_occurs_in_it():
-    roads = 0
+    roads, marks = 0, set()
     for index in range(60):
         image, label, surface = synthetic.render_scene(0, "train", index, kind="presence")
         red, blue = _colour(image, RED), _colour(image, BLUE)
@@ -189,14 +189,17 @@ def test_presence_region_class_is_whether_red_occurs_in_it():
             region = surface == cls
             if region.any():
                 assert red[region].any() == (cls == synthetic.ROAD)  # the region's class: red occurs in it
-                assert blue[region].any()  # blue dots everywhere: a dot is not the cue, its colour is
+                assert blue[region].any()  # blue everywhere: a mark is not the cue, its colour is
         assert set(np.unique(label[red]).tolist()) == ({synthetic.ROAD} if red.any() else set())
-        n_red = int(red.sum())
-        assert n_red % 4 == 0 and n_red <= 4 * synthetic.PRESENCE_DOTS[1]
+        if red.any():  # whole 6x6 squares, 1 to 3 of them (they may overlap)
+            ys, xs = np.nonzero(red)
+            assert synthetic.MARK ** 2 <= red.sum() <= 3 * synthetic.MARK ** 2
+            assert red[ys.min(): ys.min() + synthetic.MARK, xs[ys == ys.min()].min():][:, :synthetic.MARK].all()
+            marks.add(int(red.sum()))
         roads += bool((surface == synthetic.ROAD).any())
         assert (surface[label == synthetic.CAR] == synthetic.ROAD).all()
         assert (surface[label == synthetic.BOAT] == synthetic.WATER).all()
-    assert 20 < roads < 60
+    assert 20 < roads < 60 and len(marks) >= 2
 
 
 def test_window_sum_by_hand():

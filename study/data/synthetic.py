@@ -13,7 +13,8 @@ With `data.probe_extras` (off by default: the default keeps the four classes who
 3. Inconspicuous objects: `pillow`s (10-14 px) on a `bed` carry the bed's stripes, a little brighter.
 
 Controls (`data.probe_kind`, docs/context_probe.md), each a question whose answer the construction fixes:
-- `presence`: a region is road when a red dot occurs in it at all (1-3 dots); every surface carries blue dots.
+- `presence`: a region is road when a red mark occurs in it at all (1-3 squares of 6 px); every surface carries
+  blue dots and 1-3 blue marks of the same size, so a mark is not the cue, its colour is.
 - `local`: no regions; a pixel's class is the majority cue colour among the dots within 11 px of it, so it is
   decided inside the backbone's receptive field and nothing beyond it carries information (ties: ignore label).
 - `misaligned`: the proportion cue, split at 1/4, 5/12 or 3/4: half-way between bin-6 cell boundaries, 10.7 px
@@ -49,7 +50,8 @@ TALL_SHARE = 0.35  # share of towers that are skyscrapers: short buildings are m
 BED_PROB = 0.5  # share of scenes with a bed and 1-3 pillows (extras)
 # Where split scenes are cut, as a share of the width or height.
 SPLIT_AT = {"proportion": (1 / 3, 1 / 2, 2 / 3), "presence": (1 / 3, 1 / 2, 2 / 3), "misaligned": (1 / 4, 5 / 12, 3 / 4)}
-PRESENCE_DOTS = (1, 3)  # red 2x2 dots in a road region (inclusive range); water has none
+PRESENCE_MARKS = (1, 3)  # red marks in a road region, blue marks in a scene (inclusive range); water has no red
+MARK = 6  # px, the side of a presence mark
 LOCAL_DENSITY = 0.15  # local control: share of 2x2 cells holding a dot, red or blue with even odds
 LOCAL_CELLS = 5  # local control: a pixel counts the dots of the cells within 5 cells of its own, i.e. within
 LOCAL_RADIUS = 2 * LOCAL_CELLS + 1  # 11 px of it (Chebyshev): well inside the probe backbone's ~71 px field
@@ -142,16 +144,22 @@ def _render_local(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray,
     return image, label, label.copy()
 
 
-def _presence_dots(rng: np.random.Generator, image: np.ndarray, label: np.ndarray) -> None:
-    """1-3 red dots on free road pixels (not curb, not object), drawn last so each stays visible."""
-    h, w = label.shape
-    road = label[: h // 2 * 2, : w // 2 * 2] == ROAD
-    free = road[0::2, 0::2] & road[1::2, 0::2] & road[0::2, 1::2] & road[1::2, 1::2]
-    cells = np.flatnonzero(free)
-    n = min(int(rng.integers(PRESENCE_DOTS[0], PRESENCE_DOTS[1] + 1)), len(cells))
-    if n:
-        rows, cols = np.unravel_index(rng.choice(cells, size=n, replace=False), free.shape)
-        _paint_dots(image, rows, cols, np.full(n, ROAD))
+def _place_marks(rng: np.random.Generator, image: np.ndarray, free: np.ndarray, colour_class: int) -> None:
+    """1-3 MARK x MARK squares in the cue colour of `colour_class`, each wholly inside the `free` mask."""
+    s = np.zeros((free.shape[0] + 1, free.shape[1] + 1), dtype=np.int64)  # integral image of `free`
+    s[1:, 1:] = free.cumsum(0).cumsum(1)
+    count = s[MARK:, MARK:] - s[:-MARK, MARK:] - s[MARK:, :-MARK] + s[:-MARK, :-MARK]  # per top-left corner
+    spots = np.flatnonzero(count == MARK * MARK)
+    n = int(rng.integers(PRESENCE_MARKS[0], PRESENCE_MARKS[1] + 1)) if len(spots) else 0
+    for spot in spots[rng.integers(0, len(spots), size=n)]:  # marks may overlap
+        top, left = np.unravel_index(spot, count.shape)
+        image[top: top + MARK, left: left + MARK] = CUE_RGB[colour_class]
+
+
+def _presence_marks(rng: np.random.Generator, image: np.ndarray, label: np.ndarray) -> None:
+    """Blue marks on any surface, then red marks on road only, drawn last so that every red mark stays whole."""
+    _place_marks(rng, image, (label == ROAD) | (label == WATER), WATER)
+    _place_marks(rng, image, label == ROAD, ROAD)
 
 
 def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] = (128, 128), extras: bool = False,
@@ -221,7 +229,7 @@ def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] =
             label[pt: pt + ps, pl: pl + ps] = PILLOW
 
     if kind == "presence":
-        _presence_dots(rng, image, label)
+        _presence_marks(rng, image, label)
     return image, label, surface
 
 
