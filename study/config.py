@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from study.data.names import DATASETS, PROBE_KINDS, ROOTLESS
+
 
 class ConfigError(ValueError):
     """A config key is unknown, has the wrong type or an out-of-range value."""
@@ -81,7 +83,7 @@ AUGMENTATIONS = ("scale", "rotate", "blur", "flip")
 class DataConfig:
     """Which data set, where it lives, and the training augmentation."""
 
-    name: str = "probe"  # probe | camvid | ade20k | cityscapes | voc | folder
+    name: str = "probe"  # one of study.data.names.DATASETS
     root: str = ""  # data set folder in its official layout (not used by the probe)
     train_split: str = "train"
     val_split: str = "val"
@@ -98,11 +100,16 @@ class DataConfig:
     ignore_index: int = 255
     workers: int = 0  # DataLoader worker processes
     cache: bool = False  # keep decoded images in memory (per worker): for small data sets such as CamVid
+    probe_kind: str = added("proportion")  # probe: the cue (proportion) or a control (presence, local, misaligned)
 
     def validate(self) -> None:
-        _check(self.name in ("probe", "camvid", "ade20k", "cityscapes", "voc", "folder"), "data.name",
-               "must be one of probe, camvid, ade20k, cityscapes, voc, folder")
-        _check(self.name == "probe" or bool(self.root), "data.root", f"is required for data set '{self.name}'")
+        _check(self.name in DATASETS, "data.name", f"must be one of {', '.join(DATASETS)}")
+        _check(self.name in ROOTLESS or bool(self.root), "data.root", f"is required for data set '{self.name}'")
+        _check(self.probe_kind in PROBE_KINDS, "data.probe_kind", f"must be one of {', '.join(PROBE_KINDS)}")
+        _check(self.probe_kind == "proportion" or self.name == "probe", "data.probe_kind",
+               "applies to data.name probe only")
+        _check(not (self.probe_extras and self.probe_kind != "proportion"), "data.probe_extras",
+               "the extra classes come with data.probe_kind proportion only")
         _check(len(self.image_size) == 2 and min(self.image_size) >= 16, "data.image_size",
                "must be (h, w), each >= 16")
         _check(self.train_size >= 1, "data.train_size", "must be >= 1")

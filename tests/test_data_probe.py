@@ -1,10 +1,15 @@
+import hashlib
+
 import numpy as np
 import pytest
 import torch
 
-from study.config import DataConfig
+from study.config import Config, ConfigError, DataConfig, config_hash
 from study.data import synthetic
-from study.data.build import build_dataset
+from study.data.build import LOADERS, build_dataset, class_names
+from study.data.names import DATASETS, PROBE_KINDS
+
+RED, BLUE = np.array(synthetic.CUE_COLOURS[synthetic.ROAD]), np.array(synthetic.CUE_COLOURS[synthetic.WATER])
 
 
 def test_same_seed_same_scene_and_independent_of_order():
@@ -126,3 +131,122 @@ def test_seed_worker_makes_augmentation_repeat():
     torch.manual_seed(8)
     seed_worker(0)
     assert draws[0] == draws[1] and draws[0][0] != random.random()
+
+
+def test_the_measured_probe_is_unchanged():
+    """The proportion probe's pixels are pinned: shipped studies were measured on exactly these scenes."""
+    digest = hashlib.sha256()
+    for index in range(10):
+        for array in synthetic.render_scene(0, "train", index):
+            digest.update(array.tobytes())
+    assert digest.hexdigest() == "0cd0a6f1f6dfefb7fead0046fac8ae39417374fbcdaf1f289d827fb6cb2558a7"
+
+
+def test_one_list_of_data_set_names():
+    assert tuple(LOADERS) == DATASETS and "probe" in DATASETS
+    assert class_names(DataConfig()) == ("road", "water", "car", "boat")
+    assert class_names(DataConfig(probe_kind="local")) == ("road", "water")
+    assert class_names(DataConfig(name="voc", root="x"))[15] == "person"
+    with pytest.raises(ConfigError, match="data.name: must be one of probe, camvid"):
+        DataConfig(name="nope").validate()
+
+
+def test_probe_kind_is_checked_and_keeps_existing_hashes():
+    assert config_hash(Config()) == config_hash(Config(data=DataConfig(probe_kind="proportion")))
+    assert config_hash(Config()) != config_hash(Config(data=DataConfig(probe_kind="presence")))
+    with pytest.raises(ConfigError, match="data.probe_kind: must be one of proportion, presence, local"):
+        DataConfig(probe_kind="nope").validate()
+    with pytest.raises(ConfigError, match="data.probe_kind: applies to data.name probe only"):
+        DataConfig(name="camvid", root="x", probe_kind="local").validate()
+    with pytest.raises(ConfigError, match="data.probe_extras"):
+        DataConfig(probe_kind="presence", probe_extras=True).validate()
+    with pytest.raises(ValueError, match="probe kind 'nope'"):
+        synthetic.render_scene(0, "train", 0, kind="nope")
+
+
+@pytest.mark.parametrize("kind", PROBE_KINDS)
+def test_every_kind_repeats_and_builds(kind):
+    a = synthetic.render_scene(5, "val", 3, kind=kind)
+    b = synthetic.render_scene(5, "val", 3, kind=kind)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], synthetic.render_scene(5, "val", 4, kind=kind)[0])
+    ds = build_dataset(DataConfig(train_size=2, val_size=2, probe_kind=kind), "val")
+    x, y = ds[0]
+    assert x.shape == (3, 128, 128) and ds.class_names == synthetic.class_names(False, kind)
+    assert set(torch.unique(y).tolist()) <= set(range(ds.num_classes)) | {synthetic.IGNORE}
+
+
+def _colour(image, colour):
+    return (image == colour).all(axis=-1)
+
+
+def test_presence_region_class_is_whether_red_occurs_in_it():
+    roads, marks = 0, set()
+    for index in range(60):
+        image, label, surface = synthetic.render_scene(0, "train", index, kind="presence")
+        red, blue = _colour(image, RED), _colour(image, BLUE)
+        for cls in (synthetic.ROAD, synthetic.WATER):
+            region = surface == cls
+            if region.any():
+                assert red[region].any() == (cls == synthetic.ROAD)  # the region's class: red occurs in it
+                assert blue[region].any()  # blue everywhere: a mark is not the cue, its colour is
+        assert set(np.unique(label[red]).tolist()) == ({synthetic.ROAD} if red.any() else set())
+        if red.any():  # whole 6x6 squares, 1 to 3 of them (they may overlap)
+            ys, xs = np.nonzero(red)
+            assert synthetic.MARK ** 2 <= red.sum() <= 3 * synthetic.MARK ** 2
+            assert red[ys.min(): ys.min() + synthetic.MARK, xs[ys == ys.min()].min():][:, :synthetic.MARK].all()
+            marks.add(int(red.sum()))
+        roads += bool((surface == synthetic.ROAD).any())
+        assert (surface[label == synthetic.CAR] == synthetic.ROAD).all()
+        assert (surface[label == synthetic.BOAT] == synthetic.WATER).all()
+    assert 20 < roads < 60 and len(marks) >= 2
+
+
+def test_window_sum_by_hand():
+    a = np.array([[1, 0, 2], [0, 3, 0]])
+    assert synthetic.window_sum(a, 1).tolist() == [[4, 6, 5], [4, 6, 5]]
+    assert synthetic.window_sum(a, 0).tolist() == a.tolist()
+
+
+def _local_label_by_hand(image, y, x):
+    """The local rule read off the image at pixel (y, x), looking only within LOCAL_RADIUS px of it."""
+    r, k = synthetic.LOCAL_RADIUS, synthetic.LOCAL_CELLS
+    top, left = max(0, 2 * (y // 2 - k)), max(0, 2 * (x // 2 - k))
+    bottom, right = min(image.shape[0], 2 * (y // 2 + k + 1)), min(image.shape[1], 2 * (x // 2 + k + 1))
+    assert max(y - top, bottom - 1 - y, x - left, right - 1 - x) <= r  # the window lies within r px
+    window = image[top:bottom, left:right]
+    votes = (int(_colour(window, RED).sum()) - int(_colour(window, BLUE).sum())) // 4  # 2x2 dots, cell-aligned
+    return synthetic.ROAD if votes > 0 else synthetic.WATER if votes < 0 else synthetic.IGNORE
+
+
+def test_local_label_is_decided_within_the_window():
+    assert synthetic.LOCAL_RADIUS == 11  # far inside the probe backbone's receptive field (about 71 px)
+    rng = np.random.default_rng(0)
+    shares = []
+    for index in range(4):
+        image, label, surface = synthetic.render_scene(1, "val", index, kind="local")
+        assert np.array_equal(label, surface)
+        for y, x in rng.integers(0, 128, size=(150, 2)):
+            assert label[y, x] == _local_label_by_hand(image, int(y), int(x))
+        shares.append([float((label == c).mean()) for c in (synthetic.ROAD, synthetic.WATER, synthetic.IGNORE)])
+    road, water, ignored = np.mean(shares, axis=0)
+    assert 0.3 < road < 0.6 and 0.3 < water < 0.6 and ignored < 0.25
+
+
+def test_local_scene_with_odd_size_ignores_the_last_row():
+    image, label, _ = synthetic.render_scene(0, "train", 0, size=(25, 31), kind="local")
+    assert image.shape == (25, 31, 3) and (label[-1] == synthetic.IGNORE).all() and (label[:, -1] == 255).all()
+
+
+def test_misaligned_splits_miss_every_bin_boundary():
+    cuts = set()
+    for index in range(80):
+        _, label, surface = synthetic.render_scene(0, "train", index, kind="misaligned")
+        for cls in (synthetic.ROAD, synthetic.WATER):
+            assert (surface[label == cls] == cls).all()
+        for axis in (0, 1):
+            changes = np.nonzero(np.diff(surface.astype(int), axis=axis).any(axis=1 - axis))[0]
+            cuts |= {int(c) + 1 for c in changes}
+    assert cuts == {32, 53, 96}
+    boundaries = {128 * k / b for b in (2, 3, 6) for k in range(1, b)}
+    assert min(abs(c - b) for c in cuts for b in boundaries) > 10

@@ -1,68 +1,51 @@
-"""DataConfig + split -> dataset. The one place that maps a data set name to its loader."""
+"""DataConfig + split -> dataset. `LOADERS` is the one map from a data set name (study.data.names.DATASETS) to its
+loader and its class names."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from study.config import DataConfig
 from study.data import ade20k, camvid, cityscapes, synthetic, voc
-from study.data.ade20k import open_ade20k
-from study.data.camvid import open_camvid
-from study.data.cityscapes import open_cityscapes
-from study.data.common import DatasetError, SegDataset
+from study.data.common import SegDataset
 from study.data.folder import open_folder
-from study.data.voc import open_voc
-
-_SCENES: dict[tuple, tuple[Image.Image, Image.Image]] = {}
 
 
-class ProbeDataset(SegDataset):
-    """The context probe (study.data.synthetic) as a dataset; scenes are rendered on first use and cached."""
+@dataclass(frozen=True)
+class Loader:
+    """How to open one data set, and its class names without opening it (None: read from the data, as folder)."""
 
-    def __init__(self, cfg: DataConfig, split: str, train: bool):
-        names = synthetic.class_names(cfg.probe_extras)
-        super().__init__("probe", split, names, synthetic.PALETTE[: len(names)], cfg, train)
-        sizes = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.val_size}
-        if split not in sizes:
-            raise DatasetError(f"probe: unknown split '{split}' (train, val, test)")
-        self.length = sizes[split]
-
-    def __len__(self) -> int:
-        return self.length
-
-    def load(self, index: int) -> tuple[Image.Image, Image.Image]:
-        key = (self.cfg.data_seed, self.split, index, self.cfg.image_size, self.cfg.probe_extras)
-        if key not in _SCENES:  # shared by every run in this process (a study worker runs many)
-            image, label, _ = synthetic.render_scene(*key)
-            _SCENES[key] = (Image.fromarray(image, mode="RGB"), Image.fromarray(label, mode="L"))
-        return _SCENES[key]
+    open: Callable[[DataConfig, str, bool], SegDataset]
+    classes: Callable[[DataConfig], tuple[str, ...]] | None
 
 
-LOADERS = {"camvid": open_camvid, "ade20k": open_ade20k, "cityscapes": open_cityscapes, "voc": open_voc,
-           "folder": open_folder}
+LOADERS: dict[str, Loader] = {
+    "probe": Loader(synthetic.ProbeDataset, lambda cfg: synthetic.class_names(cfg.probe_extras, cfg.probe_kind)),
+    "camvid": Loader(camvid.open_camvid, lambda cfg: camvid.CLASSES),
+    "ade20k": Loader(ade20k.open_ade20k, lambda cfg: ade20k.CLASSES),
+    "cityscapes": Loader(cityscapes.open_cityscapes, lambda cfg: cityscapes.CLASSES),
+    "voc": Loader(voc.open_voc, lambda cfg: voc.CLASSES),
+    "folder": Loader(open_folder, None),
+}
 
 
 def class_names(cfg: DataConfig) -> tuple[str, ...]:
     """The class names of data set `cfg.name`, without opening it (the folder layout reads its classes.txt)."""
-    if cfg.name == "probe":
-        return synthetic.class_names(cfg.probe_extras)
-    fixed = {"camvid": camvid.CLASSES, "ade20k": ade20k.CLASSES, "cityscapes": cityscapes.CLASSES,
-             "voc": voc.CLASSES}
-    if cfg.name in fixed:
-        return tuple(fixed[cfg.name])
+    classes = LOADERS[cfg.name].classes
+    if classes is not None:
+        return tuple(classes(cfg))
     return build_dataset(cfg, cfg.val_split, train=False).class_names
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool | None = None) -> SegDataset:
     """The data set `cfg.name` at `split`; `train` (default: split == cfg.train_split) turns augmentation on."""
     train = split == cfg.train_split if train is None else train
-    if cfg.name == "probe":
-        return ProbeDataset(cfg, split, train)
-    return LOADERS[cfg.name](cfg, split, train)
+    return LOADERS[cfg.name].open(cfg, split, train)
 
 
 def seed_worker(worker_id: int) -> None:

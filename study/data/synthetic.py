@@ -12,7 +12,15 @@ With `data.probe_extras` (off by default: the default keeps the four classes who
    `skyscraper` when tall (64-100 px): only their extent tells them apart.
 3. Inconspicuous objects: `pillow`s (10-14 px) on a `bed` carry the bed's stripes, a little brighter.
 
-Scenes are a pure function of (data_seed, split, index): the same on every worker, in every order.
+Controls (`data.probe_kind`, docs/context_probe.md), each a question whose answer the construction fixes:
+- `presence`: a region is road when a red mark occurs in it at all (1-3 squares of 6 px); every surface carries
+  blue dots and 1-3 blue marks of the same size, so a mark is not the cue, its colour is.
+- `local`: no regions; a pixel's class is the majority cue colour among the dots within 11 px of it, so it is
+  decided inside the backbone's receptive field and nothing beyond it carries information (ties: ignore label).
+- `misaligned`: the proportion cue, split at 1/4, 5/12 or 3/4: half-way between bin-6 cell boundaries, 10.7 px
+  (at 128) from every boundary of bins 2, 3 and 6.
+
+Scenes are a pure function of (data_seed, split, index, kind): the same on every worker, in every order.
 """
 
 from __future__ import annotations
@@ -20,6 +28,11 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+from PIL import Image
+
+from study.config import DataConfig
+from study.data.common import DatasetError, SegDataset
+from study.data.names import PROBE_KINDS
 
 CLASSES = ("road", "water", "car", "boat", "building", "skyscraper", "bed", "pillow")
 PALETTE = ((128, 64, 128), (0, 90, 200), (0, 0, 142), (230, 150, 20), (70, 70, 70), (190, 40, 190),
@@ -35,6 +48,13 @@ SPLIT_FRACTION = 0.5  # share of scenes split into two surfaces
 TOWER_PROB = 0.6  # share of scenes with a tower (extras)
 TALL_SHARE = 0.35  # share of towers that are skyscrapers: short buildings are more often drawn, fewer pixels
 BED_PROB = 0.5  # share of scenes with a bed and 1-3 pillows (extras)
+# Where split scenes are cut, as a share of the width or height.
+SPLIT_AT = {"proportion": (1 / 3, 1 / 2, 2 / 3), "presence": (1 / 3, 1 / 2, 2 / 3), "misaligned": (1 / 4, 5 / 12, 3 / 4)}
+PRESENCE_MARKS = (1, 3)  # red marks in a road region, blue marks in a scene (inclusive range); water has no red
+MARK = 6  # px, the side of a presence mark
+LOCAL_DENSITY = 0.15  # local control: share of 2x2 cells holding a dot, red or blue with even odds
+LOCAL_CELLS = 5  # local control: a pixel counts the dots of the cells within 5 cells of its own, i.e. within
+LOCAL_RADIUS = 2 * LOCAL_CELLS + 1  # 11 px of it (Chebyshev): well inside the probe backbone's ~71 px field
 
 
 def _rng(data_seed: int, split: str, index: int) -> np.random.Generator:
@@ -67,26 +87,29 @@ def _stripes(h: int, w: int, period: int, lo: float, hi: float, vertical: bool) 
     return np.broadcast_to(line[None, :] if vertical else line[:, None], (h, w))
 
 
-def class_names(extras: bool) -> tuple[str, ...]:
+def class_names(extras: bool = False, kind: str = "proportion") -> tuple[str, ...]:
+    """The classes a probe scene uses: road and water only in the local control (no objects)."""
+    if kind == "local":
+        return CLASSES[:2]
     return CLASSES if extras else CLASSES[:CORE]
 
 
-def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] = (128, 128), extras: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One scene: (uint8 RGB image (H,W,3), uint8 label map (H,W), uint8 surface map (H,W)).
+def _paint_dots(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, colour_class: np.ndarray) -> None:
+    """2x2 dots at cells (rows, cols) of the 2-px grid, in the cue colour of `colour_class`."""
+    rgb = CUE_RGB[colour_class]
+    for dy in (0, 1):
+        for dx in (0, 1):
+            image[2 * rows + dy, 2 * cols + dx] = rgb
 
-    The surface map gives the surface class (road or water) under every pixel, for checking the region rule.
-    `extras` adds the towers (failure mode 2) and beds with pillows (failure mode 3). About 1 ms at 128x128.
-    """
-    rng = _rng(data_seed, split, index)
-    h, w = size
-    grey = _u8(rng.normal(0.45, 0.09, (h, w)))
+
+def _layout(rng: np.random.Generator, h: int, w: int, cuts: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(surface map, curb mask): one surface, or (SPLIT_FRACTION of scenes) two cut at a share from `cuts`."""
     surface = np.full((h, w), ROAD if rng.random() < 0.5 else WATER, dtype=np.uint8)
     curb = np.zeros((h, w), dtype=bool)
     if rng.random() < SPLIT_FRACTION:
         vertical = rng.random() < 0.5
         length = w if vertical else h
-        cut = int(round(length * rng.choice([1 / 3, 1 / 2, 2 / 3])))
+        cut = int(round(length * rng.choice(list(cuts))))
         other = WATER if surface[0, 0] == ROAD else ROAD
         if vertical:
             surface[:, cut:] = other
@@ -94,19 +117,80 @@ def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] =
         else:
             surface[cut:, :] = other
             curb[max(0, cut - 1): cut + 1, :] = True
+    return surface, curb
+
+
+def window_sum(a: np.ndarray, r: int) -> np.ndarray:
+    """Sum of `a` over the (2r+1)x(2r+1) square around every entry, zeros beyond the edges."""
+    padded = np.pad(a.astype(np.int64), r)
+    s = np.zeros((padded.shape[0] + 1, padded.shape[1] + 1), dtype=np.int64)
+    s[1:, 1:] = padded.cumsum(0).cumsum(1)
+    k, (h, w) = 2 * r + 1, a.shape
+    return s[k: k + h, k: k + w] - s[:h, k: k + w] - s[k: k + h, :w] + s[:h, :w]
+
+
+def _render_local(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The local control: i.i.d. red/blue dots; a pixel's class is the majority colour within LOCAL_RADIUS px."""
+    image = np.repeat(_u8(rng.normal(0.45, 0.09, (h, w)))[:, :, None], 3, axis=2)
+    gh, gw = h // 2, w // 2
+    has_dot = rng.random((gh, gw)) < LOCAL_DENSITY
+    red = rng.random((gh, gw)) < 0.5
+    rows, cols = np.nonzero(has_dot)
+    _paint_dots(image, rows, cols, np.where(red[rows, cols], ROAD, WATER))
+    score = window_sum(np.where(has_dot, np.where(red, 1, -1), 0), LOCAL_CELLS)
+    cells = np.where(score > 0, ROAD, np.where(score < 0, WATER, IGNORE)).astype(np.uint8)
+    label = np.full((h, w), IGNORE, dtype=np.uint8)  # an odd last row / column belongs to no cell
+    label[: 2 * gh, : 2 * gw] = np.repeat(np.repeat(cells, 2, axis=0), 2, axis=1)
+    return image, label, label.copy()
+
+
+def _place_marks(rng: np.random.Generator, image: np.ndarray, free: np.ndarray, colour_class: int) -> None:
+    """1-3 MARK x MARK squares in the cue colour of `colour_class`, each wholly inside the `free` mask."""
+    s = np.zeros((free.shape[0] + 1, free.shape[1] + 1), dtype=np.int64)  # integral image of `free`
+    s[1:, 1:] = free.cumsum(0).cumsum(1)
+    count = s[MARK:, MARK:] - s[:-MARK, MARK:] - s[MARK:, :-MARK] + s[:-MARK, :-MARK]  # per top-left corner
+    spots = np.flatnonzero(count == MARK * MARK)
+    n = int(rng.integers(PRESENCE_MARKS[0], PRESENCE_MARKS[1] + 1)) if len(spots) else 0
+    for spot in spots[rng.integers(0, len(spots), size=n)]:  # marks may overlap
+        top, left = np.unravel_index(spot, count.shape)
+        image[top: top + MARK, left: left + MARK] = CUE_RGB[colour_class]
+
+
+def _presence_marks(rng: np.random.Generator, image: np.ndarray, label: np.ndarray) -> None:
+    """Blue marks on any surface, then red marks on road only, drawn last so that every red mark stays whole."""
+    _place_marks(rng, image, (label == ROAD) | (label == WATER), WATER)
+    _place_marks(rng, image, label == ROAD, ROAD)
+
+
+def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] = (128, 128), extras: bool = False,
+                 kind: str = "proportion") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scene: (uint8 RGB image (H,W,3), uint8 label map (H,W), uint8 surface map (H,W)).
+
+    The surface map gives the surface class (road or water) under every pixel, for checking the region rule (the
+    local control has no surfaces: its surface map is its label map). `extras` adds the towers (failure mode 2)
+    and beds with pillows (failure mode 3); `kind` picks the cue (PROBE_KINDS). About 1 ms at 128x128.
+    """
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"probe kind {kind!r}: choose from {', '.join(PROBE_KINDS)}")
+    rng = _rng(data_seed, split, index)
+    h, w = size
+    if kind == "local":
+        return _render_local(rng, h, w)
+    grey = _u8(rng.normal(0.45, 0.09, (h, w)))
+    surface, curb = _layout(rng, h, w, SPLIT_AT[kind])
     image = np.repeat(grey[:, :, None], 3, axis=2)
 
-    # cue dots on the 2x2 grid: colour drawn from the share of the surface under the dot
+    # cue dots on the 2x2 grid: colour drawn from the share of the surface under the dot (presence: all blue)
     gh, gw = h // 2, w // 2
     has_dot = rng.random((gh, gw)) < DOT_DENSITY
-    own = rng.random((gh, gw)) < OWN_SHARE
-    cell_surface = surface[: gh * 2: 2, : gw * 2: 2]
-    colour_class = np.where(own, cell_surface, np.where(cell_surface == ROAD, WATER, ROAD))
     rows, cols = np.nonzero(has_dot)
-    rgb = CUE_RGB[colour_class[rows, cols]]
-    for dy in (0, 1):
-        for dx in (0, 1):
-            image[2 * rows + dy, 2 * cols + dx] = rgb
+    if kind == "presence":
+        colour_class = np.full(len(rows), WATER)
+    else:
+        own = rng.random((gh, gw)) < OWN_SHARE
+        cell_surface = surface[: gh * 2: 2, : gw * 2: 2]
+        colour_class = np.where(own, cell_surface, np.where(cell_surface == ROAD, WATER, ROAD))[rows, cols]
+    _paint_dots(image, rows, cols, colour_class)
     label = surface.copy()
     image[curb] = CURB_GREY
     label[curb] = IGNORE
@@ -144,4 +228,32 @@ def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] =
             image[pt: pt + ps, pl: pl + ps] = stripes[pt - top: pt - top + ps, pl - left: pl - left + ps, None]
             label[pt: pt + ps, pl: pl + ps] = PILLOW
 
+    if kind == "presence":
+        _presence_marks(rng, image, label)
     return image, label, surface
+
+
+_SCENES: dict[tuple, tuple[Image.Image, Image.Image]] = {}
+
+
+class ProbeDataset(SegDataset):
+    """The context probe as a dataset; scenes are rendered on first use and cached for the process."""
+
+    def __init__(self, cfg: DataConfig, split: str, train: bool):
+        names = class_names(cfg.probe_extras, cfg.probe_kind)
+        super().__init__("probe", split, names, PALETTE[: len(names)], cfg, train)
+        sizes = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.val_size}
+        if split not in sizes:
+            raise DatasetError(f"probe: unknown split '{split}' (train, val, test)")
+        self.length = sizes[split]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def load(self, index: int) -> tuple[Image.Image, Image.Image]:
+        c = self.cfg
+        key = (c.data_seed, self.split, index, c.image_size, c.probe_extras, c.probe_kind)
+        if key not in _SCENES:  # shared by every run in this process (a study worker runs many)
+            image, label, _ = render_scene(*key)
+            _SCENES[key] = (Image.fromarray(image, mode="RGB"), Image.fromarray(label, mode="L"))
+        return _SCENES[key]

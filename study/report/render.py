@@ -18,6 +18,7 @@ from study.atomic import atomic_write_bytes, atomic_write_text
 from study.report import plots
 from study.report.blocks import Block, ci, fmt, pm, to_html, to_markdown
 from study.results.axes import AXES
+from study.report.controls_block import controls_blocks
 from study.results.claims import judge_claims, load_paper_table
 from study.results.images import RESAMPLES, bootstrap_mious
 from study.results.search import search_summary
@@ -161,6 +162,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
         image_mious = bootstrap_mious(records)
     except ValueError as e:
         raise ResultsError(f"{study_dir}: {e}") from None
+    blocks += controls_blocks(df) if "control" in manifest.name else []
     blocks += _claim_blocks(judge_claims(df, paper, image_mious=image_mious), fig_dir)
     blocks += _measured_blocks(df, summary, baseline, records)
     if paper is not None:

@@ -98,9 +98,13 @@ BATCH = Axis("batch", ("train.batch_size",), lambda c: int(c["train"]["batch_siz
              "global batch size")
 LR = Axis("lr", ("train.lr",), lambda c: float(c["train"]["lr"]), float, float, "base learning rate")
 DATA = Axis("data", ("data.name",), lambda c: str(c["data"]["name"]), str, str, "data set")
+PROBE_KIND = Axis("probe_kind", ("data.probe_kind",),
+                  lambda c: str(c["data"].get("probe_kind", "proportion")) if c["data"]["name"] == "probe" else None,
+                  _dash(), _undash(), "the probe's construction: proportion (default) or a control (presence, local, "
+                  "misaligned); '-' for other data sets")
 
 AXES: tuple[Axis, ...] = (BACKBONE, DEPTH, PPM, BINS, POOL, REDUCTION, BRANCH, AUX_WEIGHT, OUTPUT_STRIDE, AUGMENT,
-                          CROP, STEPS, BATCH, LR, DATA)
+                          CROP, STEPS, BATCH, LR, DATA, PROBE_KIND)
 COLUMNS = tuple(a.column for a in AXES)
 RECIPE_COLUMN = "recipe"  # results-table column: hash of the config less its axes (recipe_of)
 NOT_RECIPE = {("run", "seed")}  # hashed, yet differs within a variant: never part of the recipe

@@ -1,0 +1,47 @@
+"""The controls section of a report (studies whose name contains "control"): per control comparison, what the
+construction implies, what the harness concluded, and whether the two agree (study.results.controls)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from study.report.blocks import Block, ci, fmt
+from study.results.controls import judge_controls
+
+EXPECTED = {"better": "{a} beats {b}", "non-inferior": "{a} at least as good as {b} (within {m})",
+            "equivalent": "no difference (within ±{m})"}
+
+
+def controls_blocks(df: pd.DataFrame) -> list[Block]:
+    """Heading, the table "control | comparison | expected | concluded | as implied?", and the rule."""
+    rows = judge_controls(df)
+    blocks = [Block("heading", "Controls: can the harness say no?")]
+    if not rows:
+        return blocks + [Block("text", "No control comparison in this study: its variants are named "
+                                       "<prefix>-<variant> (PRES-, LOC-, MIS-), see configs/studies/controls.yaml.")]
+    table = []
+    for r in rows:
+        expected = EXPECTED[r["expected"]].format(a=r["a"], b=r["b"], m=f"{r['margin']:g}")
+        table.append([r["control"], f"{r['a']} vs {r['b']}", expected, r["n"], fmt(r["diff"]),
+                      ci(r["ci_low"], r["ci_high"]), _p(r["p_adjusted"]), f"{r['a']}: {r['concluded']}",
+                      r["as_implied"]])
+    first = rows[0]
+    blocks.append(Block("table", headers=["control", "comparison", "expected", "seeds", "Δ mIoU",
+                                          f"{100 * first['level']:.1f}% CI", "p (expected, Bonferroni)",
+                                          "concluded", "as implied?"], rows=table))
+    blocks.append(Block("list", items=[f"{r['control']}, {r['a']} vs {r['b']}: {r['why']}." for r in rows]))
+    blocks.append(Block("text", (
+        f"Rule: Δ = a - b over the seeds both completed (mIoU points); margin M = {first['margin']:g} points. "
+        f"Each test is one-sided at 0.05/{first['k']} (Bonferroni over the {first['k']} comparisons), read off the "
+        f"two-sided {100 * first['level']:.1f}% t-interval [lo, hi]. Expected 'beats': yes when lo > 0, no when "
+        "hi < M (a gain of the margin is excluded). 'At least as good': non-inferiority, yes when lo > -M, no when "
+        "hi < 0. 'No difference': equivalence by TOST, yes when -M < lo and hi < M, no when a difference is shown "
+        "(lo > 0 or hi < 0) but not within the margin. Otherwise undecided: a non-significant difference is never "
+        "read as no difference. Fewer than 3 shared seeds: no decision.")))
+    return blocks
+
+
+def _p(v: float) -> str:
+    if v != v:  # nan
+        return ""
+    return "< 0.001" if v < 0.001 else fmt(v, 3)

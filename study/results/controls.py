@@ -1,0 +1,176 @@
+"""The probe's controls: what the harness concludes on data whose answer the construction fixes.
+
+A control is a probe kind (`data.probe_kind`, study.data.synthetic) whose variants are named
+`<prefix>-<role>` (PRES-B1-MAX, LOC-FCN, ...). Each comparison "a vs b" carries the relation its construction
+implies for the paired seed differences Δ = a - b (mIoU points), with a margin M below which a difference does not
+matter:
+- better: a beats b (one-sided t-test of Δ <= 0);
+- non-inferior: a is at least as good as b up to M (one-sided test of Δ <= -M);
+- equivalent: |Δ| < M (TOST: both one-sided tests of Δ <= -M and Δ >= M).
+A non-significant p is never read as "no difference". Every test is one-sided at alpha/k (Bonferroni over the k
+comparisons the study holds), so each decision reads off one two-sided (1 - 2 alpha/k) t-interval [lo, hi].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from study.results.stats import MIN_SEEDS
+from study.results.table import ResultsError
+
+MARGIN = 2.0  # mIoU points; configs/studies/controls.yaml states it (a test checks)
+ALPHA = 0.05  # family-wise, over the study's control comparisons
+EXPECTATIONS = ("better", "non-inferior", "equivalent")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str  # role, e.g. "B1-MAX": the variant <prefix>-<role>
+    b: str
+    expected: str  # one of EXPECTATIONS
+    why: str
+
+
+@dataclass(frozen=True)
+class Control:
+    kind: str  # data.probe_kind
+    prefix: str
+    comparisons: tuple[Comparison, ...]
+
+
+CONTROLS = (
+    Control("presence", "PRES", (
+        Comparison("B1-MAX", "B1-AVE", "non-inferior", "a region is road when a red dot occurs in it at all: a "
+                                                       "max-pooled branch reads that directly"),
+        Comparison("B1-MAX", "FCN", "better", "most pixels lie beyond the receptive field of their region's 1-3 red "
+                                              "dots"))),
+    Control("local", "LOC", (
+        Comparison("B1-AVE", "FCN", "equivalent", "labels are decided within 11 px of each pixel; nothing beyond "
+                                                  "the receptive field carries information"),
+        Comparison("B1236-AVE-DR", "FCN", "equivalent", "as above: no pyramid has anything to add"))),
+    Control("misaligned", "MIS", (
+        Comparison("B1236-AVE-DR", "FCN", "better", "the proportion cue still needs a region's share, beyond the "
+                                                    "receptive field, when cuts miss the bins"),
+        Comparison("B1236-AVE-DR", "B1-AVE", "better", "half the scenes are split and one global bin cannot place "
+                                                       "the cut; bins 2, 3, 6 still can, cell by cell"))),
+)
+
+
+def _p_above(mean: float, se: float, df: int, c: float) -> float:
+    """One-sided p of H0: Δ <= c (small when Δ is shown above c)."""
+    if se == 0:
+        return 0.0 if mean > c else 1.0
+    return float(stats.t.sf((mean - c) / se, df))
+
+
+def _p_below(mean: float, se: float, df: int, c: float) -> float:
+    """One-sided p of H0: Δ >= c (small when Δ is shown below c)."""
+    if se == 0:
+        return 0.0 if mean < c else 1.0
+    return float(stats.t.cdf((mean - c) / se, df))
+
+
+def paired_tests(diffs: Sequence[float], *, margin: float, alpha: float) -> dict[str, float]:
+    """Mean, the two-sided (1 - 2 alpha) t-interval and the one-sided p-values of paired differences."""
+    d = np.asarray([x for x in diffs if math.isfinite(x)], dtype=float)
+    n = len(d)
+    nan = math.nan
+    out = {"n": n, "diff": float(d.mean()) if n else nan, "ci_low": nan, "ci_high": nan, "p_better": nan,
+           "p_noninferior": nan, "p_equivalent": nan}
+    if n < 2:
+        return out
+    mean, df = float(d.mean()), n - 1
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf(1 - alpha, df)) * se
+    out.update(ci_low=mean - half, ci_high=mean + half, p_better=_p_above(mean, se, df, 0.0),
+               p_noninferior=_p_above(mean, se, df, -margin))
+    out["p_equivalent"] = max(out["p_noninferior"], _p_below(mean, se, df, margin))  # TOST
+    return out
+
+
+def concluded(lo: float, hi: float, margin: float) -> str:
+    """What an interval [lo, hi] of Δ = a - b says, in words."""
+    if math.isnan(lo):
+        return "too few seeds"
+    m = f"{margin:g}"
+    if lo > 0:
+        return f"better, by less than {m}" if hi < margin else "better"
+    if hi < 0:
+        return f"worse, by less than {m}" if lo > -margin else "worse"
+    if -margin < lo and hi < margin:
+        return f"equivalent within ±{m}"
+    if lo > -margin:
+        return f"not worse by {m} or more"
+    if hi < margin:
+        return f"not better by {m} or more"
+    return "undecided"
+
+
+def as_implied(expected: str, lo: float, hi: float, margin: float) -> str:
+    """yes: the expected test passes; no: the interval shows what the construction rules out; else undecided.
+
+    better: yes when lo > 0, no when hi < M (a gain of the margin is excluded). non-inferior: yes when lo > -M,
+    no when hi < 0 (shown worse, and a loss of M not excluded). equivalent: yes when -M < lo and hi < M, no when
+    a difference is shown (lo > 0 or hi < 0) without being shown to lie within the margin.
+    """
+    if expected not in EXPECTATIONS:
+        raise ValueError(f"expected: {expected!r} is not one of {EXPECTATIONS}")
+    if math.isnan(lo):
+        return "undecided"
+    if expected == "better":
+        yes, no = lo > 0, hi < margin
+    elif expected == "non-inferior":
+        yes, no = lo > -margin, hi < 0
+    else:
+        yes, no = -margin < lo and hi < margin, lo > 0 or hi < 0
+    return "yes" if yes else "no" if no else "undecided"
+
+
+def _seed_values(df: pd.DataFrame, variant: str, metric: str) -> dict[int, float]:
+    done = df[(df["variant"] == variant) & (df["status"] == "completed")]
+    return {int(s): 100.0 * float(v) for s, v in zip(done["seed"], done[metric], strict=True) if math.isfinite(v)}
+
+
+def _check_kind(df: pd.DataFrame, variant: str, kind: str) -> None:
+    if "probe_kind" not in df.columns:
+        return
+    kinds = set(df.loc[df["variant"] == variant, "probe_kind"].astype(str))
+    if kinds and kinds != {kind}:
+        raise ResultsError(f"control {kind}: variant {variant} runs on probe_kind {', '.join(sorted(kinds))}, "
+                           f"not {kind}")
+
+
+def judge_controls(df: pd.DataFrame, *, margin: float = MARGIN, alpha: float = ALPHA,
+                   metric: str = "miou") -> list[dict[str, Any]]:
+    """One row per control comparison whose two variants the study holds, in CONTROLS order."""
+    variants = set(df["variant"])
+    found = [(c, cmp) for c in CONTROLS for cmp in c.comparisons
+             if f"{c.prefix}-{cmp.a}" in variants and f"{c.prefix}-{cmp.b}" in variants]
+    k = max(1, len(found))
+    level = alpha / k
+    rows = []
+    for control, cmp in found:
+        a, b = f"{control.prefix}-{cmp.a}", f"{control.prefix}-{cmp.b}"
+        _check_kind(df, a, control.kind)
+        _check_kind(df, b, control.kind)
+        va, vb = _seed_values(df, a, metric), _seed_values(df, b, metric)
+        seeds = sorted(set(va) & set(vb))
+        t = paired_tests([va[s] - vb[s] for s in seeds], margin=margin, alpha=level)
+        if t["n"] < MIN_SEEDS:  # no decision on fewer seeds, as for the claims
+            t.update(ci_low=math.nan, ci_high=math.nan, p_better=math.nan, p_noninferior=math.nan,
+                     p_equivalent=math.nan)
+        p_key = {"better": "p_better", "non-inferior": "p_noninferior", "equivalent": "p_equivalent"}[cmp.expected]
+        rows.append({"control": control.kind, "a": a, "b": b, "expected": cmp.expected, "why": cmp.why,
+                     "n": t["n"], "seeds": seeds, "diff": t["diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
+                     "p_adjusted": min(1.0, k * t[p_key]) if math.isfinite(t[p_key]) else math.nan,
+                     "concluded": concluded(t["ci_low"], t["ci_high"], margin),
+                     "as_implied": as_implied(cmp.expected, t["ci_low"], t["ci_high"], margin),
+                     "margin": margin, "level": 1 - 2 * level, "k": k})
+    return rows

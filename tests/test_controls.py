@@ -1,0 +1,143 @@
+"""The controls' judgement (study.results.controls) and its report block, on hand-computed cases."""
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from study.report.blocks import to_markdown
+from study.report.controls_block import controls_blocks
+from study.results.controls import CONTROLS, MARGIN, as_implied, concluded, judge_controls, paired_tests
+from study.results.table import ResultsError
+from study.search.space import load_study
+
+STUDY = Path(__file__).resolve().parents[1] / "configs" / "studies" / "controls.yaml"
+T_95_DF4 = 2.1318  # t table: one-sided 5% critical value at 4 degrees of freedom
+
+
+def test_superiority_by_hand():
+    # Δ = 1..5: mean 3, sd sqrt(2.5), se sqrt(2.5 / 5) = 0.7071; t = 3 / 0.7071 = 4.243
+    t = paired_tests([1, 2, 3, 4, 5], margin=2.0, alpha=0.05)
+    assert t["n"] == 5 and t["diff"] == 3.0
+    assert t["ci_low"] == pytest.approx(3 - T_95_DF4 * math.sqrt(0.5), abs=1e-3)
+    assert t["ci_high"] == pytest.approx(3 + T_95_DF4 * math.sqrt(0.5), abs=1e-3)
+    assert t["p_better"] == pytest.approx(0.00662, abs=2e-5)  # P(T_4 > 4.243)
+    # equivalence fails on the upper side: (3 - 2) / 0.7071 = 1.414, P(T_4 < 1.414) = 0.885
+    assert t["p_equivalent"] == pytest.approx(0.885, abs=1e-3)
+
+
+def test_equivalence_by_hand():
+    # Δ = 0.5, -0.5, 1, 0, -1: mean 0, sd sqrt(0.625), se 0.3536; TOST t = (0 + 2) / 0.3536 = 5.657 on both sides
+    t = paired_tests([0.5, -0.5, 1.0, 0.0, -1.0], margin=2.0, alpha=0.05)
+    assert t["p_equivalent"] == pytest.approx(0.00241, abs=2e-5)  # P(T_4 > 5.657)
+    assert t["p_noninferior"] == pytest.approx(t["p_equivalent"]) and t["p_better"] == pytest.approx(0.5)
+    assert t["ci_high"] == pytest.approx(T_95_DF4 * math.sqrt(0.125), abs=1e-3)
+    assert concluded(t["ci_low"], t["ci_high"], 2.0) == "equivalent within ±2"
+
+
+def test_a_non_significant_difference_is_not_no_difference():
+    # Δ = 3, -3, 2, -2, 0: mean 0 (p_better 0.5, nothing "significant"), but se 1.140 is too wide for the margin:
+    # TOST t = 2 / 1.140 = 1.754, P(T_4 > 1.754) = 0.077 > 0.05
+    t = paired_tests([3, -3, 2, -2, 0], margin=2.0, alpha=0.05)
+    assert t["p_better"] == pytest.approx(0.5) and t["p_equivalent"] == pytest.approx(0.0771, abs=2e-4)
+    assert t["ci_low"] < -2 and t["ci_high"] > 2
+    assert as_implied("equivalent", t["ci_low"], t["ci_high"], 2.0) == "undecided"
+    assert concluded(t["ci_low"], t["ci_high"], 2.0) == "undecided"
+
+
+def test_identical_differences_decide_without_spread():
+    t = paired_tests([1.0, 1.0, 1.0], margin=2.0, alpha=0.05)
+    assert t["ci_low"] == t["ci_high"] == 1.0 and t["p_better"] == 0.0 and t["p_equivalent"] == 0.0
+    assert math.isnan(paired_tests([1.0], margin=2.0, alpha=0.05)["ci_low"])
+
+
+@pytest.mark.parametrize("expected, lo, hi, answer", [
+    ("better", 0.5, 6.0, "yes"), ("better", -1.0, 1.5, "no"), ("better", -1.0, 3.0, "undecided"),
+    ("better", -5.0, -1.0, "no"),
+    ("non-inferior", -1.5, 1.0, "yes"), ("non-inferior", -1.5, -0.2, "yes"), ("non-inferior", -9.0, -3.0, "no"),
+    ("non-inferior", -3.0, 1.0, "undecided"),
+    ("equivalent", -1.9, 1.9, "yes"), ("equivalent", 0.2, 1.5, "yes"), ("equivalent", 0.5, 4.0, "no"),
+    ("equivalent", -4.0, -0.1, "no"), ("equivalent", -2.5, 1.0, "undecided"), ("equivalent", math.nan, math.nan,
+                                                                               "undecided"),
+])
+def test_as_implied(expected, lo, hi, answer):
+    assert as_implied(expected, lo, hi, 2.0) == answer
+
+
+def test_concluded_words():
+    assert concluded(0.5, 6.0, 2.0) == "better" and concluded(0.5, 1.0, 2.0) == "better, by less than 2"
+    assert concluded(-6.0, -0.5, 2.0) == "worse" and concluded(-1.0, -0.5, 2.0) == "worse, by less than 2"
+    assert concluded(-1.0, 3.0, 2.0) == "not worse by 2 or more"
+    assert concluded(-3.0, 1.0, 2.0) == "not better by 2 or more"
+    assert concluded(math.nan, math.nan, 2.0) == "too few seeds"
+    with pytest.raises(ValueError, match="expected"):
+        as_implied("worse", 0.0, 1.0, 2.0)
+
+
+def _table(values: dict[str, list[float]], kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    rows = []
+    for variant, vals in values.items():
+        for seed, v in enumerate(vals):
+            rows.append({"variant": variant, "seed": seed, "status": "completed", "miou": v,
+                         "probe_kind": (kinds or {}).get(variant) or _kind(variant)})
+    return pd.DataFrame(rows)
+
+
+def _kind(variant: str) -> str:
+    return {c.prefix: c.kind for c in CONTROLS}[variant.split("-")[0]]
+
+
+FCN = [0.80, 0.81, 0.79, 0.80, 0.82]
+
+
+def test_judge_a_null_control_and_a_collapse():
+    df = _table({"LOC-FCN": FCN, "LOC-B1-AVE": [f + d / 100 for f, d in zip(FCN, [0.5, -0.5, 1, 0, -1], strict=True)],
+                 "PRES-B1-AVE": [0.60, 0.62, 0.61, 0.60, 0.59], "PRES-B1-MAX": [0.25, 0.26, 0.24, 0.25, 0.25],
+                 "PRES-FCN": [0.50, 0.51, 0.50, 0.52, 0.50]})
+    df.loc[(df["variant"] == "PRES-FCN") & (df["seed"] == 4), "status"] = "failed"  # left out of the pairs
+    rows = {(r["a"], r["b"]): r for r in judge_controls(df)}
+    assert list(rows) == [("PRES-B1-MAX", "PRES-B1-AVE"), ("PRES-B1-MAX", "PRES-FCN"), ("LOC-B1-AVE", "LOC-FCN")]
+    local = rows[("LOC-B1-AVE", "LOC-FCN")]
+    assert local["k"] == 3 and local["level"] == pytest.approx(1 - 0.1 / 3)
+    assert local["diff"] == pytest.approx(0.0, abs=1e-9) and local["as_implied"] == "yes"
+    assert local["p_adjusted"] == pytest.approx(min(1.0, 3 * 0.00241), abs=1e-4)  # Bonferroni over 3
+    worse = rows[("PRES-B1-MAX", "PRES-B1-AVE")]
+    assert worse["diff"] == pytest.approx(25.0 - 60.4) and worse["as_implied"] == "no" and worse["concluded"] == "worse"
+    vs_fcn = rows[("PRES-B1-MAX", "PRES-FCN")]
+    assert vs_fcn["n"] == 4 and vs_fcn["seeds"] == [0, 1, 2, 3] and vs_fcn["as_implied"] == "no"
+
+
+def test_too_few_seeds_decide_nothing():
+    df = _table({"MIS-FCN": [0.5, 0.5], "MIS-B1236-AVE-DR": [0.7, 0.71]})
+    (row,) = judge_controls(df)
+    assert row["n"] == 2 and row["concluded"] == "too few seeds" and row["as_implied"] == "undecided"
+    assert math.isnan(row["p_adjusted"])
+
+
+def test_a_control_variant_on_the_wrong_probe_is_refused():
+    df = _table({"LOC-FCN": FCN, "LOC-B1-AVE": FCN}, kinds={"LOC-B1-AVE": "proportion"})
+    with pytest.raises(ResultsError, match="control local: variant LOC-B1-AVE runs on probe_kind proportion"):
+        judge_controls(df)
+
+
+def test_block_renders_the_table_and_the_rule():
+    df = _table({"LOC-FCN": FCN, "LOC-B1236-AVE-DR": [f + 0.001 for f in FCN]})
+    md = to_markdown(controls_blocks(df))
+    assert "| control " in md and "| as implied? " in md and "no difference (within ±2)" in md
+    assert "| local " in md and "LOC-B1236-AVE-DR: better, by less than 2" in md and "TOST" in md
+    assert "No control comparison" in to_markdown(controls_blocks(_table({"FCN": FCN}, {"FCN": "proportion"})))
+
+
+def test_the_study_file_runs_every_control_with_its_probe_and_margin():
+    spec = load_study(STUDY)
+    assert "control" in spec.name and len(spec.seeds) >= 5
+    margin = re.search(r"margin ([0-9.]+) mIoU", spec.description)
+    assert margin and float(margin.group(1)) == MARGIN
+    for control in CONTROLS:
+        for cmp in control.comparisons:
+            for role in (cmp.a, cmp.b):
+                overrides = spec.variants[f"{control.prefix}-{role}"]
+                assert overrides["data.probe_kind"] == control.kind
+                assert role == "FCN" or overrides["model.pool"] == ("max" if "MAX" in role else "avg")
