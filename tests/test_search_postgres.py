@@ -73,3 +73,44 @@ def test_two_workers_share_a_postgres_study(tmp_path):
     # each machine wrote only its own records; either can materialise the whole study from the storage
     assert outputs.export_records(study, str(tmp_path / "m0" / "machine"), spec) > 0
     assert len(list((tmp_path / "m0" / "machine" / name / "runs").iterdir())) == 6
+
+
+def test_a_postgres_study_grows_and_an_old_one_keeps_working(tmp_path, monkeypatch, capsys):
+    """Seeds and a variant added to a finished grid train only the new cells; a refused command writes nothing;
+    a study written by commit 4d5d93b (copied from its journal) grows too."""
+    import optuna
+    from test_search_grow import DATA, completed_once, grid_file, sweep
+
+    from study.search.storage import open_journal
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    name = f"pg_grow_{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "out"
+    assert sweep(grid_file(tmp_path, ["FCN", "B1-AVE"], [0], name=name), out, storage=URL) \
+        == (0, ["B1-AVE__s0", "FCN__s0"])
+    study = optuna.load_study(study_name=name, storage=open_storage(URL))
+    before = len(study.get_trials())
+    path = grid_file(tmp_path, ["FCN", "B1-AVE", "B2-AVE"], [0, 1], name=name, changed="FCN")
+    assert sweep(path, out, storage=URL) == (2, [])
+    assert len(study.get_trials()) == before and "FCN__s0 ran with another config" in capsys.readouterr().err
+    path = grid_file(tmp_path, ["FCN", "B1-AVE", "B2-AVE"], [0, 1], name=name)
+    assert sweep(path, out, storage=URL) == (0, ["B1-AVE__s1", "B2-AVE__s0", "B2-AVE__s1", "FCN__s1"])
+    assert sweep(path, out, "--seeds", "0,1,2", storage=URL) == (0, ["B1-AVE__s2", "B2-AVE__s2", "FCN__s2"])
+    assert len(completed_once(URL, load_study(path))) == 9
+
+    old = f"pg_old_{uuid.uuid4().hex[:8]}"
+    optuna.copy_study(from_study_name="old_grid", from_storage=open_journal(copy_journal(DATA / "old_grid.journal",
+                                                                                         tmp_path)),
+                      to_storage=open_storage(URL), to_study_name=old)
+    path = grid_file(tmp_path, ["FCN", "B1-AVE", "B2-AVE"], [0, 1], name=old)
+    assert sweep(path, out, storage=URL) == (0, ["B1-AVE__s1", "B2-AVE__s0", "B2-AVE__s1"])
+    assert len(completed_once(URL, load_study(path))) == 6
+
+
+def copy_journal(src, folder):
+    """A writable copy of a checked-in journal (opening one repairs and locks it in place)."""
+    import shutil
+
+    dst = folder / src.name
+    shutil.copy(src, dst)
+    return dst

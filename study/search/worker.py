@@ -62,12 +62,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: st
     tid = trial_id(trial)
     attrs = storage.get_trial(tid).user_attrs
     variant, seed = attrs["variant"], attrs["seed"]
-    if spec.search:
-        params = suggest(trial, spec.search)
-    else:
-        trial.suggest_categorical("variant", list(spec.variants))
-        trial.suggest_categorical("seed", list(spec.seeds))
-        params = {}
+    # a grid cell is named by its user attributes only: Optuna's categorical choices could not grow
+    params = suggest(trial, spec.search) if spec.search else {}
     cfg = cell_config(spec, variant, seed, params, out_dir, cli)
     trial.set_user_attr("overrides", params)
     trial.set_user_attr("config_hash", config_hash(cfg))
