@@ -6,6 +6,7 @@ Set STUDY_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:54329/postgres
 import multiprocessing as mp
 import os
 import textwrap
+import time
 import uuid
 
 import pytest
@@ -114,3 +115,42 @@ def copy_journal(src, folder):
     dst = folder / src.name
     shutil.copy(src, dst)
     return dst
+
+
+def test_workers_show_no_password_in_ps(tmp_path, monkeypatch):
+    """Two real worker processes on a PostgreSQL URL with a password: it is on no command line (`ps`), and the
+    workers still reach the study (they leave no journal of their own behind)."""
+    import subprocess
+    import threading
+
+    import sqlalchemy
+    from test_search_grow import grid_file, sweep
+
+    from study.search import runner
+
+    parsed = sqlalchemy.engine.make_url(URL)
+    url = URL if parsed.password else parsed.set(password="pw-s3cret").render_as_string(hide_password=False)
+    if not reachable(url):
+        pytest.skip("the server checks passwords: give STUDY_TEST_POSTGRES_URL with one")
+    password = sqlalchemy.engine.make_url(url).password
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    name = f"pg_pw_{uuid.uuid4().hex[:8]}"
+    path, out = grid_file(tmp_path, ["FCN"], [0], name=name), tmp_path / "out"
+    assert sweep(path, out, storage=url)[0] == 0  # finished: the workers below find nothing to train
+    seen, stop = [], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+            seen.extend(line for line in ps.splitlines() if "--worker-only" in line and name in line)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        code = runner.main([str(path), "--out", str(out), "--workers", "2", "--storage", url])
+    finally:
+        stop.set()
+        thread.join()
+    assert code == 0 and seen and not any(password in line for line in seen)
+    assert not (out / name / "optuna.journal").exists()

@@ -111,12 +111,12 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: st
 def work(spec: StudySpec, url: str, out_dir: str, cli: tuple[str, ...], run_fn: RunFn | None = None,
          on_trial: Callable[[], None] | None = None) -> int:
     """Claim and run trials until there is no work left; returns how many this worker ran."""
-    if run_fn is None:
-        from study.run import run_one as run_fn  # torch is imported only by workers
     storage = open_storage(url)
     study = open_study(spec, storage)
     done = 0
     while (trial := claim(study, spec, url)) is not None:
+        if run_fn is None:
+            from study.run import run_one as run_fn  # torch is imported only by workers that train
         run_trial(study, trial, spec, url, out_dir, cli, run_fn)
         done += 1
         if on_trial:
