@@ -12,14 +12,15 @@ from optuna.trial import TrialState
 
 from study.atomic import atomic_write_text
 from study.record import RECORD_FILE, RunRecord, read_record, run_dir, run_id, write_record
-from study.search.queue import cell_state, trials_by_cell
+from study.search.queue import cell_state, spec_cells, trials_by_cell
 from study.search.space import StudySpec, grid_cells
 
 
 def progress(study: optuna.Study, spec: StudySpec, started: float, workers: int) -> str:
     """One line: done / total, running, failed, pruned, ETA, best so far."""
     trials = study.get_trials(deepcopy=False)
-    by_cell = trials_by_cell(trials)
+    wanted = spec_cells(spec)
+    by_cell = {c: ts for c, ts in trials_by_cell(trials).items() if wanted is None or c in wanted}
     total = len(grid_cells(spec)) if spec.kind == "grid" else spec.search.n_trials
     states = Counter(cell_state(ts, spec) for ts in by_cell.values())
     done = states["completed"] + states["failed"] + states["pruned"]

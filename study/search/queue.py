@@ -2,13 +2,16 @@
 
 - A grid cell is (variant, seed). All cells are enqueued once, under the study lock, as WAITING trials; a worker
   claims one by moving it to RUNNING, which the storage grants to exactly one worker. No GridSampler: it repeats
-  and skips points under parallel workers and retries.
+  and skips points under parallel workers and retries. A cell is named by its trial's user attributes, not by
+  Optuna parameters (whose categorical choices cannot grow), so a study grows: more seeds or variants enqueue only
+  the new cells, and a worker claims only cells of the study file it was given.
 - A search (TPE, median pruning) asks new trials under the same lock, so the budget `n_trials` is a total over all
   workers and machines.
 - Every claimed trial carries its worker (host:pid) and a heartbeat. Preparing a study re-queues the cells of dead
   workers with the same parameters; they resume from their checkpoint in the cell's stable folder. A cell that
   fails is retried up to `max_retries` times, then reported as failed.
-- A cell whose config changed since it ran is refused, not mixed in.
+- A cell whose config changed since it ran, or a search space that changed, is refused, not mixed in. Preparing
+  checks everything before it writes anything: a refused command leaves the storage as it was.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from study.config import config_hash
+from study.config import ConfigError, config_hash
 from study.record import run_id
 from study.search.optuna_handles import storage_of, trial_id
-from study.search.space import StudySpec, cell_config, grid_cells, trial_variant
+from study.search.space import StudySpec, cell_config, distributions, grid_cells, trial_variant
 from study.search.storage import study_lock
 
 STALE_S = 120.0  # a RUNNING trial of another host with no heartbeat for this long is taken as dead
@@ -48,12 +51,21 @@ def make_sampler(spec: StudySpec, trials_so_far: int = 0) -> optuna.samplers.Bas
 
 
 def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """The study in the storage, created if missing (opening an existing one writes nothing)."""
     sampler = make_sampler(spec)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
               if spec.search and spec.search.pruner == "median" else optuna.pruners.NopPruner())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(storage=storage, study_name=spec.name, direction=spec.direction,
-                               sampler=sampler, pruner=pruner, load_if_exists=True)
+    try:
+        return optuna.load_study(storage=storage, study_name=spec.name, sampler=sampler, pruner=pruner)
+    except KeyError:
+        return optuna.create_study(storage=storage, study_name=spec.name, direction=spec.direction,
+                                   sampler=sampler, pruner=pruner, load_if_exists=True)
+
+
+def spec_cells(spec: StudySpec) -> set[str] | None:
+    """The cells a grid's study file asks for now; None for a search (every trial it asked is its own)."""
+    return {run_id(v, s) for v, s in grid_cells(spec)} if spec.kind == "grid" else None
 
 
 def worker_alive(t: FrozenTrial, now: float) -> bool:
@@ -85,35 +97,67 @@ def check_unchanged(spec: StudySpec, trials: list[FrozenTrial], out_dir: str, cl
                              f"name or remove its results and storage to start over")
 
 
-def prepare(study: optuna.Study, spec: StudySpec, out_dir: str, cli: tuple[str, ...],
-            retry_failed: bool = False) -> dict[str, int]:
-    """Under the study lock: re-queue trials of dead workers, enqueue grid cells not yet done. Idempotent."""
-    trials = study.get_trials(deepcopy=False)
-    check_unchanged(spec, trials, out_dir, cli)
-    now = time.time()
-    requeued = 0
+def check_space(spec: StudySpec, trials: list[FrozenTrial]) -> None:
+    """Refuse to continue a search whose space changed since its trials sampled it (one line)."""
+    if spec.search is None:
+        return
+    now = distributions(spec.search)
     for t in trials:
-        if t.state == TrialState.RUNNING and "cell" in t.user_attrs and not worker_alive(t, now):
-            requeue_lost(study, t, "worker lost (killed or unreachable); re-queued")
-            requeued += 1
-    trials = study.get_trials(deepcopy=False)
-    enqueued = 0
+        for key, dist in t.distributions.items():
+            if key not in now:
+                raise StudyError(f"{spec.path}: search.space.{key} was removed since trial {t.number} sampled it; "
+                                 f"give the study a new name to search another space")
+            if dist != now[key]:
+                raise StudyError(f"{spec.path}: search.space.{key} changed since trial {t.number} sampled it "
+                                 f"({dist} -> {now[key]}); give the study a new name to search another space")
+        missing = sorted(set(now) - set(t.distributions)) if t.state == TrialState.COMPLETE else []
+        if missing:
+            raise StudyError(f"{spec.path}: search.space.{missing[0]} was added since trial {t.number} ran; "
+                             f"give the study a new name to search another space")
+
+
+def cells_to_enqueue(spec: StudySpec, trials: list[FrozenTrial],
+                     retry_failed: bool) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(fixed params, identity) of each trial to add: grid cells with no waiting, running or completed trial and
+    retries left (or --retry-failed); with --retry-failed, a search's cells that only failed."""
+    by_cell = trials_by_cell(trials)
+    out = []
     if spec.kind == "grid":
-        by_cell = trials_by_cell(trials)
         for variant, seed in grid_cells(spec):
             mine = by_cell.get(run_id(variant, seed), [])
             if any(t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING) for t in mine):
                 continue
             if failures(mine) <= spec.max_retries or retry_failed:
-                study.enqueue_trial({"variant": variant, "seed": seed},
-                                    user_attrs={"cell": run_id(variant, seed), "variant": variant, "seed": seed})
-                enqueued += 1
+                out.append(({}, {"cell": run_id(variant, seed), "variant": variant, "seed": seed}))
     elif retry_failed:
-        for mine in trials_by_cell(trials).values():
+        for mine in by_cell.values():
             if mine and all(t.state == TrialState.FAIL for t in mine):
-                study.enqueue_trial(mine[-1].params, user_attrs=identity(mine[-1]))
-                enqueued += 1
-    return {"requeued": requeued, "enqueued": enqueued}
+                out.append((mine[-1].params, identity(mine[-1])))
+    return out
+
+
+def prepare(study: optuna.Study, spec: StudySpec, out_dir: str, cli: tuple[str, ...],
+            retry_failed: bool = False) -> dict[str, int]:
+    """Under the study lock: re-queue trials of dead workers, enqueue grid cells not yet done. Idempotent.
+
+    Checks come first (finished cells unchanged, search space unchanged, every new cell's config valid), so a
+    refused command writes nothing."""
+    trials = study.get_trials(deepcopy=False)
+    check_unchanged(spec, trials, out_dir, cli)
+    check_space(spec, trials)
+    new = cells_to_enqueue(spec, trials, retry_failed)
+    for _, attrs in new if spec.kind == "grid" else ():
+        try:
+            cell_config(spec, attrs["variant"], attrs["seed"], None, out_dir, cli)
+        except ConfigError as e:
+            raise StudyError(f"{spec.path}: cell {attrs['cell']}: {e}") from None
+    now = time.time()
+    lost = [t for t in trials if t.state == TrialState.RUNNING and "cell" in t.user_attrs and not worker_alive(t, now)]
+    for t in lost:
+        requeue_lost(study, t, "worker lost (killed or unreachable); re-queued")
+    for params, attrs in new:
+        study.enqueue_trial(params, user_attrs=attrs)
+    return {"requeued": len(lost), "enqueued": len(new)}
 
 
 def requeue_lost(study: optuna.Study, t: FrozenTrial, why: str) -> None:
@@ -146,8 +190,11 @@ def trials_by_cell(trials: list[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
 def claim(study: optuna.Study, spec: StudySpec, url: str) -> optuna.Trial | None:
     """The next WAITING trial, or (searches) a new one within the total budget; None when there is no work."""
     storage = storage_of(study)
+    wanted = spec_cells(spec)
     with study_lock(storage, url, spec.name):
         for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
+            if wanted is not None and t.user_attrs.get("cell") not in wanted:
+                continue  # a cell of another version of the study file (other seeds or variants): left waiting
             # the worker is named before the trial turns RUNNING: a worker killed in between leaves a WAITING
             # trial, never a RUNNING one that no one can tell is orphaned
             storage.set_trial_user_attr(trial_id(t), "worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -164,8 +211,6 @@ def claim(study: optuna.Study, spec: StudySpec, url: str) -> optuna.Trial | None
         for key, value in {"cell": run_id(variant, seed), "variant": variant, "seed": seed}.items():
             trial.set_user_attr(key, value)
         return trial
-
-
 
 
 def cell_state(trials: list[FrozenTrial], spec: StudySpec) -> str:

@@ -33,7 +33,7 @@ from study.search.placement import (
 )
 from study.search.queue import StudyError, open_study, prepare
 from study.search.space import cell_config, load_study, study_manifest
-from study.search.storage import default_url, open_storage, redact, study_lock
+from study.search.storage import STORAGE_ENV, default_url, open_storage, redact, study_lock
 from study.search.supervise import WorkerSpec, supervise
 from study.search.variant_bench import bench_variants
 from study.search.worker import RunFn, work
@@ -61,12 +61,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--slurm-cpus-per-job", type=int, default=None,
                    help="CPU cores per job (default: the cluster's; data loading and threads need several)")
     p.add_argument("--slurm-cluster", default=None, help=argparse.SUPPRESS)  # submitit: "local" for tests
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in results/<study>/)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: $STUDY_STORAGE_URL, which keeps a "
+                   "password out of ps; else a journal file in results/<study>/)")
     p.add_argument("--out", default="results", help="results folder (default results)")
     p.add_argument("--retry-failed", action="store_true", help="run cells that exhausted their retries again")
     p.add_argument("--seeds", help="comma-separated seeds replacing the study file's (e.g. 0,1)")
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_intermixed_args(argv)
+    args.storage = args.storage or os.environ.get(STORAGE_ENV) or None
     if args.workers is not None and args.workers < 1:
         p.error("--workers must be >= 1")
     for name in ("workers_per_gpu", "gpus_per_cell", "slurm_time", "slurm_gpus_per_job", "slurm_jobs"):
@@ -101,17 +103,21 @@ def plan_for(args: argparse.Namespace) -> tuple[list[Slot], bool]:
     return slots, has_gpus
 
 
-def worker_argv(args: argparse.Namespace, url: str, threads: int, procs: int) -> tuple[str, ...]:
-    """The command line of one worker process (`sweep ... --worker-only`)."""
+def worker_argv(args: argparse.Namespace, threads: int, procs: int) -> tuple[str, ...]:
+    """The command line of one worker process (`sweep ... --worker-only`); the storage URL is not on it."""
     return ((sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
-             "--worker-only", "--storage", url, "--out", args.out)
+             "--worker-only", "--out", args.out)
             + (("--seeds", args.seeds) if args.seeds else ())
             + (("--gpus-per-cell", str(procs)) if procs > 1 else ()))
 
 
 def local_workers(args: argparse.Namespace, url: str, slots: list[Slot]) -> list[WorkerSpec]:
-    """One process per planned worker, pinned to its GPUs (CUDA_VISIBLE_DEVICES) with its share of the cores."""
-    return [WorkerSpec(s.label(), worker_argv(args, url, s.threads, s.procs), s.env()) for s in slots]
+    """One process per planned worker, pinned to its GPUs (CUDA_VISIBLE_DEVICES) with its share of the cores.
+
+    The storage URL goes in the environment ($STUDY_STORAGE_URL), which only its user can read: a password on
+    a command line is visible to anyone on the node (`ps`)."""
+    return [WorkerSpec(s.label(), worker_argv(args, s.threads, s.procs), {**s.env(), STORAGE_ENV: url})
+            for s in slots]
 
 
 def worker_run_fn(args: argparse.Namespace, run_fn: RunFn | None, env: dict[str, str] | None = None) -> RunFn | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from study.config import Config, ConfigError
 from study.config_files import apply_overrides, from_dict, load_yaml_mapping, read_yaml
@@ -238,6 +239,25 @@ def trial_variant(number: int) -> str:
     return f"trial-{number:04d}"
 
 
+def choice_labels(p: Param) -> list[Any]:
+    """A categorical's choices as Optuna stores them: primitives as they are, lists as their YAML text."""
+    return [yaml.safe_dump(list(c) if isinstance(c, tuple) else c, default_flow_style=True).strip()
+            .replace("\n...", "") for c in p.choices]
+
+
+def distributions(search: SearchSpec) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of each dimension, as `suggest` asks for it (to compare with stored trials)."""
+    out: dict[str, BaseDistribution] = {}
+    for p in search.params:
+        if p.type == "float":
+            out[p.key] = FloatDistribution(p.low, p.high, log=p.log)
+        elif p.type == "int":
+            out[p.key] = IntDistribution(int(p.low), int(p.high), log=p.log)
+        else:
+            out[p.key] = CategoricalDistribution(choice_labels(p))
+    return out
+
+
 def suggest(trial: Any, search: SearchSpec) -> dict[str, Any]:
     """Ask an Optuna trial for one point of the space; returns dotted overrides."""
     out: dict[str, Any] = {}
@@ -247,11 +267,8 @@ def suggest(trial: Any, search: SearchSpec) -> dict[str, Any]:
         elif p.type == "int":
             out[p.key] = trial.suggest_int(p.key, int(p.low), int(p.high), log=p.log)
         else:
-            # Optuna stores only primitive choices: lists are offered as their YAML text.
-            labels = [yaml.safe_dump(list(c) if isinstance(c, tuple) else c, default_flow_style=True).strip()
-                      .replace("\n...", "") for c in p.choices]
-            label = trial.suggest_categorical(p.key, labels)
-            out[p.key] = p.choices[labels.index(label)]
+            labels = choice_labels(p)
+            out[p.key] = p.choices[labels.index(trial.suggest_categorical(p.key, labels))]
     return out
 
 

@@ -1,7 +1,7 @@
 """Where a study's Optuna state lives, and a study-wide lock for the few steps that must not interleave.
 
-Default: a journal file under results/<study>/ (embedded, append-only, no SQLite locking). `--storage URL`:
-a shared database (PostgreSQL across machines). The lock serialises study setup (enqueueing cells, re-queueing
+Default: a journal file under results/<study>/ (embedded, append-only, no SQLite locking). `--storage URL` (or
+$STUDY_STORAGE_URL, which keeps a password out of `ps`): a shared database (PostgreSQL across machines). The lock serialises study setup (enqueueing cells, re-queueing
 trials of dead workers) and budget-checked trial creation: a file lock for the journal, a PostgreSQL advisory lock
 for a shared database.
 
@@ -29,6 +29,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 
 JOURNAL = "optuna.journal"
+STORAGE_ENV = "STUDY_STORAGE_URL"  # the storage URL when --storage is not given; how workers are handed it
 TAIL_BYTES = 1 << 20  # how far back from the end to look for the last complete line
 
 

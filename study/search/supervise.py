@@ -3,7 +3,8 @@
 `supervise` polls the workers; when one dies (a crash, the OOM killer, SIGKILL), it asks the caller to re-queue the
 dead worker's cell (which resumes from its checkpoint) and starts a replacement with the same spec, up to a bound
 on restarts, one line per restart. A worker that exits 0 has found no work left, one that exits 2 has said
-in one line why it cannot work (config, storage, a full disk): neither is replaced.
+in one line why it cannot work (config, storage, a full disk): neither is replaced. Workers end with the
+supervising process, however it ends.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from study.parent_death import ending_with_this_process
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -22,14 +25,15 @@ class WorkerSpec:
 
     label: str  # e.g. "worker 0 (cpu, 1 thread)" or "worker 3 (GPU 1)"
     argv: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)  # added to os.environ (CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS)
+    env: dict[str, str] = field(default_factory=dict)  # added to os.environ (CUDA_VISIBLE_DEVICES, storage URL)
 
 
 REFUSED = 2  # a worker's exit status after its one-line `error: ...`: restarting it would not help
 
 
 def start(spec: WorkerSpec) -> subprocess.Popen:
-    return subprocess.Popen(list(spec.argv), env={**os.environ, **spec.env})
+    """Start one worker; on Linux it ends with this process (a SIGKILLed supervisor leaves no worker running)."""
+    return subprocess.Popen(list(spec.argv), env={**os.environ, **spec.env}, preexec_fn=ending_with_this_process())
 
 
 def describe_exit(code: int) -> str:

@@ -62,12 +62,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: st
     tid = trial_id(trial)
     attrs = storage.get_trial(tid).user_attrs
     variant, seed = attrs["variant"], attrs["seed"]
-    if spec.search:
-        params = suggest(trial, spec.search)
-    else:
-        trial.suggest_categorical("variant", list(spec.variants))
-        trial.suggest_categorical("seed", list(spec.seeds))
-        params = {}
+    # a grid cell is named by its user attributes only: Optuna's categorical choices could not grow
+    params = suggest(trial, spec.search) if spec.search else {}
     cfg = cell_config(spec, variant, seed, params, out_dir, cli)
     trial.set_user_attr("overrides", params)
     trial.set_user_attr("config_hash", config_hash(cfg))
@@ -115,12 +111,12 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: st
 def work(spec: StudySpec, url: str, out_dir: str, cli: tuple[str, ...], run_fn: RunFn | None = None,
          on_trial: Callable[[], None] | None = None) -> int:
     """Claim and run trials until there is no work left; returns how many this worker ran."""
-    if run_fn is None:
-        from study.run import run_one as run_fn  # torch is imported only by workers
     storage = open_storage(url)
     study = open_study(spec, storage)
     done = 0
     while (trial := claim(study, spec, url)) is not None:
+        if run_fn is None:
+            from study.run import run_one as run_fn  # torch is imported only by workers that train
         run_trial(study, trial, spec, url, out_dir, cli, run_fn)
         done += 1
         if on_trial:

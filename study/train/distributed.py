@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from study.parent_death import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -27,27 +27,12 @@ def init_from_env() -> World:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return World()
     world = World(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
-    if "TORCHELASTIC_RUN_ID" in os.environ:
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun starts ranks in their own session: end with the agent
         die_with_parent()
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size)
     return world
-
-
-def die_with_parent() -> None:
-    """Linux: end this rank when its torchrun agent dies (torchrun starts ranks in their own session, so a killed
-    worker's agent would otherwise leave them training a cell that is re-queued elsewhere)."""
-    if sys.platform != "linux":
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the agent died before prctl
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def wrap(model: torch.nn.Module, device: torch.device, sync_bn: bool) -> tuple[torch.nn.Module, str]:
