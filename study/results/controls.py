@@ -47,14 +47,15 @@ class Control:
 
 CONTROLS = (
     Control("presence", "PRES", (
-        Comparison("B1-MAX", "B1-AVE", "non-inferior", "a region is road when a red dot occurs in it at all: a "
+        Comparison("B1-MAX", "B1-AVE", "non-inferior", "a region is road when a red mark occurs in it at all: a "
                                                        "max-pooled branch reads that directly"),
         Comparison("B1-MAX", "FCN", "better", "most pixels lie beyond the receptive field of their region's 1-3 red "
-                                              "dots"))),
+                                              "marks"))),
     Control("local", "LOC", (
         Comparison("B1-AVE", "FCN", "equivalent", "labels are decided within 11 px of each pixel; nothing beyond "
                                                   "the receptive field carries information"),
-        Comparison("B1236-AVE-DR", "FCN", "equivalent", "as above: no pyramid has anything to add"))),
+        Comparison("B1236-AVE-DR", "FCN", "equivalent", "labels are decided within 11 px of each pixel: no bin "
+                                                        "has anything to add"))),
     Control("misaligned", "MIS", (
         Comparison("B1236-AVE-DR", "FCN", "better", "the proportion cue still needs a region's share, beyond the "
                                                     "receptive field, when cuts miss the bins"),
