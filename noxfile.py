@@ -1,4 +1,5 @@
-"""Sessions a user types: `nox -s ablation`, `nox -s tests`, `nox -s bench`, `nox -s report`, `nox -s lint`.
+"""Sessions a user types: `nox -s ablation`, `nox -s tests`, `nox -s bench`, `nox -s report`, `nox -s lint`,
+`nox -s gpu_check`.
 
 Venvs are built with virtualenv + pip (pip finds the pinned torch wheels on local disk; uv does not).
 """
@@ -54,14 +55,24 @@ def report(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Throughput of fp32, bf16, channels_last and torch.compile side by side (ratios vs fp32), and the data
-    pipeline: `nox -s bench -- CONFIG [overrides] [--settings fp32,bf16] [--compile-timeout S]`."""
+    """Throughput of fp32, bf16, channels_last and torch.compile side by side (ratios vs fp32, share of the
+    machine's measured peak), what this machine picks by default and why, and the data pipeline:
+    `nox -s bench -- CONFIG [overrides] [--settings fp32,bf16] [--compile-timeout S] [--rounds R]`."""
     install(session)
     args = list(session.posargs) or ["configs/probe.yaml"]
     session.run("python", "-m", "study.bench_matrix", *args)
     if not session.posargs:  # the CamVid training pipeline, when CamVid is there (exit 2: it is not)
         root = os.environ.get("STUDY_CAMVID_ROOT") or "data/camvid"
         session.run("python", "-m", "study.data.bench", "--root", root, success_codes=[0, 2])
+
+
+@nox.session(python=PYTHON)
+def gpu_check(session: nox.Session) -> None:
+    """One GPU in under 8 minutes: PSPNet-ResNet50 at 512x512 (fp32, bf16, channels_last, compile) with MFU, a
+    torchrun cell, the probe Table 1 with several workers per GPU; JSON + README table in results/gpu_check/.
+    Without a GPU it says so and exits 0. `nox -s gpu_check -- [--out DIR] [--workers-per-gpu K] [--plan]`."""
+    install(session)
+    session.run("python", "-m", "study.gpu_check", *session.posargs)
 
 
 @nox.session(python=PYTHON)

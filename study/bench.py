@@ -2,7 +2,9 @@
 
 Measured on synthetic input of `bench.image_size` (pre- and post-processing excluded, whole-image forward):
 train images/s (forward + backward + SGD step), inference images/s, latency p50/p95 at batch 1, peak memory,
-parameters, FLOPs per image from torch.utils.flop_counter (the pyramid's own share too), and MFU on known GPUs.
+parameters, FLOPs per image from torch.utils.flop_counter (the pyramid's own share too), the achieved FLOP/s as a
+share of the machine's own peak measured in the same process (study/peak.py), and MFU against the datasheet peak
+of known GPUs. Precision and memory format are the ones `study.speed.resolve` gives the config on this device.
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from study.config import Config
-from study.env import amp_context, amp_dtype
+from study.peak import measure_peak, nominal_peak
+from study.speed import resolve
 from study.train.losses import segmentation_loss
-
-# Dense bf16 tensor-core peaks (TFLOP/s) for model-FLOPs utilisation.
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
 
 
 def _sync(device: torch.device) -> None:
@@ -53,25 +53,16 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
     return total, ppm
 
 
-def peak_tflops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, value in PEAK_TFLOPS.items():
-        if key in name:
-            return value
-    return None
-
-
 def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_classes: int) -> dict[str, Any]:
     """Run the protocol on a copy of `model` (its weights are not touched)."""
     bc, tc = cfg.bench, cfg.train
     cuda = device.type == "cuda"
     model = copy.deepcopy(model).to(device)
-    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    speed = resolve(device, tc)
+    memory_format = speed.memory_format
     model = model.to(memory_format=memory_format)
     runner = torch.compile(model) if tc.compile else model
-    autocast = amp_context(device, tc.amp)
+    autocast = speed.autocast(device)
     h, w = bc.image_size
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(bc.batch_size, 3, h, w, generator=g).to(device).contiguous(memory_format=memory_format)
@@ -116,14 +107,16 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
         peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss_before) / 1024
         memory_kind = "process peak RSS (ru_maxrss)"
     flops, ppm_flops = count_flops(model, x1)
-    train_img_s = statistics.median(train_rates)
-    peak = peak_tflops(device)
-    mfu = (3 * flops * train_img_s / (peak * 1e12)) if peak else None  # forward + backward ~ 3x forward
+    train_img_s, infer_img_s = statistics.median(train_rates), statistics.median(infer_rates)
+    train_gflop_s = 3 * flops * train_img_s / 1e9  # forward + backward ~ 3x forward
+    infer_gflop_s = flops * infer_img_s / 1e9
+    peak = measure_peak(device, speed.dtype, memory_format, bc.peak_seconds) if bc.peak_seconds else None
+    nominal, nominal_kind = nominal_peak(device, speed.dtype)
     return {
         "train_img_s": train_img_s,
         "train_img_s_min": min(train_rates),
         "train_img_s_max": max(train_rates),
-        "infer_img_s": statistics.median(infer_rates),
+        "infer_img_s": infer_img_s,
         "infer_img_s_min": min(infer_rates),
         "infer_img_s_max": max(infer_rates),
         "latency_ms_p50": _percentile(latencies, 50),
@@ -133,13 +126,21 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "gflops": flops / 1e9,
         "ppm_gflops": ppm_flops / 1e9,
-        "mfu": mfu,
+        "train_gflop_s": train_gflop_s,
+        "infer_gflop_s": infer_gflop_s,
+        "peak": peak,
+        "utilisation_train": train_gflop_s / peak["peak_gflop_s"] if peak else None,
+        "utilisation_infer": infer_gflop_s / peak["peak_gflop_s"] if peak else None,
+        "mfu": train_gflop_s / (nominal * 1e3) if nominal else None,
+        "mfu_infer": infer_gflop_s / (nominal * 1e3) if nominal else None,
+        "mfu_peak": nominal_kind,
         "flop_counter": "torch.utils.flop_counter (convolutions and matmuls; pooling, BN and interpolation "
                         "not counted)",
         "batch_size": bc.batch_size,
         "image_size": list(bc.image_size),
-        "dtype": amp_dtype(device, tc.amp),
-        "channels_last": tc.channels_last,
+        "dtype": speed.dtype,
+        "channels_last": speed.channels_last,
+        "settings": speed.as_dict(),
         "compile": tc.compile,
         "device": str(device),
         "protocol": f"synthetic input {h}x{w}, whole-image forward, {bc.warmup} warm-up, {bc.repeats} x "

@@ -6,7 +6,10 @@ use `--rounds R`: the settings are measured R times, interleaved (the order rota
 taken within a round (against that round's fp32) and the table gives the medians over rounds. The table gives
 train and inference images/s and their ratio to fp32; the JSON keeps every measurement. torch.compile gets
 `--compile-timeout` seconds (default 120) and is reported as skipped, with the reason, when it fails or takes
-longer. Choose the setting per model and machine from the numbers, not by habit (channels_last can be slower).
+longer. Every row forces its setting (`train.force_settings=true`); a bf16 row is skipped where torch has no
+bf16 on the device (it would repeat an fp32 row). Before the table it prints what the config gets by default on
+this machine (study/speed.py) and why; after it, which row that is and how it compares with the fastest. Each row
+also gives the achieved training FLOP/s as a share of the machine's own peak, measured in the same process.
 """
 
 from __future__ import annotations
@@ -22,20 +25,57 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# name -> (train.amp, train.channels_last, train.compile)
-SETTINGS: dict[str, tuple[bool, bool, bool]] = {
+# name -> (train.amp, train.channels_last, train.compile); None: the config's own, resolved for this machine
+SETTINGS: dict[str, tuple[bool | None, bool | None, bool]] = {
     "fp32": (False, False, False),
     "bf16": (True, False, False),
     "fp32+channels_last": (False, True, False),
     "bf16+channels_last": (True, True, False),
-    "bf16+compile": (True, False, True),
+    "default+compile": (None, None, True),
 }
 
 
 def setting_overrides(name: str) -> list[str]:
+    """The dotted overrides of a row: its switches, forced; `default+compile` adds only the compile."""
     amp, cl, comp = SETTINGS[name]
+    if amp is None:
+        return [f"train.compile={str(comp).lower()}"]
     return [f"train.amp={str(amp).lower()}", f"train.channels_last={str(cl).lower()}",
-            f"train.compile={str(comp).lower()}"]
+            f"train.compile={str(comp).lower()}", "train.force_settings=true"]
+
+
+def auto_choice(config: str, overrides: list[str]):
+    """(what the config gets by default on this machine, whether torch has bf16 on that device)."""
+    from study.config_files import load_config
+    from study.env import bf16_supported, pick_device
+    from study.speed import resolve
+
+    cfg = load_config(config, overrides)
+    device = pick_device(cfg.run.device)
+    return resolve(device, cfg.train), bf16_supported(device)
+
+
+def auto_row(results: dict[str, dict[str, Any]], speed) -> str | None:
+    """The measured row that matches the default choice (same dtype and layout, no compile)."""
+    for name, (_, cl, comp) in SETTINGS.items():
+        r = results.get(name, {})
+        if "skipped" not in r and r and not comp and cl == speed.channels_last and r["dtype"] == speed.dtype:
+            return name
+    return None
+
+
+def verdict(results: dict[str, dict[str, Any]], speed) -> str:
+    """One line: which row the default is and how it compares with the fastest row (training)."""
+    mine = auto_row(results, speed)
+    measured = {n: r for n, r in results.items() if "skipped" not in r}
+    if mine is None or not measured:
+        return f"default ({speed.label()}): no matching row was measured"
+    best = max(measured, key=lambda n: measured[n]["train_img_s"])
+    line = f"default ({speed.label()}) is the row {mine}"
+    if best == mine:
+        return line + ": the fastest measured row for training"
+    ratio = measured[best]["train_img_s"] / measured[mine]["train_img_s"]
+    return line + f"; fastest for training: {best}, {ratio:.2f}x the default's img/s"
 
 
 def measure(config: str, overrides: list[str], name: str, timeout: float | None) -> dict[str, Any]:
@@ -90,6 +130,12 @@ def table(results: dict[str, dict[str, Any]], rel: dict[str, dict] | None = None
 
     rel = rel or ratios(results)
 
+    def utilisation(r: dict[str, Any]) -> str:
+        peak = r.get("peak")
+        if not peak or r.get("utilisation_train") is None:
+            return "-"
+        return f"{100 * r['utilisation_train']:.0f}% of {peak['peak_gflop_s']:.0f}"
+
     def ratio(name: str, key: str) -> str:
         text = f"{rel[name][key]:.2f}x"
         spread = rel[name].get(key + "_range")
@@ -98,13 +144,13 @@ def table(results: dict[str, dict[str, Any]], rel: dict[str, dict] | None = None
     rows = []
     for name, r in results.items():
         if "skipped" in r:
-            rows.append((name, "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"))
+            rows.append((name, "-", "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"))
             continue
         rows.append((name, r["dtype"], f"{r['train_img_s']:.3g}", ratio(name, "train_img_s"),
-                     f"{r['infer_img_s']:.3g}", ratio(name, "infer_img_s"), f"{r['latency_ms_p50']:.1f}",
-                     f"{r['peak_mem_mb']:.0f} MB"))
+                     f"{r['infer_img_s']:.3g}", ratio(name, "infer_img_s"), utilisation(r),
+                     f"{r['latency_ms_p50']:.1f}", f"{r['peak_mem_mb']:.0f} MB"))
     return tabulate(rows, headers=["setting", "dtype", "train img/s", "vs fp32", "infer img/s", "vs fp32",
-                                   "p50 ms (b=1)", "peak mem"])
+                                   "train GFLOP/s of peak", "p50 ms (b=1)", "peak mem"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if "fp32" not in names:
         names.insert(0, "fp32")  # the reference of every ratio
+    try:
+        speed, has_bf16 = auto_choice(args.config, list(args.overrides))
+    except ValueError as e:  # ConfigError, a device that is not there
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"[bench] {speed.hardware}: by default this config trains in {speed.label()}: {speed.why}", flush=True)
+    no_bf16 = {"skipped": "no bf16 on this device (the row would repeat an fp32 row)"}
     rounds: list[dict[str, dict[str, Any]]] = []
     for i in range(max(1, args.rounds)):
         order = names[i % len(names):] + names[:i % len(names)]  # rotate: no setting always runs first
@@ -131,18 +184,23 @@ def main(argv: list[str] | None = None) -> int:
             if i and "skipped" in rounds[0][name]:
                 measured[name] = rounds[0][name]  # a compile that failed or timed out once is not retried
                 continue
+            if SETTINGS[name][0] and not has_bf16:
+                measured[name] = no_bf16
+                continue
             print(f"[bench] round {i + 1}: {name} ...", flush=True)
             timeout = args.compile_timeout if SETTINGS[name][2] else None
             measured[name] = measure(args.config, list(args.overrides), name, timeout)
         rounds.append({name: measured[name] for name in names})
     results, rel = summarize(rounds)
     print(table(results, rel))
+    print(f"[bench] {verdict(results, speed)}")
     from study.atomic import atomic_write_text
 
     out = Path(args.out) if args.out else Path("results") / "bench" / f"matrix_{Path(args.config).stem}.json"
     atomic_write_text(out, json.dumps({"config": args.config, "overrides": args.overrides,
                                        "threads": os.environ.get("OMP_NUM_THREADS"),
                                        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                       "default": speed.as_dict(), "default_row": auto_row(results, speed),
                                        "rounds": rounds, "results": results, "ratios_vs_fp32": rel},
                                       indent=2) + "\n")
     print(f"-> {out}")

@@ -141,10 +141,11 @@ class TrainConfig:
     eval_every: int = 0  # evaluate on val every N steps (0: only at the end)
     log_every: int = 50
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
-    amp: bool = True  # bf16 autocast where the hardware has bf16 (CUDA, CPUs with AVX-512 BF16 / AMX)
-    channels_last: bool = True  # NHWC memory format (faster with cuDNN and with oneDNN on CPUs)
+    amp: bool = True  # bf16 autocast where it pays: GPUs with bf16, CPUs with AMX / AVX-512 BF16 (study/speed.py)
+    channels_last: bool = True  # NHWC where it pays: GPUs, and CPUs with bf16 on AMX (study/speed.py)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
+    force_settings: bool = added(False)  # take amp and channels_last as set, even where they measured slower
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", "must be >= 1")
@@ -192,6 +193,7 @@ class BenchConfig:
     iters: int = 5
     repeats: int = 3
     latency_iters: int = 20
+    peak_seconds: float = added(0.4)  # time per kernel of the machine's own peak (study/peak.py); 0: not measured
 
     def validate(self) -> None:
         _check(self.batch_size >= 1, "bench.batch_size", "must be >= 1")
@@ -201,6 +203,7 @@ class BenchConfig:
         _check(self.iters >= 1, "bench.iters", "must be >= 1")
         _check(self.repeats >= 1, "bench.repeats", "must be >= 1")
         _check(self.latency_iters >= 2, "bench.latency_iters", "must be >= 2")
+        _check(self.peak_seconds >= 0, "bench.peak_seconds", "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import os
 import platform
 import random
 import subprocess
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -46,24 +45,13 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays on this device: CUDA GPUs with bf16, CPUs with native bf16 (AVX-512 BF16 or AMX)."""
+    """torch can run bf16 here: CUDA GPUs with bf16; CPUs where oneDNN has bf16 kernels (AVX-512 or newer, some
+    of them emulated: study/speed.py decides whether bf16 pays)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False
-
-
-def amp_dtype(device: torch.device, enabled: bool) -> str:
-    """The compute dtype that `amp_context` gives: "bfloat16" or "float32"."""
-    return "bfloat16" if enabled and bf16_supported(device) else "float32"
-
-
-def amp_context(device: torch.device, enabled: bool) -> AbstractContextManager:
-    """bf16 autocast where `enabled` and the hardware has bf16 (CUDA or CPU); fp32 otherwise."""
-    if amp_dtype(device, enabled) == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def git_sha(cwd: str | Path = ".") -> str:

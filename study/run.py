@@ -28,6 +28,7 @@ from study.evaluate.predict import evaluate
 from study.models.backbone import pretrained_source
 from study.models.build import build_model
 from study.record import RunRecord, completed_record, pack_counts, run_dir, run_id, write_record
+from study.speed import resolve
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT
 from study.train.distributed import World
@@ -96,7 +97,8 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     train_set = build_dataset(cfg.data, cfg.data.train_split)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
     model = build_model(cfg.model, train_set.num_classes).to(device)
-    if cfg.train.channels_last:
+    speed = resolve(device, cfg.train)
+    if speed.channels_last:
         model.to(memory_format=torch.channels_last)
     bn = "BatchNorm"
     net: torch.nn.Module = model
@@ -109,7 +111,8 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     prov = {**provenance(device), "world_size": world.size, "eval_mode": cfg.eval.mode,
             "batch_size": cfg.train.batch_size, "batch_per_rank": cfg.train.batch_size // world.size, "bn": bn,
             "miou_convention": "mean over all classes, absent classes count 0 (official PSPNet)",
-            "train_size": len(train_set), "val_size": len(val_set), "weights": pretrained_source(cfg.model)}
+            "train_size": len(train_set), "val_size": len(val_set), "weights": pretrained_source(cfg.model),
+            "settings": speed.as_dict()}
     base = dict(id=run_id(cfg.run.variant, cfg.run.seed), study=cfg.run.study, variant=cfg.run.variant,
                 seed=cfg.run.seed, config=cfg.to_dict(), config_hash=chash, provenance=prov, started_at=_now())
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from study.bench import _percentile, benchmark, count_flops, peak_tflops
+from study.bench import _percentile, benchmark, count_flops
 from study.config_files import load_config
 
 
@@ -33,13 +33,10 @@ def test_percentile_interpolates_between_ranks():
     assert _percentile([7.0], 95) == 7.0
 
 
-def test_no_mfu_without_a_known_gpu():
-    assert peak_tflops(torch.device("cpu")) is None
-
-
 def test_benchmark_reports_the_protocol_and_leaves_the_weights_alone():
     cfg = load_config(None, ["bench.batch_size=2", "bench.image_size=[16, 16]", "bench.warmup=1", "bench.iters=2",
-                             "bench.repeats=3", "bench.latency_iters=4", "train.amp=false"])
+                             "bench.repeats=3", "bench.latency_iters=4", "train.amp=false",
+                             "bench.peak_seconds=0.02"])
     model = TwoConvs()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     t = benchmark(model, cfg, torch.device("cpu"), num_classes=2)
@@ -50,36 +47,47 @@ def test_benchmark_reports_the_protocol_and_leaves_the_weights_alone():
     assert t["params_m"] == (12 + 8) / 1e6
     assert t["gflops"] == (2 * 3 * 4 + 2 * 4 * 2) * 256 / 1e9 and t["ppm_gflops"] == 2 * 4 * 2 * 256 / 1e9
     assert t["mfu"] is None and t["dtype"] == "float32" and t["device"] == "cpu" and t["peak_mem_mb"] > 0
+    assert t["settings"]["dtype"] == "float32" and t["channels_last"] is t["settings"]["channels_last"]
+    # achieved FLOP/s: 3x the forward FLOPs per training image, as a share of the peak measured in this process
+    assert t["train_gflop_s"] == pytest.approx(3 * t["gflops"] * t["train_img_s"])
+    assert t["utilisation_train"] == pytest.approx(t["train_gflop_s"] / t["peak"]["peak_gflop_s"])
+    assert t["utilisation_infer"] == pytest.approx(t["infer_gflop_s"] / t["peak"]["peak_gflop_s"])
     assert t["batch_size"] == 2 and t["image_size"] == [16, 16] and "ru_maxrss" in t["memory_kind"]
-
-
-def test_bf16_autocast_follows_the_hardware_and_the_switch():
-    from study.env import amp_context, amp_dtype, bf16_supported
-
-    cpu = torch.device("cpu")
-    assert amp_dtype(cpu, False) == "float32"
-    assert amp_dtype(cpu, True) == ("bfloat16" if bf16_supported(cpu) else "float32")
-    x = torch.randn(4, 4)
-    with amp_context(cpu, True):
-        y = x @ x
-    assert y.dtype == (torch.bfloat16 if bf16_supported(cpu) else torch.float32)
-    with amp_context(cpu, False):
-        assert (x @ x).dtype == torch.float32
 
 
 def test_bench_matrix_settings_and_ratios():
     from study.bench_matrix import SETTINGS, ratios, setting_overrides, table
 
-    assert list(SETTINGS) == ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "bf16+compile"]
-    assert setting_overrides("bf16+compile") == ["train.amp=true", "train.channels_last=false", "train.compile=true"]
+    assert list(SETTINGS) == ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "default+compile"]
+    assert setting_overrides("bf16") == ["train.amp=true", "train.channels_last=false", "train.compile=false",
+                                         "train.force_settings=true"]  # every row is what it says
+    assert setting_overrides("default+compile") == ["train.compile=true"]  # what this machine picks, compiled
     row = {"dtype": "float32", "latency_ms_p50": 1.0, "peak_mem_mb": 10.0}
     results = {"fp32": {**row, "train_img_s": 2.0, "infer_img_s": 4.0},
                "bf16": {**row, "dtype": "bfloat16", "train_img_s": 6.0, "infer_img_s": 20.0},
-               "bf16+compile": {"skipped": "took longer than 120 s"}}
+               "default+compile": {"skipped": "took longer than 120 s"}}
     assert ratios(results)["bf16"] == {"train_img_s": 3.0, "infer_img_s": 5.0}
-    assert ratios(results)["bf16+compile"] == {"train_img_s": None, "infer_img_s": None}
+    assert ratios(results)["default+compile"] == {"train_img_s": None, "infer_img_s": None}
     text = table(results)
     assert "3.00x" in text and "5.00x" in text and "skipped: took longer than 120 s" in text
+
+
+def test_bench_matrix_names_the_default_row_and_the_fastest():
+    from study.bench_matrix import auto_row, verdict
+    from study.speed import Speed
+
+    row = {"latency_ms_p50": 1.0, "peak_mem_mb": 10.0}
+    results = {"fp32": {**row, "dtype": "float32", "train_img_s": 10.0, "infer_img_s": 1.0},
+               "bf16": {"skipped": "no bf16 on this device (the row would repeat an fp32 row)"},
+               "fp32+channels_last": {**row, "dtype": "float32", "train_img_s": 8.0, "infer_img_s": 1.0},
+               "default+compile": {**row, "dtype": "float32", "train_img_s": 12.0, "infer_img_s": 1.0}}
+    nchw = Speed("float32", False, "cpu (avx2, no native bf16)", "why")
+    assert auto_row(results, nchw) == "fp32"
+    assert verdict(results, nchw) == ("default (fp32 NCHW) is the row fp32; fastest for training: default+compile, "
+                                      "1.20x the default's img/s")
+    del results["default+compile"]
+    assert verdict(results, nchw).endswith("the fastest measured row for training")
+    assert auto_row(results, Speed("bfloat16", True, "cpu (amx_bf16)", "why")) is None
 
 
 def test_bench_matrix_rounds_take_medians_of_within_round_ratios():
@@ -110,6 +118,11 @@ def test_bench_matrix_command_measures_each_setting_in_its_own_process(tmp_path)
     assert main([str(config), "bench.repeats=1", "--settings", "bf16", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert list(data["results"]) == ["fp32", "bf16"]  # fp32 is always measured: the reference
+    assert data["default"]["why"] and data["default_row"] in ("fp32", "bf16", None)
+    from study.env import bf16_supported
+
+    if not bf16_supported(torch.device("cpu")):
+        assert "no bf16 on this device" in data["results"]["bf16"]["skipped"]
     assert data["results"]["fp32"]["dtype"] == "float32" and data["ratios_vs_fp32"]["fp32"]["train_img_s"] == 1.0
     assert len(data["rounds"]) == 1
     assert main([str(config), "--settings", "fp16"]) == 2

@@ -34,6 +34,10 @@ def test_smoke_run_writes_a_complete_record(tiny_cfg):
     assert rec.throughput["gflops"] > 0 and rec.throughput["ppm_gflops"] > 0 and rec.throughput["mfu"] is None
     assert rec.cost["train_seconds"] > 0 and rec.cost["eval_seconds"] > 0
     assert rec.provenance["world_size"] == 1 and rec.provenance["torch"] and "hostname" not in rec.provenance
+    # the precision and layout this device gave the config, and why; the benchmark ran the same
+    chosen = rec.provenance["settings"]
+    assert chosen["why"] and (chosen["dtype"], chosen["channels_last"]) == (rec.throughput["dtype"],
+                                                                           rec.throughput["channels_last"])
     assert len(rec.artifacts["qualitative"]) == 2
     assert all((folder(cfg) / p).exists() for p in rec.artifacts["qualitative"])
     assert (folder(cfg) / "model.pt").exists() and not (folder(cfg) / "checkpoint.pt").exists()
