@@ -98,6 +98,8 @@ class DataConfig:
     ignore_index: int = 255
     workers: int = 0  # DataLoader worker processes
     cache: bool = False  # keep decoded images in memory (per worker): for small data sets such as CamVid
+    mean: tuple[float, float, float] = added((0.485, 0.456, 0.406))  # input normalisation (RGB in [0, 1]):
+    std: tuple[float, float, float] = added((0.229, 0.224, 0.225))  # the backbone's own; default ImageNet's
 
     def validate(self) -> None:
         _check(self.name in ("probe", "camvid", "ade20k", "cityscapes", "voc", "folder"), "data.name",
@@ -118,6 +120,8 @@ class DataConfig:
         _check(0 <= self.rotate_degrees <= 180, "data.rotate_degrees", "must be in [0, 180]")
         _check(0 <= self.ignore_index <= 255, "data.ignore_index", "must be in [0, 255]")
         _check(self.workers >= 0, "data.workers", "must be >= 0")
+        _check(all(0 <= m <= 1 for m in self.mean), "data.mean", "must be 3 values in [0, 1]")
+        _check(all(s > 0 for s in self.std), "data.std", "must be 3 values > 0")
 
 
 @dataclass(frozen=True)
