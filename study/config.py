@@ -37,7 +37,7 @@ class ModelConfig:
     channels: tuple[int, ...] | None = None  # timm ResNet stage widths
     stem_width: int | None = None
     stem_type: str | None = None  # "", "deep", "deep_tiered"
-    pretrained: str = ""  # local checkpoint path; nothing is downloaded
+    pretrained: str = ""  # local checkpoint path, or package:<name> (a file in an installed package); no download
     pretrained_partial: bool = False  # allow a checkpoint that matches < 99% of the backbone's tensors
     ppm: bool = True  # false (or bins=[]) gives the dilated-FCN baseline
     bins: tuple[int, ...] = (1, 2, 3, 6)
@@ -49,6 +49,7 @@ class ModelConfig:
     aux_channels: int = 256
     dropout: float = 0.1
     aux_weight: float = 0.4  # 0 builds no aux head
+    backbone_bn: str = added("batch")  # batch: BN trains as usual; frozen: backbone BN statistics and affine fixed
 
     def validate(self) -> None:
         _check(self.output_stride in (8, 16, 32), "model.output_stride", "must be 8, 16 or 32")
@@ -67,6 +68,7 @@ class ModelConfig:
                "an aux head needs two stages (aux, last)")
         _check(self.stem_type in (None, "", "deep", "deep_tiered"), "model.stem_type",
                "must be '', 'deep' or 'deep_tiered'")
+        _check(self.backbone_bn in ("batch", "frozen"), "model.backbone_bn", "must be 'batch' or 'frozen'")
 
     @property
     def pyramid_bins(self) -> tuple[int, ...]:
