@@ -39,7 +39,7 @@ class ModelConfig:
     channels: tuple[int, ...] | None = None  # timm ResNet stage widths
     stem_width: int | None = None
     stem_type: str | None = None  # "", "deep", "deep_tiered"
-    pretrained: str = ""  # local checkpoint path; nothing is downloaded
+    pretrained: str = ""  # local checkpoint path, or package:<name> (a file in an installed package); no download
     pretrained_partial: bool = False  # allow a checkpoint that matches < 99% of the backbone's tensors
     ppm: bool = True  # false (or bins=[]) gives the dilated-FCN baseline
     bins: tuple[int, ...] = (1, 2, 3, 6)
@@ -51,6 +51,7 @@ class ModelConfig:
     aux_channels: int = 256
     dropout: float = 0.1
     aux_weight: float = 0.4  # 0 builds no aux head
+    backbone_bn: str = added("batch")  # batch: BN trains as usual; frozen: backbone BN statistics and affine fixed
 
     def validate(self) -> None:
         _check(self.output_stride in (8, 16, 32), "model.output_stride", "must be 8, 16 or 32")
@@ -69,6 +70,7 @@ class ModelConfig:
                "an aux head needs two stages (aux, last)")
         _check(self.stem_type in (None, "", "deep", "deep_tiered"), "model.stem_type",
                "must be '', 'deep' or 'deep_tiered'")
+        _check(self.backbone_bn in ("batch", "frozen"), "model.backbone_bn", "must be 'batch' or 'frozen'")
 
     @property
     def pyramid_bins(self) -> tuple[int, ...]:
@@ -101,6 +103,8 @@ class DataConfig:
     workers: int = 0  # DataLoader worker processes
     cache: bool = False  # keep decoded images in memory (per worker): for small data sets such as CamVid
     probe_kind: str = added("proportion")  # probe: the cue (proportion) or a control (presence, local, misaligned)
+    mean: tuple[float, float, float] = added((0.485, 0.456, 0.406))  # input normalisation (RGB in [0, 1]):
+    std: tuple[float, float, float] = added((0.229, 0.224, 0.225))  # the backbone's own; default ImageNet's
 
     def validate(self) -> None:
         _check(self.name in DATASETS, "data.name", f"must be one of {', '.join(DATASETS)}")
@@ -125,6 +129,8 @@ class DataConfig:
         _check(0 <= self.rotate_degrees <= 180, "data.rotate_degrees", "must be in [0, 180]")
         _check(0 <= self.ignore_index <= 255, "data.ignore_index", "must be in [0, 255]")
         _check(self.workers >= 0, "data.workers", "must be >= 0")
+        _check(all(0 <= m <= 1 for m in self.mean), "data.mean", "must be 3 values in [0, 1]")
+        _check(all(s > 0 for s in self.std), "data.std", "must be 3 values > 0")
 
 
 @dataclass(frozen=True)

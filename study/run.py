@@ -27,6 +27,7 @@ from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate
 from study.models.backbone import pretrained_source
 from study.models.build import build_model
+from study.models.pretrained import check_normalisation
 from study.record import RunRecord, completed_record, pack_counts, run_dir, run_id, write_record
 from study.speed import resolve
 from study.train import distributed
@@ -87,6 +88,7 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     if (done := completed_record(folder, chash)) is not None:
         return done
 
+    check_normalisation(cfg.model, cfg.data)
     world = distributed.init_from_env()
     device = setup(cfg, world)
     prefix = f"[{run_id(cfg.run.variant, cfg.run.seed)}] "

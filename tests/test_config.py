@@ -136,3 +136,18 @@ def test_an_added_field_enters_the_hash_only_off_its_default():
     assert hash_of(Extra()) == base
     assert hash_of(Extra(new=0.0)) == base
     assert hash_of(Extra(new=0.5)) == {"old": 1, "new": 0.5}
+
+
+def test_normalisation_and_backbone_bn_fields():
+    from study.config import DataConfig, ModelConfig
+
+    assert DataConfig().mean == (0.485, 0.456, 0.406) and DataConfig().std == (0.229, 0.224, 0.225)
+    assert ModelConfig().backbone_bn == "batch"
+    cfg = load_config(None, ["data.mean=[0.5, 0.5, 0.5]", "data.std=[0.5, 0.5, 0.5]"])
+    assert cfg.data.mean == (0.5, 0.5, 0.5) and config_hash(cfg) != config_hash(Config())
+    with pytest.raises(ConfigError, match="data.std: must be 3 values > 0"):
+        load_config(None, ["data.std=[0.5, 0, 0.5]"])
+    with pytest.raises(ConfigError, match="data.mean: expected a list of 3 values"):
+        load_config(None, ["data.mean=[0.5, 0.5]"])
+    with pytest.raises(ConfigError, match="model.backbone_bn: must be 'batch' or 'frozen'"):
+        load_config(None, ["model.backbone_bn=eval"])

@@ -142,3 +142,13 @@ def test_eval_split_resizes_the_image_but_keeps_the_label(tmp_path):
     assert x.shape == (3, 4, 10) and y.shape == (7, 19) and (y.numpy() == labels).all()
     x, y = build_dataset(cfg, "train")[(0, 5)]
     assert x.shape == (3, 4, 4) and y.shape == (4, 4)
+
+
+def test_images_are_normalised_with_the_configs_mean_and_std(tmp_path):
+    write_pair(tmp_path / "train/a.png", tmp_path / "trainannot/a.png", np.zeros((30, 40), np.uint8))
+    cfg = DataConfig(name="camvid", root=str(tmp_path), crop_size=(40, 50), augment=(), mean=(0.5, 0.5, 0.5),
+                     std=(0.25, 0.5, 0.5))
+    x, y = build_dataset(cfg, "train")[(0, 0)]
+    image = np.asarray(Image.open(tmp_path / "train/a.png").convert("RGB"), dtype=np.float32) / 255
+    assert np.allclose(x[:, :30, :40].permute(1, 2, 0).numpy(), (image - 0.5) / np.array([0.25, 0.5, 0.5]), atol=1e-6)
+    assert (y[30:] == 255).all() and x[:, 30:].abs().max() < 0.02  # padded with the mean colour: ~0 once normalised

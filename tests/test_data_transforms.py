@@ -101,3 +101,24 @@ def test_rotated_crop_at_zero_degrees_is_the_plain_crop():
     assert np.array_equal(np.asarray(a[0]), np.asarray(b[0])) and np.array_equal(np.asarray(a[1]), np.asarray(b[1]))
     small = rotated_crop(image, mask, (64, 64), 8.0, 255, random.Random(0))  # larger than the image: padded
     assert small[0].size == (64, 64) and (np.asarray(small[1]) == 255).mean() > 0.5
+
+
+def test_normalisation_follows_the_given_mean_and_std():
+    image = Image.fromarray(np.array([[[0, 255, 51]]], dtype=np.uint8), "RGB")
+    x, _ = to_tensors(image, Image.new("L", (1, 1)), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert torch.allclose(x[:, 0, 0], torch.tensor([-1.0, 1.0, -0.6]))  # (v / 255 - 0.5) / 0.5
+    assert denormalize(x, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)).tolist() == [[[0, 255, 51]]]
+    x, _ = to_tensors(image, Image.new("L", (1, 1)))  # default: ImageNet's statistics
+    assert abs(float(x[0, 0, 0]) - (0 - 0.485) / 0.229) < 1e-6
+
+
+def test_padding_uses_the_given_fill_colour():
+    from study.data.transforms import mean_rgb
+
+    assert mean_rgb((0.5, 0.5, 0.5)) == (128, 128, 128) and mean_rgb() == MEAN_RGB
+    image, mask = pair(10, 12)
+    out_i, _ = random_crop(image, mask, (16, 20), 255, random.Random(0), fill=(128, 128, 128))
+    assert (np.asarray(out_i)[12, 15] == 128).all()
+    out_i, out_m = augment_pair(image, mask, augment=["rotate"], scale_range=(1, 1), rotate_degrees=10,
+                                crop_hw=(40, 40), ignore_index=255, rng=random.Random(3), fill=(1, 2, 3))
+    assert (np.asarray(out_i)[np.asarray(out_m) == 255] == (1, 2, 3)).all(axis=-1).mean() > 0.9

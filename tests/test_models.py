@@ -138,3 +138,25 @@ def test_raw_branch_is_a_separately_named_option():
         tiny(bins=(1,), ppm_branch="raw", reduction=True).validate()
     with pytest.raises(ConfigError, match="model.ppm_branch"):
         tiny(ppm_branch="none").validate()
+
+
+def test_frozen_backbone_bn_keeps_its_statistics_and_trains_the_rest():
+    from torch import nn
+
+    model = build_model(tiny(backbone_bn="frozen", aux_weight=0.4), 3).train()
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.backbone.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.head.modules())  # new layers keep batch norm
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items() if "running" in k or "bn" in k}
+    head_stats = model.head[1].running_mean.clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = model(torch.randn(2, 3, 32, 32) * 3 + 1)
+    (out["out"].mean() + out["aux"].mean()).backward()
+    opt.step()
+    after = model.backbone.state_dict()
+    assert before and all(torch.equal(v, after[k]) for k, v in before.items())
+    assert not torch.equal(head_stats, model.head[1].running_mean)
+    assert model.backbone.conv1[0].weight.grad is not None  # convolutions still learn
+    default = build_model(tiny(), 3)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in default.backbone.modules())
+    with pytest.raises(ValueError, match="model.backbone_bn"):
+        tiny(backbone_bn="sync").validate()

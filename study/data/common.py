@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from study.config import DataConfig
-from study.data.transforms import augment_pair, resize_pair, to_tensors
+from study.data.transforms import augment_pair, mean_rgb, resize_pair, to_tensors
 
 INVALID = 254  # label-table entry for raw values that no class or ignore rule covers
 
@@ -22,7 +22,8 @@ class DatasetError(ValueError):
 
 
 class SegDataset(Dataset):
-    """(image float (3,H,W) normalised, mask int64 (H,W)) pairs with class names and a palette.
+    """(image float (3,H,W) normalised with cfg.mean / cfg.std, mask int64 (H,W)) pairs with class names and a
+    palette.
 
     Subclasses implement `load(index) -> (PIL RGB image, PIL "L" mask of class ids / ignore)`. Training splits
     apply the optional `cfg.resize` to both, then `cfg.augment` and a padded random crop. Evaluation splits resize
@@ -57,8 +58,8 @@ class SegDataset(Dataset):
             rng = random.Random(seed) if seed is not None else random  # module functions: global state
             image, mask = augment_pair(image, mask, augment=c.augment, scale_range=c.scale_range,
                                        rotate_degrees=c.rotate_degrees, crop_hw=c.crop_size,
-                                       ignore_index=c.ignore_index, rng=rng)
-        return to_tensors(image, mask)
+                                       ignore_index=c.ignore_index, rng=rng, fill=mean_rgb(c.mean))
+        return to_tensors(image, mask, self.cfg.mean, self.cfg.std)
 
 
 def label_table(mapping: dict[int, int], ignore_raw: Sequence[int] = (), ignore_index: int = 255) -> np.ndarray:

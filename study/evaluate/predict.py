@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from study.atomic import atomic_write_with
 from study.config import EvalConfig
-from study.data.transforms import colorize, denormalize
+from study.data.transforms import MEAN, STD, colorize, denormalize
 from study.evaluate.metrics import ConfusionMatrix, per_image_counts
 
 
@@ -199,7 +199,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, cfg: EvalConfig, devic
                 for j in range(min(len(items), cfg.qualitative - len(saved))):
                     name = f"{len(saved):03d}.png"
                     shown = resize(x[j: j + 1], mask_shape[-2:])[0]
-                    save_strip(qualitative_dir / name, shown, y[j], pred[j], dataset.palette, dataset.ignore_index)
+                    save_strip(qualitative_dir / name, shown, y[j], pred[j], dataset.palette, dataset.ignore_index,
+                               *_normalisation(dataset))
                     saved.append(f"{qualitative_dir.name}/{name}")
         inters.extend(r[0] for r in rows)
         unions.extend(r[1] for r in rows)
@@ -214,9 +215,15 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, cfg: EvalConfig, devic
     return metrics
 
 
+def _normalisation(dataset: Dataset) -> tuple[tuple, tuple]:
+    """(mean, std) the dataset normalised its images with (its data config's; ImageNet's without one)."""
+    cfg = getattr(dataset, "cfg", None)
+    return getattr(cfg, "mean", MEAN), getattr(cfg, "std", STD)
+
+
 def save_strip(path: Path, image: torch.Tensor, truth: torch.Tensor, pred: torch.Tensor,
-               palette: tuple, ignore_index: int) -> None:
+               palette: tuple, ignore_index: int, mean: tuple = MEAN, std: tuple = STD) -> None:
     """image | truth | prediction side by side, palette colours, written atomically."""
-    strip = np.concatenate([denormalize(image), colorize(truth.cpu().numpy(), palette, ignore_index),
+    strip = np.concatenate([denormalize(image, mean, std), colorize(truth.cpu().numpy(), palette, ignore_index),
                             colorize(pred.cpu().numpy(), palette, ignore_index)], axis=1)
     atomic_write_with(path, lambda tmp: Image.fromarray(strip).save(tmp, format="PNG"))
