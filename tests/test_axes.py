@@ -40,8 +40,10 @@ def test_every_hashed_key_is_an_axis_or_in_the_recipe():
     cfg = config({})
     recipe = set(recipe_of(cfg))
     on_axes = {k for a in AXES for k in a.keys}
-    hashed = {f"{s}.{f}" for s, cls in SECTIONS.items() for f in cls.__dataclass_fields__ if (s, f) not in UNHASHED}
-    assert hashed - {"run.seed"} == recipe | on_axes and not recipe & on_axes
+    hashed = {f"{s}.{name}" for s, cls in SECTIONS.items() for name, f in cls.__dataclass_fields__.items()
+              if (s, name) not in UNHASHED and not f.metadata.get("added")}  # added fields: only off their default
+    assert hashed - {"run.seed"} == recipe | (on_axes & hashed) and not recipe & on_axes
+    assert "model.backbone_bn" in recipe_of(config({"model.backbone_bn": "frozen"}))
     assert recipe_hash(cfg) == recipe_hash(config({"model.pool": "max", "run.seed": 3, "data.root": "x"}))
     assert recipe_hash(cfg) != recipe_hash(config({"train.weight_decay": 0.001}))
 
