@@ -199,7 +199,8 @@ def _headline(final: dict[str, Any], convention: str) -> dict[str, Any]:
     metrics["confusion_matrix"] = final["confusion_matrix"]
     if "per_image_intersection" in final:
         metrics["per_image"] = {"intersection": pack_counts(np.asarray(final["per_image_intersection"])),
-                                "union": pack_counts(np.asarray(final["per_image_union"]))}
+                                "union": pack_counts(np.asarray(final["per_image_union"])),
+                                "ids": list(final.get("per_image_ids", []))}
     return metrics
 
 

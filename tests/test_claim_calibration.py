@@ -1,108 +1,148 @@
-"""The verdict rule on simulated Table-1 studies with known truth (7 variants x 5 seeds, Gaussian noise sd 1).
+"""The verdict rule on simulated Table-1 studies with known truth (7 variants, Gaussian runs).
 
-Pairs are the Table-1 claim rows (those the claims find among its 7 variants). Each test is seeded and takes a few seconds; the bounds leave about two
-Monte-Carlo standard errors (0.6% at 1000 studies) of room beside the measured rates noted at each bound.
+Pairs are the Table-1 claim rows (those the claims find among its 7 variants). The fast tests use a few
+hundred studies; the slow ones thousands, with bounds that leave about two Monte-Carlo standard errors beside the rates measured (noted at each bound).
 """
 
 import numpy as np
 import pytest
 from fabricate import claim_pairs  # noqa: I001
 
+from study.results.sequential import SequentialPlan, operating_characteristics, run_sequential
 from study.results.stats import decide
 
-# FCN, B1-MAX, B1-AVE, B1236-MAX, B1236-AVE, B1236-MAX-DR, B1236-AVE-DR (tests/test_stats_claims.py lists them)
+# FCN, B1-MAX, B1-AVE, B1236-MAX, B1236-AVE, B1236-MAX-DR, B1236-AVE-DR
 PAIRS = claim_pairs()
-# every claim row true with a gap of at least 4 sd; the 7 rows between PPM variants exactly 4 sd
-STAIRS = np.array([0, 4, 8, 8, 12, 12, 16.0])
-STUDIES = 1000
+# every claim row true; the 7 rows between PPM variants exactly one step, the others 2-4 steps
+STAIRS = np.array([0, 1, 2, 2, 3, 3, 4.0])
+# the shipped table1's spread: the FCN 2.5x noisier (in 6 of 13 rows), B1236-MAX and B1236-MAX-DR 1.8x
+UNEQUAL = np.array([2.5, 1, 1, 1.8, 1, 1.8, 1])
+DECIDED = ("supported", "contradicted")
 
-pytestmark = pytest.mark.slow  # thousands of simulated studies
 
-
-def simulate(mu, sd, studies=STUDIES, seeds=5, rng_seed=0, collapse=None):
+def studies(mu, sd, n, seeds=5, rng_seed=0, collapse=None):
     rng = np.random.default_rng(rng_seed)
-    for _ in range(studies):
+    for _ in range(n):
         y = np.asarray(mu, float)[:, None] + np.asarray(sd, float)[:, None] * rng.standard_normal((7, seeds))
         if collapse is not None:  # variant `collapse` loses 20 sd on each seed with probability 0.3
             y[collapse] -= 20 * (rng.random(seeds) < 0.3)
-        yield [r["verdict"] for r in decide(y, PAIRS, plan=False)]
+        yield y
 
 
-def any_verdict_rate(**kw):
-    return np.mean([any(v in ("supported", "contradicted") for v in vs) for vs in simulate(**kw)])
+def wrong(rows, mu):
+    """Any verdict on a pair of equal means, or on the wrong side."""
+    for (a, b), r in zip(PAIRS, rows, strict=True):
+        truth = np.sign(mu[a] - mu[b])
+        if r["verdict"] in DECIDED and (truth == 0 or (r["verdict"] == "supported") != (truth > 0)):
+            return True
+    return False
 
 
-def test_null_studies_rarely_give_any_verdict():
-    rate = any_verdict_rate(mu=np.zeros(7), sd=np.ones(7))
-    assert rate <= 0.05, rate  # measured 0.038
+def any_wrong_rate(mu, sd, n, **kw):
+    return np.mean([wrong(decide(y, PAIRS), np.asarray(mu, float)) for y in studies(mu, sd, n, **kw)])
 
 
-@pytest.mark.parametrize("noisy_sd", [2.5, 6.0])
-def test_one_much_noisier_variant_does_not_make_the_rule_anti_conservative(noisy_sd):
-    sd = np.ones(7)
-    sd[2] = noisy_sd  # B1-AVE
-    rate = any_verdict_rate(mu=np.zeros(7), sd=sd)
-    assert rate <= 0.05, rate  # measured 0.038 (sd 2.5) and 0.014 (sd 6)
+def test_unequal_noise_keeps_the_null_rate_fast():
+    rate = any_wrong_rate(np.zeros(7), UNEQUAL, 300)
+    assert rate <= 0.05 + 0.025, rate  # 0.05 + 2 Monte-Carlo se at 300 studies; measured 0.053 (0.046 over 4000)
 
 
+def test_intervals_exclude_zero_exactly_for_decided_rows():
+    """The invariant behind 'intervals at the verdict's level', with and without looks, over mixed truths."""
+    plan = SequentialPlan(first=3, step=3, max_seeds=9)
+    checked = decided = 0
+    for i, y in enumerate(studies(4 * STAIRS * (np.arange(7) % 2), UNEQUAL, 200, seeds=9, rng_seed=3)):
+        for rows in (decide(y[:, :5], PAIRS), decide(y, PAIRS, looks=plan.looks, spend=plan.shares),
+                     decide(y[:, :7], PAIRS, looks=plan.looks, spend=plan.shares)):  # mid-study: 2 of 3 looks
+            for r in rows:
+                excludes = r["ci_low"] > 0 or r["ci_high"] < 0
+                assert excludes == (r["verdict"] in DECIDED), (i, r)
+                if excludes:
+                    assert (r["ci_low"] > 0) == (r["verdict"] == "supported") and r["ci_low"] <= r["diff"] <= r["ci_high"]
+                assert r["confidence"] >= 0.95
+                checked += 1
+                decided += excludes
+    assert checked == 200 * 3 * len(PAIRS) and 0.2 < decided / checked < 0.8  # both kinds of rows were met
+
+
+def test_sequential_rule_on_a_few_null_studies():
+    plan = SequentialPlan(first=5, step=5, max_seeds=15)
+    wrong_verdicts, runs = 0, 0
+    for y in studies(np.zeros(7), UNEQUAL, 60, seeds=15, rng_seed=11):
+        rows, ran = run_sequential(y, PAIRS, plan)
+        wrong_verdicts += wrong(rows, np.zeros(7))
+        runs += ran.sum()
+        assert all(r["looks"] <= 3 for r in rows) and set(ran) <= {5, 10, 15}
+    assert wrong_verdicts <= 6, wrong_verdicts  # 60 x (0.05 + 2 Monte-Carlo se); measured 4 (1000 studies: slow test)
+    assert runs == 60 * 7 * 15  # in a null study some claim of every variant stays open to the last look
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sd", [np.ones(7), UNEQUAL])
+def test_null_studies_rarely_give_any_verdict(sd):
+    rate = any_wrong_rate(np.zeros(7), sd, 4000)
+    assert rate <= 0.05 + 0.007, rate  # 2 Monte-Carlo se at 4000 studies; measured 0.044 (equal), 0.046 (unequal)
+
+
+@pytest.mark.slow
 def test_a_collapsing_variant_gives_no_false_verdict_elsewhere():
-    wrong = 0
-    for vs in simulate(mu=np.zeros(7), sd=np.ones(7), collapse=2):
-        bad = False
-        for (a, b), v in zip(PAIRS, vs, strict=True):
+    mu = np.zeros(7)
+    bad = 0
+    for y in studies(mu, np.ones(7), 1000, collapse=2):
+        for (a, b), r in zip(PAIRS, decide(y, PAIRS), strict=True):
             # truth: variant 2 is worse (it collapses); every other pair is equal
-            bad |= 2 not in (a, b) and v != "inconclusive"
-            bad |= (a == 2 and v == "supported") or (b == 2 and v == "contradicted")
-        wrong += bad
-    assert wrong / STUDIES <= 0.05, wrong  # measured 0.002
+            if (2 not in (a, b) and r["verdict"] != "inconclusive") or (a == 2 and r["verdict"] == "supported") \
+                    or (b == 2 and r["verdict"] == "contradicted"):
+                bad += 1
+                break
+    assert bad / 1000 <= 0.05, bad  # measured 0.039
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sign, right", [(1, "supported"), (-1, "contradicted")])
-def test_four_sd_gaps_are_found_at_five_seeds(sign, right):
-    hits = total = wrong = 0
-    for vs in simulate(mu=sign * STAIRS, sd=np.ones(7)):
-        for (a, b), v in zip(PAIRS, vs, strict=True):
-            wrong += v not in (right, "inconclusive")
-            if STAIRS[a] - STAIRS[b] == 4:
+def test_four_sd_steps_at_five_seeds(sign, right):
+    """The price of a rule fixed in advance is small here: each row's own noise (df 4 at 5 seeds) finds 98% of the
+    4-sd steps (the earlier pooled noise, chosen from the data: 99.5%), because Holm's later steps are lenient
+    once the large gaps are decided."""
+    hits = total = wrongs = 0
+    mu = sign * 4 * STAIRS
+    for y in studies(mu, np.ones(7), 1000, rng_seed=1):
+        rows = decide(y, PAIRS)
+        wrongs += wrong(rows, mu)
+        for (a, b), r in zip(PAIRS, rows, strict=True):
+            if abs(mu[a] - mu[b]) == 4:
                 total += 1
-                hits += v == right
-    assert hits / total >= 0.8, hits / total  # measured 0.995
-    assert wrong == 0
+                hits += r["verdict"] == right
+    assert hits / total >= 0.95, hits / total  # measured 0.978 (supported) and 0.985 (contradicted)
+    assert wrongs == 0
 
 
-def test_a_per_pair_t_test_would_miss_most_four_sd_gaps():
-    """What the pooled rule buys: a lone paired t at 0.05/m (m = 13 claim rows) with df 4 has 63% power at a 4 sd
-    gap."""
-    from scipy import stats
-
-    crit = stats.t.isf(0.05 / len(PAIRS) / 2, 4)
-    nc = 4 / np.sqrt(2 / 5)
-    assert stats.nct.sf(crit, 4, nc) == pytest.approx(0.63, abs=0.01)
-
-
-def test_the_seed_interval_covers_the_true_gap_95_percent_of_the_time():
-    rng = np.random.default_rng(5)
+@pytest.mark.slow
+def test_each_interval_covers_the_true_gap_at_least_95_percent_of_the_time():
     covered = total = 0
-    for _ in range(STUDIES):
-        y = STAIRS[:, None] + rng.standard_normal((7, 5))
-        for (a, b), row in zip(PAIRS, decide(y, PAIRS, plan=False), strict=True):
-            covered += row["ci_low"] <= STAIRS[a] - STAIRS[b] <= row["ci_high"]
+    for y in studies(2 * STAIRS, UNEQUAL, 1000, rng_seed=5):
+        for (a, b), row in zip(PAIRS, decide(y, PAIRS), strict=True):
+            covered += row["ci_low"] <= 2 * (STAIRS[a] - STAIRS[b]) <= row["ci_high"]
             total += 1
-    assert 0.935 <= covered / total <= 0.965, covered / total  # measured 0.957 over 13000 rows (13 x 1000)
+    assert covered / total >= 0.95, covered / total  # measured 0.995 over 13000 rows
 
 
-def test_gaps_between_clean_variants_are_still_found_when_two_others_collapse():
-    """As measured on the probe: B1236-MAX and B1236-MAX-DR each collapse on some seeds (20 sd down). The
-    pairs that do not involve them keep their power, because a far noisier variant leaves the pooled variance."""
-    rng = np.random.default_rng(7)
-    mu = np.array([0, -30, 4, 8, 8, 8, 8.0])  # B1-AVE 4 sd above FCN; B1236-AVE / -AVE-DR 4 sd above B1-AVE
-    hits = total = 0
-    for _ in range(STUDIES // 2):
-        y = mu[:, None] + rng.standard_normal((7, 5))
-        for row_index in (3, 5):
-            y[row_index] -= 20 * (rng.random(5) < 0.3)
-        verdicts = [r["verdict"] for r in decide(y, PAIRS, plan=False)]
-        for pair in ((2, 0), (4, 2), (4, 0), (6, 0)):
-            total += 1
-            hits += verdicts[PAIRS.index(pair)] == "supported"
-    assert hits / total >= 0.8, hits / total
+@pytest.mark.slow
+@pytest.mark.parametrize("sd", [np.ones(7), UNEQUAL])
+def test_sequential_null_rate(sd):
+    r = operating_characteristics(np.zeros(7), sd, PAIRS, plan=SequentialPlan(), studies=1000, seed=2)
+    # 0.05 + 2 Monte-Carlo se at 1000 studies; measured 0.046 (equal noise) and 0.031 (unequal)
+    assert r["sequential"]["any_wrong"] <= 0.05 + 0.014, r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step_sd", [2, 4])
+def test_sequential_against_a_fixed_study(step_sd):
+    """Looks at 5, 10, 15, 20 seeds against a fixed 10-seed study, one step = 2 or 4 noise sd."""
+    r = operating_characteristics(step_sd * STAIRS, np.ones(7), PAIRS, plan=SequentialPlan(), studies=500, seed=3)
+    seq, fixed = r["sequential"], r["fixed"]
+    assert seq["any_wrong"] == fixed["any_wrong"] == 0
+    if step_sd == 2:  # measured: found 0.9995 with 86.1 runs a study; fixed 0.954 with 70
+        assert seq["found"] >= fixed["found"] and seq["runs"] <= 1.5 * fixed["runs"], r
+    else:  # measured: found 1.0 with 55.3 runs; fixed 1.0 with 70
+        assert seq["found"] >= 0.99 and seq["runs"] < fixed["runs"], r

@@ -36,6 +36,7 @@ def test_camvid_layout_and_ignore(tmp_path):
     ds, masks = read("camvid", tmp_path, "val")
     assert ds.num_classes == 11 and ds.class_names[0] == "Sky" and ds.class_names[-1] == "Bicyclist"
     assert masks[0].tolist() == [[0, 1, 2, 255], [3, 4, 5, 6]]
+    assert ds.image_id(0) == "a"  # the file's stem names the image in records
 
 
 def test_camvid_list_file_and_bad_label(tmp_path):
@@ -131,6 +132,10 @@ def test_real_camvid_train_and_val(camvid_root):
     assert x.shape == (3, 180, 240) and y.shape == (360, 480) and set(y.unique().tolist()) <= set(range(11)) | {255}
     x, y = train[(0, 1)]
     assert x.shape == (3, 176, 176) and y.shape == (176, 176)
+    from study.results.images import video_sequence
+
+    assert {video_sequence(train.image_id(i)) for i in range(len(train))} == {"0001TP", "0006R0", "0016E5"}
+    assert {video_sequence(val.image_id(i)) for i in range(len(val))} == {"0016E5"}  # val: one sequence
 
 
 def test_eval_split_resizes_the_image_but_keeps_the_label(tmp_path):

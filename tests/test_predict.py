@@ -180,6 +180,7 @@ def test_evaluate_scores_at_label_resolution_with_per_image_counts_and_protocol(
     assert cm.sum() == 2 * 24 * 32 + 20 * 20  # every label pixel, at the label's size
     inter, union = r["per_image_intersection"], r["per_image_union"]
     assert inter.dtype == union.dtype == np.int64 and inter.shape == union.shape == (3, 4)
+    assert r["per_image_ids"] == ["0", "1", "2"]  # a data set without image_id: its indices
     assert (inter.sum(0) == np.diag(cm)).all()
     assert (union.sum(0) == cm.sum(0) + cm.sum(1) - np.diag(cm)).all()
     assert r["mean_acc_present"] >= r["mean_acc"] - 1e-12

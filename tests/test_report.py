@@ -9,7 +9,10 @@ from fabricate import fabricate  # noqa: I001
 
 from study.record import read_record, write_record
 from study.report.__main__ import main as report_main
-from study.results.claims import CLAIMS, find_pairs
+from study.report.blocks import to_markdown
+from study.report.verdicts import claim_blocks
+from study.results.claims import CLAIMS, find_pairs, judge_claims
+from study.results.sequential import SequentialPlan
 from study.results.table import ResultsError, build_table, write_table
 
 MIOU = {"FCN": [0.50, 0.52, 0.51], "B1-MAX": [0.55, 0.56, 0.54], "B1-AVE": [0.56, 0.57, 0.58],
@@ -136,13 +139,27 @@ def test_verdicts_come_first_with_forest_plot_rule_and_semantics(tmp_path):
     assert headings[:2] == ["## The paper's claims: verdicts", "## Measured"]
     assert (out / "table1" / "figures" / "claims_forest.png").stat().st_size > 1000
     assert md.index("figures/claims_forest.png") < md.index("## Measured")
-    for text in ("| seed 95% CI", "image-level 95% CI", "P(improvement)", "p (Holm)", "seeds needed",
+    for text in ("| interval at the verdict's level", "| level", "image-level 95% CI", "two-level 95% CI",
+                 "P(improvement) [95%]", "p (Holm)", "noise: sd of Δ (df)", "detectable Δ (80% power)",
+                 "seeds for the paper's Δ", "nothing is pooled across variants",
                  f"Holm's step-down over all {rows} claim rows", "Model semantics", "`model.ppm_branch: raw`",
                  "| branch", "0:50.00 1:52.00 2:51.00", "mean class acc (all classes)",
                  "process peak RSS MB (includes the data cache)"):
         assert text in md, text
-    # B1236-AVE vs FCN: seeds (62-50, 61-52, 63-51) -> 11.00; P(improvement) 1.00
-    assert "| B1236-AVE vs FCN" in md and "| 11.00 " in md
+    # B1236-AVE vs FCN: seeds (62-50, 61-52, 63-51) -> 11.00; sd of (12, 9, 12) = 1.7 with df 2;
+    # P(improvement) 3 of 3 seeds, Wilson [0.44, 1.00]
+    assert "| B1236-AVE vs FCN" in md and "| 11.00 " in md and "| 1.7 (2) " in md and "| 1.00 [0.44, 1.00] " in md
+
+
+def test_untrained_runs_and_looks_are_shown_beside_the_verdict(tmp_path):
+    miou = {"FCN": [0.50, 0.52, 0.51, 0.50, 0.49, 0.5], "B1-AVE": [0.60, 0.20, 0.61, 0.59, 0.62, 0.6]}
+    df = build_table(fabricate(tmp_path, miou))
+    df["trained"] = [True] * 6 + [True, False, True, True, True, True]
+    rows = judge_claims(df, plan=SequentialPlan(first=3, step=3, max_seeds=9))
+    md = to_markdown(claim_blocks(rows, tmp_path / "figures"))
+    assert "did not train [95%]" in md and "| B1-AVE: 1 of 6 [3.01, 56.35]%" in md  # Wilson, 1 of 6
+    assert "| 5 (look 2 of 3) " in md and "a row is judged on the seeds where both variants trained" in md.lower()
+    assert "Empty here: no per-image counts" in md
 
 
 def test_bounded_intervals_bench_throughput_and_image_interval(tmp_path):

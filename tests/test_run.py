@@ -48,6 +48,7 @@ def test_smoke_run_writes_a_complete_record(tiny_cfg):
     inter, union = (unpack_counts(m["per_image"][k]) for k in ("intersection", "union"))
     cm = np.asarray(m["confusion_matrix"])
     assert inter.shape == union.shape == (4, 4)  # 4 val images x 4 classes
+    assert m["per_image"]["ids"] == ["0", "1", "2", "3"]  # the probe names its images by index
     assert (inter.sum(0) == np.diag(cm)).all()
     assert (union.sum(0) == cm.sum(0) + cm.sum(1) - np.diag(cm)).all()  # intersections and unions add up
     iou = inter.sum(0) / np.maximum(union.sum(0), 1)

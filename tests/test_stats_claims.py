@@ -1,12 +1,23 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
-from fabricate import claim_pairs, fabricate  # noqa: I001
+from fabricate import fabricate  # noqa: I001
 from scipy import stats
 
 from study.results.claims import CLAIMS, find_pairs, judge_claims, load_paper_table
-from study.results.stats import decide, holm, prob_improvement, seeds_needed, summarize
+from study.results.sequential import SequentialPlan
+from study.results.stats import (
+    decide,
+    holm,
+    holm_levels,
+    paired_improvement,
+    paired_t,
+    summarize,
+    t_interval,
+    wilson,
+)
 from study.results.table import build_table
 
 
@@ -18,34 +29,113 @@ def test_summary_uses_the_t_interval():
     assert math.isnan(summarize([1.0])["ci_low"])
 
 
-def one_pair(better: dict[int, float], worse: dict[int, float]) -> dict:
-    """The rule's row for a study of two variants (seeds -> value; a seed one lacks is missing): its own paired t."""
-    seeds = sorted({*better, *worse})
-    y = np.array([[runs.get(s, math.nan) for s in seeds] for runs in (better, worse)])
-    return decide(y, [(0, 1)])[0]
+def test_bounded_intervals_are_clipped():
+    s = summarize([99.0, 99.5, 100.0], bounds=(0.0, 100.0))
+    assert s["ci_high"] == 100.0 and s["ci_low"] == pytest.approx(99.5 - 4.302652729911275 * 0.5 / math.sqrt(3))
+
+
+def test_paired_t_by_hand():
+    t = paired_t(np.array([1.0, 0.5, 1.0]))
+    sd = math.sqrt(((1 - 2.5 / 3) ** 2 * 2 + (0.5 - 2.5 / 3) ** 2) / 2)
+    assert t["n"] == 3 and t["df"] == 2 and t["sd"] == pytest.approx(sd)
+    assert t["p_value"] == pytest.approx(2 * stats.t.sf((2.5 / 3) / (sd / math.sqrt(3)), 2))
+    assert math.isnan(paired_t(np.array([1.0, 2.0]))["p_value"])  # under MIN_SEEDS: no test
+    assert paired_t(np.array([0.1, 0.1, 0.1]))["p_value"] == 0.0  # no spread, a difference: exact
 
 
 @pytest.mark.parametrize("better, worse, expected", [
-    ({0: 0.60, 1: 0.62, 2: 0.61}, {0: 0.50, 1: 0.51, 2: 0.52}, "supported"),
-    ({0: 0.40, 1: 0.42, 2: 0.41}, {0: 0.50, 1: 0.51, 2: 0.52}, "contradicted"),
-    ({0: 0.55, 1: 0.45, 2: 0.52}, {0: 0.50, 1: 0.51, 2: 0.50}, "inconclusive"),
-    ({0: 0.51, 1: 0.53, 2: 0.60}, {0: 0.50, 1: 0.51, 2: 0.50}, "inconclusive"),  # mean > 0 but p = 0.27
-    ({0: 0.60, 1: 0.62}, {0: 0.50, 1: 0.51}, "too few seeds"),
-    ({0: 0.60, 1: 0.62, 5: 0.7}, {0: 0.50, 1: 0.51, 2: 0.4}, "too few seeds"),  # only 2 shared seeds
+    ([60, 62, 61], [50, 51, 52], "supported"),
+    ([40, 42, 41], [50, 51, 52], "contradicted"),
+    ([55, 45, 52], [50, 51, 50], "inconclusive"),
+    ([51, 53, 60], [50, 51, 50], "inconclusive"),  # mean > 0 but p = 0.27
+    ([60, 62, np.nan], [50, 51, 52], "too few seeds"),
 ])
-def test_verdicts(better, worse, expected):
-    row = one_pair(better, worse)
-    assert row["verdict"] == expected and not row["pooled"]
+def test_verdicts_of_one_pair(better, worse, expected):
+    row = decide(np.array([better, worse], dtype=float), [(0, 1)])[0]
+    assert row["verdict"] == expected
     if expected != "too few seeds":
-        assert row["ci_low"] <= row["diff"] <= row["ci_high"]
+        assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["confidence"] == pytest.approx(0.95)
+    else:
+        assert row["n"] == 2 and math.isnan(row["p_adjusted"]) and math.isnan(row["ci_low"])
 
 
-def test_paired_difference_numbers_are_deterministic():
-    a = one_pair({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.55, 2: 0.6})
-    assert a["diff"] == pytest.approx((0.1 + 0.15 + 0.05) / 3) and a["n"] == 3
-    assert a == one_pair({0: 0.6, 1: 0.7, 2: 0.65}, {0: 0.5, 1: 0.55, 2: 0.6})
-    same = one_pair({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.6, 2: 0.7})
-    assert same["ci_low"] == pytest.approx(0.1) and same["verdict"] == "supported"
+def test_holm_adjusts_step_down_and_keeps_nan_out_of_the_family():
+    adjusted = holm([0.01, 0.04, math.nan, 0.03])
+    assert adjusted[0] == pytest.approx(0.03)  # 3 x 0.01
+    assert adjusted[3] == pytest.approx(0.06)  # 2 x 0.03
+    assert adjusted[1] == pytest.approx(0.06)  # 1 x 0.04, raised to the running max
+    assert math.isnan(adjusted[2])
+
+
+def test_holm_levels_are_the_steps_holm_tested_at():
+    _, levels = holm_levels([0.01, 0.04, math.nan, 0.03])
+    # 0.01 rejected at step 1 (0.05/3); 0.03 fails at step 2 (0.05/2): both unrejected rows get 0.05/2
+    assert levels[0] == pytest.approx(0.05 / 3) and levels[1] == levels[3] == pytest.approx(0.025)
+    assert math.isnan(levels[2])
+    adjusted, levels = holm_levels([0.001, 0.004, 0.2])
+    assert adjusted[:2] == pytest.approx([0.003, 0.008]) and levels == pytest.approx([0.05 / 3, 0.025, 0.05])
+
+
+def test_intervals_exclude_zero_exactly_for_decided_rows_by_hand():
+    # three pairs against row 0; p-values by hand decide which Holm step each was tested at
+    y = np.array([[0, 0, 0, 0, 0], [3, 2, 4, 3, 2.5], [0.5, -0.3, 1.2, 0.1, 0.4], [9, 10, 11, 10, 9.5]])
+    rows = decide(y, [(1, 0), (2, 0), (3, 0)])
+    ps = [paired_t(y[i] - y[0])["p_value"] for i in (1, 2, 3)]
+    adjusted, levels = holm_levels(ps)
+    for row, p_adj, level, i in zip(rows, adjusted, levels, (1, 2, 3), strict=True):
+        assert row["p_adjusted"] == pytest.approx(p_adj) and row["confidence"] == pytest.approx(1 - level)
+        d = y[i] - y[0]
+        lo, hi = t_interval(d.mean(), d.std(ddof=1) / math.sqrt(5), 4, 1 - level)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
+        assert (row["verdict"] != "inconclusive") == (lo > 0 or hi < 0)
+    assert [r["verdict"] for r in rows] == ["supported", "inconclusive", "supported"]
+
+
+def test_each_row_uses_only_its_own_noise():
+    """No pooling: a far noisier third variant changes neither the p nor the interval of a row without it."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2, 5)) + np.array([[1.0], [0.0]])
+    alone = decide(y, [(0, 1)])[0]
+    noisy = np.vstack([y, 30 * rng.normal(size=(1, 5))])
+    beside = decide(noisy, [(0, 1), (2, 1)])[0]
+    assert beside["p_value"] == alone["p_value"] and beside["sd"] == alone["sd"] and beside["df"] == 4
+
+
+def test_the_same_t_method_at_every_seed_count():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2, 12)) + np.array([[1.0], [0.0]])
+    row = decide(y, [(0, 1)])[0]
+    d = y[0] - y[1]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(t_interval(d.mean(), d.std(ddof=1) / math.sqrt(12), 11))
+
+
+def test_looks_bonferroni_split_and_the_deciding_look_is_shown():
+    y = np.array([[1.0, 1.2, 0.9, 1.1, 1.0, 0.95], [0.0] * 6])
+    plan = SequentialPlan(first=3, step=3, max_seeds=6)
+    rows = decide(y, [(0, 1)], looks=plan.looks, spend=plan.shares)
+    p1, p2 = paired_t(y[0, :3])["p_value"], paired_t(y[0])["p_value"]
+    assert rows[0]["p_value"] == pytest.approx(min(1, 2 * min(p1, p2))) and rows[0]["looks"] == 2
+    assert rows[0]["look"] == 2 and rows[0]["columns"] == list(range(6)) and rows[0]["confidence"] == 0.975
+    unfinished = np.ones_like(y, dtype=bool)
+    unfinished[1, 5] = False  # the second look waits for its last run
+    row = decide(y, [(0, 1)], looks=plan.looks, spend=plan.shares, finished=unfinished)[0]
+    assert row["looks"] == 1 and row["n"] == 3 and row["p_value"] == pytest.approx(2 * p1)
+    with pytest.raises(ValueError, match="spend"):
+        decide(y, [(0, 1)], looks=plan.looks, spend=(0.7, 0.7))
+
+
+def test_wilson_interval_by_hand():
+    z = stats.norm.isf(0.025)
+    lo, hi = wilson(0, 5)
+    assert lo == 0.0 and hi == pytest.approx(z * z / 5 / (1 + z * z / 5))  # k = 0: upper = z^2/n / (1 + z^2/n)
+    assert wilson(5, 5) == pytest.approx((1 - hi, 1.0))
+    assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+def test_paired_improvement_counts_seeds_with_half_ties():
+    share, lo, hi = paired_improvement(np.array([1.0, -1.0, 0.0, 2.0]))
+    assert share == pytest.approx(2.5 / 4) and (lo, hi) == pytest.approx(wilson(2.5, 4))
+    assert math.isnan(paired_improvement(np.zeros(0))[0])
 
 
 def test_pairs_differ_only_in_the_claims_axis(tmp_path):
@@ -59,72 +149,50 @@ def test_pairs_differ_only_in_the_claims_axis(tmp_path):
     assert find_pairs(df, by_name["aux 0.4 beats none"]) == []
 
 
-def test_table1_claim_rows_by_hand():
-    """FCN, B1-MAX, B1-AVE, B1236-MAX, B1236-AVE, B1236-MAX-DR, B1236-AVE-DR (the calibration tests' rows)."""
-    assert claim_pairs() == [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0),  # PPM beats the FCN baseline
-                             (3, 1), (4, 2),  # B1236 beats B1
-                             (2, 1), (4, 3), (6, 5),  # AVE beats MAX
-                             (5, 3), (6, 4)]  # DR helps
+MIOU = {"FCN": [0.50, 0.52, 0.51], "B1236-AVE-DR": [0.60, 0.61, 0.63], "B1236-AVE": [0.62, 0.60, 0.64]}
 
 
 def test_claims_carry_the_papers_difference(tmp_path):
-    df = build_table(fabricate(tmp_path, {"FCN": [0.50, 0.52, 0.51], "B1236-AVE-DR": [0.60, 0.61, 0.63],
-                                          "B1236-AVE": [0.62, 0.60, 0.64]}))
-    rows = judge_claims(df, load_paper_table("table1"))
+    rows = judge_claims(build_table(fabricate(tmp_path, MIOU)), load_paper_table("table1"))
     ppm = next(r for r in rows if r["claim"] == "PPM beats the FCN baseline" and r["better"] == "B1236-AVE-DR")
-    assert ppm["verdict"] == "supported" and ppm["n"] == 3
+    assert ppm["verdict"] == "supported" and ppm["n"] == 3 and ppm["seeds"] == [0, 1, 2]
     assert ppm["diff"] == pytest.approx(100 * (0.10 + 0.09 + 0.12) / 3)
     assert ppm["paper_diff"] == pytest.approx(41.68 - 37.23)
     dr = next(r for r in rows if r["claim"] == "DR helps")
     assert dr["paper_diff"] == pytest.approx(41.68 - 41.07) and dr["verdict"] == "inconclusive"
 
 
-def test_holm_adjusts_step_down_and_keeps_nan_out_of_the_family():
-    adjusted = holm([0.01, 0.04, math.nan, 0.03])
-    assert adjusted[0] == pytest.approx(0.03)  # 3 x 0.01
-    assert adjusted[3] == pytest.approx(0.06)  # 2 x 0.03
-    assert adjusted[1] == pytest.approx(0.06)  # 1 x 0.04, raised to the running max
-    assert math.isnan(adjusted[2])
-
-
-def test_probability_of_improvement_counts_pairs_of_runs_with_half_ties():
-    assert prob_improvement([3, 4], [1, 2]) == 1.0
-    assert prob_improvement([1, 3], [2]) == 0.5
-    assert prob_improvement([2, 2], [2, 1]) == pytest.approx((0.5 + 1 + 0.5 + 1) / 4)
-
-
-def test_seeds_needed_matches_the_t_power():
-    assert math.isnan(seeds_needed(0.0, 1.0, 0.05))
-    n = seeds_needed(1.0, 1.0, 0.05)  # paired t, d / sd = 1: 10 seeds give 80% power (G*Power: n = 10)
-    assert n == 10
-
-
-def test_bounded_intervals_are_clipped():
-    s = summarize([99.0, 99.5, 100.0], bounds=(0.0, 100.0))
-    assert s["ci_high"] == 100.0 and s["ci_low"] == pytest.approx(99.5 - 4.302652729911275 * 0.5 / math.sqrt(3))
-
-
-def test_pooled_rule_numbers_by_hand():
-    # 3 variants x 3 seeds; two-way residuals give sigma^2 = SS / ((3-1)(3-1))
-    y = np.array([[50.0, 52, 51], [60, 61, 63], [62, 60, 64]])
-    r = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
-    var = (r ** 2).sum() / 4
-    rows = decide(y, [(1, 0), (2, 0), (1, 2)])
-    se = math.sqrt(2 * var / 3)
-    assert rows[0]["pooled"] and rows[0]["df"] == 4 and rows[0]["diff"] == pytest.approx(31 / 3)
-    assert rows[0]["p_value"] == pytest.approx(2 * stats.t.sf((31 / 3) / se, 4))
-    assert rows[0]["ci_high"] - rows[0]["diff"] == pytest.approx(stats.t.ppf(0.975, 4) * se)
-    ps = sorted(r["p_value"] for r in rows)
-    assert min(r["p_adjusted"] for r in rows) == pytest.approx(3 * ps[0])
-    assert rows[2]["verdict"] == "inconclusive" and rows[2]["seeds_needed"] > 3
-
-
 def test_judge_claims_rows_carry_every_field(tmp_path):
-    df = build_table(fabricate(tmp_path, {"FCN": [0.50, 0.52, 0.51], "B1236-AVE-DR": [0.60, 0.61, 0.63],
-                                          "B1236-AVE": [0.62, 0.60, 0.64]}))
-    rows = judge_claims(df, load_paper_table("table1"))
+    rows = judge_claims(build_table(fabricate(tmp_path, MIOU)), load_paper_table("table1"))
     dr = next(r for r in rows if r["claim"] == "DR helps")
-    assert dr["diff"] == pytest.approx(-2 / 3) and dr["prob_improvement"] == pytest.approx(3.5 / 9)
-    assert dr["verdict"] == "inconclusive" and dr["seeds_needed"] >= 10
-    assert math.isnan(dr["image_ci_low"])  # no per-image counts in these records
+    assert dr["diff"] == pytest.approx(-2 / 3) and dr["prob_improvement"] == pytest.approx(1 / 3)  # 1 of 3 seeds
+    assert (dr["prob_improvement_low"], dr["prob_improvement_high"]) == pytest.approx(wilson(1, 3))
+    assert dr["verdict"] == "inconclusive" and dr["df"] == 2 and dr["sd"] == pytest.approx(np.std([-2, 1, -1], ddof=1))
+    assert dr["ci_low"] < 0 < dr["ci_high"] and dr["confidence"] >= 0.95
+    assert dr["detectable_low"] < dr["detectable_high"] and dr["seeds_low"] < dr["seeds_high"]
+    assert math.isnan(dr["image_ci_low"]) and math.isnan(dr["two_level_ci_low"])  # no per-image counts
+    assert dr["untrained"] == {"B1236-AVE-DR": (0, 3, 0.0, pytest.approx(wilson(0, 3)[1])),
+                               "B1236-AVE": (0, 3, 0.0, pytest.approx(wilson(0, 3)[1]))}
     assert all(r["p_adjusted"] >= r["p_value"] for r in rows) and "Holm" in dr["rule"] and "3 claim rows" in dr["rule"]
+
+
+def test_a_row_is_judged_on_the_seeds_both_variants_trained(tmp_path):
+    miou = {"FCN": [0.50, 0.52, 0.51, 0.50, 0.49], "B1-AVE": [0.60, 0.20, 0.61, 0.59, 0.62]}
+    df = build_table(fabricate(tmp_path, miou))
+    df["trained"] = [True] * 5 + [True, False, True, True, True]  # B1-AVE seed 1 never left the plateau
+    row = judge_claims(df)[0]
+    assert row["n"] == 4 and row["seeds"] == [0, 2, 3, 4]
+    assert row["diff"] == pytest.approx(100 * np.mean([0.10, 0.10, 0.09, 0.13]))
+    assert row["untrained"]["B1-AVE"] == pytest.approx((1, 5, *wilson(1, 5)))
+    assert row["untrained"]["FCN"][:2] == (0, 5) and row["verdict"] == "supported"
+    df["trained"] = pd.Series([None] * 10, dtype=object)  # no value: trained (records from before the flag)
+    assert judge_claims(df)[0]["n"] == 5
+
+
+def test_a_plan_tests_at_its_looks(tmp_path):
+    miou = {"FCN": [0.50, 0.52, 0.51, 0.50, 0.49, 0.50], "B1-AVE": [0.51, 0.50, 0.53, 0.52, 0.50, 0.53]}
+    df = build_table(fabricate(tmp_path, miou))
+    plan = SequentialPlan(first=3, step=3, max_seeds=9)
+    row = judge_claims(df, plan=plan)[0]
+    assert row["looks"] == 2 and row["planned_looks"] == 3 and row["verdict"] == "inconclusive"
+    assert row["n"] == 6 and "3 seeds: 0.333" in row["rule"]

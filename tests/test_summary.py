@@ -41,20 +41,10 @@ def test_memory_is_named_for_what_it_measures():
     assert "; " in memory_label(["cuda max_memory_allocated", "process peak RSS (ru_maxrss)"])
 
 
-def test_missing_seeds_and_few_variants_fall_back_to_the_pairs_own_test():
+def test_missing_seeds_use_the_pairs_shared_seeds():
     y = np.array([[1.0, 2.0, 3.0, np.nan], [0.0, 1.5, 2.0, 4.0]])
-    row = decide(y, [(0, 1)])[0]  # two variants: no pooled block; the paired t over 3 shared seeds
+    row = decide(y, [(0, 1)])[0]  # the paired t over the 3 shared seeds
     d = np.array([1.0, 0.5, 1.0])
-    assert not row["pooled"] and row["n"] == 3 and row["df"] == 2
+    assert row["n"] == 3 and row["df"] == 2 and row["columns"] == [0, 1, 2]
     assert row["diff"] == pytest.approx(d.mean()) and row["sd"] == pytest.approx(d.std(ddof=1))
     assert decide(y[:, :2], [(0, 1)])[0]["verdict"] == "too few seeds"
-
-
-def test_ten_seeds_use_a_bca_interval():
-    rng = np.random.default_rng(0)
-    y = rng.normal(size=(2, 12)) + np.array([[1.0], [0.0]])
-    row = decide(y, [(0, 1)])[0]
-    half = (row["ci_high"] - row["ci_low"]) / 2
-    t_half = 2.2009851600916384 * row["sd"] / math.sqrt(12)  # t(0.975, 11)
-    assert row["ci_low"] < row["diff"] < row["ci_high"] and half != pytest.approx(t_half, rel=1e-6)
-    assert half == pytest.approx(t_half, rel=0.35)

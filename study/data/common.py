@@ -41,6 +41,10 @@ class SegDataset(Dataset):
     def load(self, index: int) -> tuple[Image.Image, Image.Image]:
         raise NotImplementedError
 
+    def image_id(self, index: int) -> str:
+        """A name for item `index` in reports (the image-level bootstrap groups images by it)."""
+        return str(index)
+
     def __len__(self) -> int:
         raise NotImplementedError
 
@@ -95,6 +99,9 @@ class FilePairDataset(SegDataset):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def image_id(self, index: int) -> str:
+        return self.pairs[index][0].stem
 
     def load(self, index: int) -> tuple[Image.Image, Image.Image]:
         if index in self._cache:

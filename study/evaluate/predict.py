@@ -169,7 +169,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, cfg: EvalConfig, devic
     Items of equal image and label size are batched (up to cfg.batch_size); the first `cfg.qualitative`
     predictions are saved as PNG strips (image | truth | prediction) under `qualitative_dir`.
     Adds to `scores()`: "qualitative", "confusion_matrix", "protocol" (see `protocol`), "per_image_intersection"
-    and "per_image_union" (numpy int64 [n_images, K], dataset order, ignore pixels excluded).
+    and "per_image_union" (numpy int64 [n_images, K], dataset order, ignore pixels excluded), "per_image_ids"
+    (each image's name, the same order).
     """
     was_training = model.training
     model.eval()
@@ -211,6 +212,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, cfg: EvalConfig, devic
     empty = torch.zeros(0, k, dtype=torch.int64)
     metrics["per_image_intersection"] = (torch.stack(inters) if inters else empty).cpu().numpy()
     metrics["per_image_union"] = (torch.stack(unions) if unions else empty).cpu().numpy()
+    name = getattr(dataset, "image_id", str)
+    metrics["per_image_ids"] = [name(i) for i in range(len(dataset))]
     metrics["protocol"] = protocol(cfg, *(sizes or ((0, 0), (0, 0))))
     return metrics
 

@@ -148,7 +148,8 @@ def importances(values: dict[str, float], path: Path) -> str | None:
 
 
 def forest(claims: list[dict[str, Any]], path: Path, unit: str = "mIoU points") -> str | None:
-    """Each claim row's Δ with its seed interval (black) and image-level interval (blue), the paper's Δ (red x)."""
+    """Each claim row's Δ with its interval at the verdict's level (black), two-level (grey) and image-level (blue)
+    intervals, the paper's Δ (red x)."""
     if not claims:
         return None
     n = len(claims)
@@ -158,9 +159,12 @@ def forest(claims: list[dict[str, Any]], path: Path, unit: str = "mIoU points") 
         if np.isfinite(c["image_ci_low"]):
             ax.plot([c["image_ci_low"], c["image_ci_high"]], [y - 0.18] * 2, color="#5b8db8", linewidth=4,
                     solid_capstyle="butt", label="image-level 95%" if y == ys[0] else None)
+        if np.isfinite(c.get("two_level_ci_low", np.nan)):
+            ax.plot([c["two_level_ci_low"], c["two_level_ci_high"]], [y + 0.18] * 2, color="#999999", linewidth=4,
+                    solid_capstyle="butt", label="two-level 95%" if y == ys[0] else None)
         if np.isfinite(c["ci_low"]):
             ax.plot([c["ci_low"], c["ci_high"]], [y, y], color="black", linewidth=1.2,
-                    label="seed 95%" if y == ys[0] else None)
+                    label="seeds, at the verdict's level" if y == ys[0] else None)
         ax.scatter([c["diff"]], [y], color="black", s=18, zorder=3)
         if np.isfinite(c["paper_diff"]):
             ax.scatter([c["paper_diff"]], [y], color="#c0392b", marker="x", s=30, zorder=4,

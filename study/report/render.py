@@ -17,12 +17,12 @@ import pandas as pd
 from study.atomic import atomic_write_bytes, atomic_write_text
 from study.report import plots
 from study.report.blocks import Block, ci, fmt, pm, to_html, to_markdown
-from study.results.axes import AXES
 from study.report.controls_block import controls_blocks
+from study.report.verdicts import claim_blocks
+from study.results.axes import AXES
 from study.results.claims import judge_claims, load_paper_table
-from study.results.images import RESAMPLES, bootstrap_mious
+from study.results.images import bootstrap_mious
 from study.results.search import search_summary
-from study.results.stats import MIN_SEEDS
 from study.results.summary import memory_label, protocol_warnings, summarize_variants
 from study.results.table import ResultsError, load_manifest, load_records, read_table
 
@@ -33,44 +33,6 @@ CONVENTION = ("mIoU averages all classes of the data set, classes absent from th
 SEMANTICS = " ".join(["Model semantics: in this harness every pyramid branch is pool -> 1x1 conv -> BN -> ReLU.",
                       *(a.note for a in AXES if a.note)])
 AXES_SHOWN = tuple(a.column for a in AXES if a.shown)
-
-
-def _claim_blocks(claims: list[dict], fig_dir: Path) -> list[Block]:
-    blocks = [Block("heading", "The paper's claims: verdicts")]
-    if not claims:
-        return blocks + [Block("text", "No pair of variants in this study isolates one of the paper's claims.")]
-    n_max = max(c["n"] for c in claims)
-    if n_max < MIN_SEEDS:
-        blocks.append(Block("text", f"Too few seeds for a verdict: at least {MIN_SEEDS} shared seeds are needed "
-                                    f"(this study has {n_max}). Differences are shown without one."))
-    rows = [[c["claim"], f"{c['better']} vs {c['worse']}", c["n"], fmt(c["diff"]), ci(c["ci_low"], c["ci_high"]),
-             ci(c["image_ci_low"], c["image_ci_high"]), fmt(c["prob_improvement"]), _p(c["p_adjusted"]),
-             c["verdict"], fmt(c["paper_diff"]), _seeds(c["seeds_needed"])] for c in claims]
-    blocks.append(Block("table", headers=["claim", "better vs worse", "seeds", "Δ mIoU", "seed 95% CI",
-                                          "image-level 95% CI", "P(improvement)", "p (Holm)", "verdict",
-                                          "paper Δ", "seeds needed"], rows=rows))
-    file = plots.forest(claims, fig_dir / "claims_forest.png")
-    if file:
-        blocks.append(Block("figure", "Claims: Δ with its seed interval (black), image-level interval (blue), "
-                                      "paper's Δ (red x), 0 dashed", items=[f"figures/{file}"]))
-    blocks.append(Block("text", "Rule: " + claims[0]["rule"]))
-    blocks.append(Block("text", f"Image-level interval: the evaluation images resampled with replacement "
-                                f"({RESAMPLES} resamples, fixed seed, the same images for both variants and every "
-                                "seed), the seed-mean difference recomputed from per-image intersection and union "
-                                "counts, 95% percentile interval. It asks whether the difference is larger than the "
-                                "evaluation set's own sampling noise; empty where the records carry no per-image "
-                                "counts."))
-    return blocks
-
-
-def _p(v: float) -> str:
-    return "< 0.001" if v < 0.001 else fmt(v, 3)
-
-
-def _seeds(v: float) -> str:
-    if math.isnan(v):
-        return ""
-    return "> 10000" if math.isinf(v) else str(int(v))
 
 
 def _measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | None, records: list) -> list[Block]:
@@ -159,11 +121,11 @@ def build_blocks(study_dir: Path, out_dir: Path) -> list[Block]:
     if completed == 0:
         blocks.append(Block("text", "No run completed: there is nothing to compare. The failures are listed below."))
     try:
-        image_mious = bootstrap_mious(records)
+        images = bootstrap_mious(records)
     except ValueError as e:
         raise ResultsError(f"{study_dir}: {e}") from None
     blocks += controls_blocks(df) if "control" in manifest.name else []
-    blocks += _claim_blocks(judge_claims(df, paper, image_mious=image_mious), fig_dir)
+    blocks += claim_blocks(judge_claims(df, paper, images=images), fig_dir, images)
     blocks += _measured_blocks(df, summary, baseline, records)
     if paper is not None:
         blocks += _paper_blocks(paper, summary, str(manifest.paper_table))

@@ -1,15 +1,17 @@
 """The paper's claims as data, and their test on a results table.
 
 A claim compares two variants that differ only in the claim's axes (e.g. bins {1} vs {1,2,3,6} with the same
-pooling, reduction, backbone, recipe). Each such pair gets the paired difference over shared seeds, a seed
-interval, an image-level interval, P(improvement), a Holm-adjusted p-value and a verdict from the study-level
-rule in study.results.stats, the paper's difference for the same pair and, when inconclusive, the seeds needed.
+pooling, reduction, backbone, recipe). Each such pair gets the paired difference over the seeds on which both
+trained, its interval at the verdict's level, image-level and two-level intervals, P(improvement) on those seeds,
+a Holm-adjusted p-value and a verdict from the study-level rule in study.results.stats, the paper's difference for
+the same pair, what the row could detect and what the paper's difference would need (study.results.power), and
+each variant's "did not train" count.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,10 @@ from study.results.axes import (
     Axis,
     typed_axes,
 )
-from study.results.images import image_interval
-from study.results.stats import ALPHA, RULE, decide, prob_improvement
+from study.results.images import ImageBootstrap, image_interval, two_level_interval
+from study.results.power import plan as power_plan
+from study.results.sequential import SequentialPlan
+from study.results.stats import ALPHA, decide, paired_improvement, rule_text, wilson
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "configs" / "paper"
 Axes = dict[Axis, Any]  # one variant's typed axis values
@@ -107,46 +111,80 @@ def find_pairs(df: pd.DataFrame, claim: Claim) -> list[tuple[str, str]]:
 
 
 BOUNDED = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present")  # fractions in [0, 1]
+FINAL = ("completed", "failed")  # a run with one of these statuses has ended: its look can count
+
+
+def trained_mask(df: pd.DataFrame) -> pd.Series:
+    """The `trained` column as booleans; a table without it (or a run without a value) counts as trained."""
+    if "trained" not in df:
+        return pd.Series(True, index=df.index)
+    return df["trained"].map(lambda v: True if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v))
 
 
 def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou",
-                 image_mious: Mapping[tuple[str, int], np.ndarray] | None = None,
-                 alpha: float = ALPHA) -> list[dict[str, Any]]:
+                 images: ImageBootstrap | None = None, alpha: float = ALPHA,
+                 plan: SequentialPlan | None = None) -> list[dict[str, Any]]:
     """Every claim the study can test: one row per variant pair, differences in points.
 
-    The rule is `study.results.stats.decide` over all rows together (RULE describes it; row["rule"] carries
-    it). image_mious ({(variant, seed): resampled mIoUs}, study.results.images) adds the image-level interval.
+    The rule is `study.results.stats.decide` over all rows together (row["rule"] describes it), on the runs that
+    trained; each variant's "did not train: k of n" count comes along with its Wilson interval. `images`
+    (study.results.images.bootstrap_mious) adds the image-level and two-level intervals; `plan` (seeds added in
+    rounds) makes the rule test at the plan's looks, each with its share of alpha.
     """
+    ended = df[df["status"].isin(FINAL)]
     done = df[df["status"] == "completed"]
+    ok = done[trained_mask(done).to_numpy(dtype=bool)]
     by_variant = {v: {int(s): float(x) for s, x in zip(g["seed"], g[metric], strict=True)}
-                  for v, g in done.groupby("variant", sort=False)}
+                  for v, g in ok.groupby("variant", sort=False)}
     paper_miou = dict(zip(paper["variant"], paper["miou"], strict=True)) if paper is not None else {}
     found = [(claim, better, worse) for claim in CLAIMS for better, worse in find_pairs(df, claim)]
     names = list(dict.fromkeys(v for _, b, w in found for v in (b, w)))
-    seeds = sorted({s for v in names for s in by_variant.get(v, {})})
+    seeds = list(plan.seeds) if plan is not None else sorted({int(s) for s in df["seed"]})
     y = np.full((len(names), len(seeds)), np.nan)
+    finished = np.zeros(y.shape, dtype=bool)
     for i, v in enumerate(names):
+        ran = {int(s) for s in ended.loc[ended["variant"] == v, "seed"]}
         for j, s in enumerate(seeds):
             y[i, j] = by_variant.get(v, {}).get(s, np.nan)
+            finished[i, j] = s in ran
     scale = 100.0 if metric in BOUNDED else 1.0
-    decided = decide(scale * y, [(names.index(b), names.index(w)) for _, b, w in found], alpha)
-    rule = RULE.format(m=sum(math.isfinite(d["p_adjusted"]) for d in decided), alpha=alpha)
+    looks = plan.looks if plan is not None else None
+    decided = decide(scale * y, [(names.index(b), names.index(w)) for _, b, w in found], alpha, looks=looks,
+                     spend=plan.shares if plan is not None else None, finished=finished)
+    m = sum(math.isfinite(d["p_adjusted"]) for d in decided)
+    rule = rule_text(m, alpha, looks or (), plan.shares if plan is not None else ())
+    boot = images.mious if images is not None else {}
     rows = []
     for (claim, better, worse), d in zip(found, decided, strict=True):
-        shared_seeds = sorted(s for s in by_variant.get(better, {}) if s in by_variant.get(worse, {})
-                              and math.isfinite(by_variant[better][s]) and math.isfinite(by_variant[worse][s]))
+        a, b = names.index(better), names.index(worse)
+        used = [seeds[c] for c in d["columns"]]
+        diffs = scale * (y[a, d["columns"]] - y[b, d["columns"]])
         lo, hi = d["ci_low"], d["ci_high"]
         if scale == 100.0:  # a difference of two values in [0, 100] lies in [-100, 100]
             lo, hi = max(-100.0, lo), min(100.0, hi)
-        img = image_interval(image_mious or {}, better, worse, shared_seeds) if metric == "miou" \
-            else (math.nan, math.nan)
+        img = image_interval(boot, better, worse, used) if metric == "miou" else (math.nan, math.nan)
+        two = two_level_interval(boot, better, worse, used) if metric == "miou" else (math.nan, math.nan)
         paper_diff = (paper_miou[better] - paper_miou[worse]
                       if metric == "miou" and better in paper_miou and worse in paper_miou else math.nan)
-        rows.append({"claim": claim.name, "better": better, "worse": worse, "n": d["n"], "diff": d["diff"],
-                     "ci_low": lo, "ci_high": hi, "image_ci_low": img[0], "image_ci_high": img[1],
-                     "p_value": d["p_value"], "p_adjusted": d["p_adjusted"],
-                     "prob_improvement": prob_improvement(list(by_variant.get(better, {}).values()),
-                                                          list(by_variant.get(worse, {}).values())),
-                     "verdict": d["verdict"], "seeds_needed": d["seeds_needed"], "paper_diff": paper_diff,
-                     "paper_source": claim.paper_source, "pooled": d["pooled"], "metric": metric, "rule": rule})
+        imp, imp_lo, imp_hi = paired_improvement(diffs)
+        share = plan.shares[d["look"] - 1] if plan is not None else 1.0
+        design = power_plan(d["sd"], d["n"], level=alpha / max(m, 1) * share, planning_level=alpha / max(m, 1),
+                            paper_diff=paper_diff)
+        rows.append({"claim": claim.name, "better": better, "worse": worse, "n": d["n"], "seeds": used,
+                     "diff": d["diff"], "sd": d["sd"], "df": d["df"], "ci_low": lo, "ci_high": hi,
+                     "confidence": d["confidence"], "image_ci_low": img[0], "image_ci_high": img[1],
+                     "two_level_ci_low": two[0], "two_level_ci_high": two[1],
+                     "p_value": d["p_value"], "p_adjusted": d["p_adjusted"], "prob_improvement": imp,
+                     "prob_improvement_low": imp_lo, "prob_improvement_high": imp_hi, "verdict": d["verdict"],
+                     "look": d["look"], "looks": d["looks"], "planned_looks": d["planned_looks"],
+                     "untrained": {v: _untrained(done, v) for v in (better, worse)},
+                     "paper_diff": paper_diff, "paper_source": claim.paper_source, "metric": metric, "rule": rule,
+                     **design})
     return rows
+
+
+def _untrained(done: pd.DataFrame, variant: str) -> tuple[int, int, float, float]:
+    """(k, n, low, high): k of the variant's n completed runs did not train, with the 95% Wilson interval."""
+    runs = done[done["variant"] == variant]
+    k = int((~trained_mask(runs).to_numpy(dtype=bool)).sum())
+    return (k, len(runs), *wilson(k, len(runs)))

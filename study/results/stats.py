@@ -1,30 +1,29 @@
-"""Seed statistics that hold at a handful of seeds.
+"""Seed statistics that hold at a handful of seeds, with a verdict rule fixed before the data are seen.
 
-Per variant: mean, std and a 95% t-interval (clipped to the metric's bounds). Per compared pair: the mean
-difference over shared seeds. The study-level rule (`decide`) tests every pair against one noise variance
-estimated from the whole study (two-way variant x seed residuals, df = (V-1)(S-1)), with a guard that moves the
-pairs of a variant whose spread is far larger than the others' to their own paired t-test, and Holm's step-down
-over all rows. Chosen by simulation (tests/test_claim_calibration.py).
+Per variant: mean, std and a 95% t-interval (clipped to the metric's bounds). Per claim row (a pair of variants):
+the paired differences over the seeds both ran, a paired t-test on that pair's own differences (no noise pooled
+across variants, so unequal noise between variants cannot make another row's test anti-conservative), Holm's
+step-down over all rows of the study, and an interval at the level Holm tested the row at, so that an interval
+excluding 0 is a decided row and a decided row's interval excludes 0. With looks (seeds added in rounds,
+study.results.sequential) each row's p is the smallest over its looks of p divided by the look's share of alpha
+(Bonferroni over looks) before Holm. Checked by simulation in tests/test_claim_calibration.py.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 MIN_SEEDS = 3  # fewer shared seeds than this: no verdict
-ALPHA = 0.05  # family-wise error over all claim rows of a study
-FLAG_LEVEL = 0.05  # a variant whose residual variance exceeds the rest's at this level gets its own test
-EXCLUDE_LEVEL = 0.001  # ... and at this level it also leaves the pooled variance (a collapsing variant)
-POWER = 0.8
+ALPHA = 0.05  # family-wise error over all claim rows of a study (and over all looks)
+CONFIDENCE = 0.95  # descriptive intervals: per variant, P(improvement), the noise range
 
 
-def summarize(values: Sequence[float], confidence: float = 0.95,
+def summarize(values: Sequence[float], confidence: float = CONFIDENCE,
               bounds: tuple[float, float] | None = None) -> dict[str, float]:
     """n, mean, sample std and the t-interval of the mean (nan where n is too small), clipped to `bounds`."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
@@ -32,8 +31,7 @@ def summarize(values: Sequence[float], confidence: float = 0.95,
     out = {"n": n, "mean": float(x.mean()) if n else math.nan, "std": float(x.std(ddof=1)) if n > 1 else math.nan,
            "ci_low": math.nan, "ci_high": math.nan}
     if n > 1:
-        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * out["std"] / math.sqrt(n)
-        out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+        out["ci_low"], out["ci_high"] = t_interval(out["mean"], out["std"] / math.sqrt(n), n - 1, confidence)
         if bounds is not None:
             out["ci_low"], out["ci_high"] = max(bounds[0], out["ci_low"]), min(bounds[1], out["ci_high"])
     return out
@@ -43,185 +41,148 @@ def t_p_value(mean: float, se: float, df: float) -> float:
     """Two-sided p of mean / se against Student's t with df; exact 0 / 1 when se is 0."""
     if se <= 0:
         return 0.0 if mean != 0 else 1.0
-    return float(2 * stats.t.sf(abs(mean) / se, df))
+    return float(2 * special.stdtr(df, -abs(mean) / se))  # = 2 * stats.t.sf(|t|, df), without its overhead
 
 
-def t_interval(mean: float, se: float, df: float, confidence: float = 0.95) -> tuple[float, float]:
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+def t_interval(mean: float, se: float, df: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """mean +- t(df) * se: it excludes 0 exactly when t_p_value(mean, se, df) < 1 - confidence."""
+    half = -float(special.stdtrit(df, (1 - confidence) / 2)) * se  # = stats.t.isf((1 - confidence) / 2, df) * se
     return mean - half, mean + half
+
+
+def paired_t(d: np.ndarray) -> dict[str, Any]:
+    """The paired t-test of differences d (finite values): n, mean, sd, df, two-sided p (nan under MIN_SEEDS)."""
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    mean = math.fsum(d) / n if n else math.nan
+    out: dict[str, Any] = {"n": n, "mean": mean, "sd": math.nan, "df": n - 1, "p_value": math.nan}
+    if n >= MIN_SEEDS:
+        out["sd"] = 0.0 if (d == d[0]).all() else math.sqrt(math.fsum((d - mean) ** 2) / (n - 1))
+        out["p_value"] = t_p_value(out["mean"], out["sd"] / math.sqrt(n), n - 1)
+    return out
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values (nan stays nan and does not count in the family)."""
+    return holm_levels(p_values)[0]
+
+
+def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> tuple[list[float], list[float]]:
+    """Holm-adjusted p-values and each row's test level: alpha / (m - k) for the row Holm rejects at step k
+    (k = 0, 1, ...), alpha / (m - r) for every row it does not reject (r rows rejected), nan for nan.
+
+    A row is rejected (adjusted p < alpha) exactly when its own p is below its level, and every unrejected row's p
+    is at least its level: an interval at confidence 1 - level excludes 0 exactly for the rejected rows.
+    """
     p = np.asarray(p_values, dtype=float)
     idx = [i for i in np.argsort(p, kind="stable") if math.isfinite(p[i])]
-    m, out, running = len(idx), [math.nan] * len(p), 0.0
+    m, adjusted, levels, running = len(idx), [math.nan] * len(p), [math.nan] * len(p), 0.0
     for rank, i in enumerate(idx):
         running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = float(running)
-    return out
+        adjusted[i] = float(running)
+    rejected = sum(adjusted[i] < alpha for i in idx)
+    for rank, i in enumerate(idx):
+        levels[i] = alpha / (m - rank) if rank < rejected else alpha / (m - rejected)
+    return adjusted, levels
 
 
-def prob_improvement(better: Sequence[float], worse: Sequence[float]) -> float:
-    """P(a run of `better` scores above a run of `worse`) over all pairs of runs, ties 1/2."""
-    a = np.asarray([v for v in better if math.isfinite(v)], dtype=float)
-    b = np.asarray([v for v in worse if math.isfinite(v)], dtype=float)
-    if not len(a) or not len(b):
-        return math.nan
-    return float(((a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])).mean())
+def wilson(k: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a proportion k / n (k may count ties as halves); nan for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    z = float(stats.norm.isf((1 - confidence) / 2))
+    share = k / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (0.0 if k <= 0 else max(0.0, centre - half)), (1.0 if k >= n else min(1.0, centre + half))
 
 
-def seeds_needed(diff: float, sd: float, alpha: float, df_of_n=lambda n: n - 1, power: float = POWER,
-                 max_n: int = 10000) -> float:
-    """Smallest seed count whose two-sided t-test at `alpha` has `power` at the observed mean and spread."""
-    if not math.isfinite(diff) or not math.isfinite(sd) or diff == 0:
-        return math.nan
-    if sd == 0:
-        return float(MIN_SEEDS)
-    def enough(n: int) -> bool:
-        df, nc = df_of_n(n), abs(diff) / (sd / math.sqrt(n))
-        crit = stats.t.isf(alpha / 2, df)
-        return bool(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) >= power)
-
-    z = stats.norm.isf(alpha / 2) + stats.norm.ppf(power)
-    lo = max(MIN_SEEDS, int((z * sd / abs(diff)) ** 2))  # the normal approximation; t needs at least as many
-    if lo > max_n:
-        return math.inf
-    if enough(lo):
-        return float(lo)
-    hi = lo + 1
-    while not enough(hi):  # double, then bisect: power grows with n
-        lo, hi = hi, 2 * hi
-        if hi > 2 * max_n:
-            return math.inf
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
-    return float(hi) if hi <= max_n else math.inf
+def paired_improvement(d: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """P(improvement) on paired seeds: the share of seeds whose difference is > 0 (ties 1/2), with its Wilson
+    interval; the same seeds the row's difference uses. nan without seeds."""
+    d = np.asarray(d, dtype=float)
+    if not len(d):
+        return math.nan, math.nan, math.nan
+    k = float((d > 0).sum() + 0.5 * (d == 0).sum())
+    return (k / len(d), *wilson(k, len(d), confidence))
 
 
-@dataclass(frozen=True)
-class Noise:
-    """The study's pooled noise: per-run variance, its df, the variants it covers, and those flagged out."""
+def decide(y: np.ndarray, pairs: Sequence[tuple[int, int]], alpha: float = ALPHA, *,
+           looks: Sequence[int] | None = None, spend: Sequence[float] | None = None,
+           finished: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """The study-level rule on a variants x seeds matrix (nan: missing, failed or did not train) for
+    (better, worse) row pairs.
 
-    variance: float
-    df: int
-    seeds: tuple[int, ...]  # column indices of the balanced block
-    pooled: tuple[int, ...]  # row indices whose pairs (with each other) use the pooled variance
-    flagged: tuple[int, ...]  # rows whose spread was far larger: their pairs use their own paired test
-
-
-def _residual_variances(y: np.ndarray) -> tuple[np.ndarray, float, int]:
-    r = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
-    v, s = y.shape
-    df = (v - 1) * (s - 1)
-    ss = (r ** 2).sum(1)
-    return ss, float(ss.sum() / df) if df else math.nan, df
-
-
-def pooled_noise(y: np.ndarray, rows: Sequence[int], flag_level: float = FLAG_LEVEL) -> Noise | None:
-    """Two-way (variant x seed) residual variance over the largest balanced block of `rows` of y (nan: missing).
-
-    Guard: while the variant with the largest residual sum of squares exceeds the rest's by an F-test at
-    `flag_level`, it is flagged (and the test repeated on the rest, while more than 3 remain). Flagged variants'
-    pairs get their own paired t-test. The variance keeps a flagged variant unless its F-test p is below
-    EXCLUDE_LEVEL: a chance flag (about 5% of null studies) never leaves a variance biased low, while a variant
-    that collapsed on some seeds (spread many times the others') does not drown every other pair's test.
+    looks: planned look sizes as column counts, columns in the plan's seed order (default: one look over every
+    column); spend: the share of alpha each look gets (default equal shares; they must sum to at most 1). A look
+    counts for a pair once both variants `finished` (default: finite) every seed of it. Per pair and look: the
+    paired t over the finite differences; the pair's p = min over its looks of p / share (capped at 1); Holm over
+    every pair with a p. A verdict needs Holm-adjusted p < alpha, its side is the difference's sign at the look
+    shown: the deciding look (smallest p / share) for a decided pair, the last tested look otherwise. Its
+    interval: the t-interval at confidence 1 - level * share, `level` from `holm_levels`. Each row also says
+    which columns (seeds) the shown look used, and how many looks it had.
     """
-    rows = [i for i in rows if np.isfinite(y[i]).sum() >= MIN_SEEDS]
-    while len(rows) >= 3:
-        cols = [j for j in range(y.shape[1]) if np.isfinite(y[rows, j]).all()]
-        if len(cols) >= MIN_SEEDS:
-            break
-        rows.remove(min(rows, key=lambda i: (np.isfinite(y[i]).sum(), -i)))
-    else:
-        return None
-    _, var, df = _residual_variances(y[np.ix_(rows, cols)])
-    flagged: list[int] = []
-    test = list(rows)
-    while len(test) > 3:
-        ss, _, dft = _residual_variances(y[np.ix_(test, cols)])
-        v, k = len(test), int(np.argmax(ss))
-        df1, df2 = dft / v, dft * (v - 1) / v
-        rest = (ss.sum() - ss[k]) / df2
-        if rest > 0 and stats.f.sf((ss[k] / df1) / rest, df1, df2) >= flag_level:
-            break
-        flagged.append(test.pop(k))
-    rows = [i for i in rows if i not in flagged]
-    if flagged and len(rows) >= 3:  # against the variants that share the noise: who is far noisier?
-        ss, base, dft = _residual_variances(y[np.ix_(rows + flagged, cols)])
-        _, rest, df2 = _residual_variances(y[np.ix_(rows, cols)])
-        df1 = dft / (len(rows) + len(flagged))
-        excluded = [i for n, i in enumerate(rows + flagged) if i in flagged and rest > 0
-                    and stats.f.sf((ss[n] / df1) / rest, df1, df2) < EXCLUDE_LEVEL]
-        if excluded:  # the pooled pairs' noise without the variants far noisier than the rest
-            _, var, df = _residual_variances(y[np.ix_([i for i in rows + flagged if i not in excluded], cols)])
-    return Noise(var, df, tuple(cols), tuple(rows), tuple(flagged))
-
-
-def decide(y: np.ndarray, pairs: Sequence[tuple[int, int]], alpha: float = ALPHA,
-           confidence: float = 0.95, plan: bool = True) -> list[dict[str, Any]]:
-    """The study-level rule on a variants x seeds matrix (nan: missing) for (better, worse) row pairs.
-
-    Each pair: mean difference d over its shared seeds (n). When both rows are in the pooled block, its test
-    is t = d / sqrt(2 sigma^2 / n) with the pooled df; otherwise the pair's own paired t-test (df n - 1).
-    Holm over every pair with a p-value; a verdict needs Holm-adjusted p < alpha, its side is d's sign.
-    """
-    rows = sorted({i for p in pairs for i in p})
-    noise = pooled_noise(y, rows)
+    y = np.asarray(y, dtype=float)
+    finished = np.isfinite(y) if finished is None else np.asarray(finished, dtype=bool)
+    sizes = tuple(looks) if looks else (y.shape[1],)
+    shares = tuple(spend) if spend else (1 / len(sizes),) * len(sizes)
+    if len(shares) != len(sizes) or sum(shares) > 1 + 1e-9 or min(shares) <= 0:
+        raise ValueError(f"spend: {len(sizes)} positive shares summing to at most 1 expected, got {shares}")
     out = []
     for a, b in pairs:
-        ok = np.isfinite(y[a]) & np.isfinite(y[b])
-        d = (y[a] - y[b])[ok]
-        n = int(ok.sum())
-        row: dict[str, Any] = {"n": n, "diff": float(d.mean()) if n else math.nan, "ci_low": math.nan,
-                               "ci_high": math.nan, "p_value": math.nan, "sd": math.nan, "df": math.nan,
-                               "pooled": False}
-        if n >= MIN_SEEDS:
-            if noise is not None and a in noise.pooled and b in noise.pooled:
-                sd, df, row["pooled"] = math.sqrt(2 * noise.variance), noise.df, True
-            else:
-                sd, df = float(d.std(ddof=1)), n - 1
-            se = sd / math.sqrt(n)
-            row.update(sd=sd, df=df, p_value=t_p_value(row["diff"], se, df))
-            row["ci_low"], row["ci_high"] = t_interval(row["diff"], se, df, confidence)
-            if n >= 10:  # enough seeds for a BCa bootstrap of the pair's own differences
-                row["ci_low"], row["ci_high"] = bca_interval(d, confidence)
-        out.append(row)
-    adjusted = holm([r["p_value"] for r in out])
-    m = sum(math.isfinite(p) for p in adjusted)
-    v_pooled = len(noise.pooled) if noise is not None else 0
-    for row, p in zip(out, adjusted, strict=True):
-        row["p_adjusted"] = p
-        if row["n"] < MIN_SEEDS:
-            row["verdict"] = "too few seeds"
-        elif p < alpha:
-            row["verdict"] = "supported" if row["diff"] > 0 else "contradicted"
+        done = []
+        for size in sizes:
+            if looks and (size > y.shape[1] or not (finished[a, :size] & finished[b, :size]).all()):
+                break
+            cols = np.flatnonzero(np.isfinite(y[a, :size] - y[b, :size]))
+            done.append((cols, paired_t(y[a, cols] - y[b, cols])))
+        tested = [i for i, (_, t) in enumerate(done) if math.isfinite(t["p_value"])]
+        best = min(tested, key=lambda i: (done[i][1]["p_value"] / shares[i], -i)) if tested else None
+        p = min(1.0, done[best][1]["p_value"] / shares[best]) if best is not None else math.nan
+        out.append({"p_value": p, "looks": len(done), "planned_looks": len(sizes), "_done": done, "_best": best,
+                    "_last": tested[-1] if tested else (len(done) - 1 if done else None)})
+    adjusted, levels = holm_levels([r["p_value"] for r in out], alpha)
+    for row, p_adj, level in zip(out, adjusted, levels, strict=True):
+        done, best, last = row.pop("_done"), row.pop("_best"), row.pop("_last")
+        decided = math.isfinite(p_adj) and p_adj < alpha
+        shown = best if decided else last
+        cols, t = done[shown] if shown is not None else (np.zeros(0, int), paired_t(np.zeros(0)))
+        row.update(n=t["n"], diff=t["mean"], sd=t["sd"], df=t["df"], p_adjusted=p_adj, look=(shown or 0) + 1,
+                   columns=[int(c) for c in cols], ci_low=math.nan, ci_high=math.nan, confidence=math.nan)
+        if math.isfinite(p_adj) and math.isfinite(t["p_value"]):
+            row["confidence"] = 1 - level * shares[shown]
+            row["ci_low"], row["ci_high"] = t_interval(t["mean"], t["sd"] / math.sqrt(t["n"]), t["df"],
+                                                       row["confidence"])
+        if decided:
+            row["verdict"] = "supported" if t["mean"] > 0 else "contradicted"
         else:
-            row["verdict"] = "inconclusive"
-        row["seeds_needed"] = math.nan
-        if plan and row["verdict"] == "inconclusive":
-            df_of_n = (lambda k: (v_pooled - 1) * (k - 1)) if row["pooled"] else (lambda k: k - 1)
-            row["seeds_needed"] = seeds_needed(row["diff"], row["sd"], alpha / max(m, 1), df_of_n)
+            row["verdict"] = "inconclusive" if math.isfinite(p_adj) and math.isfinite(t["p_value"]) \
+                else "too few seeds"
     return out
 
 
-def bca_interval(d: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    if np.ptp(d) <= 1e-12:
-        return float(d[0]), float(d[0])
-    boot = stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=4999, method="BCa",
-                           random_state=np.random.default_rng(0))
-    return float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+RULE = ("Δ is the mean over shared seeds of (better - worse), on the runs that trained. Noise model, fixed before "
+        "the data: each row uses only its own two variants' paired differences (their sd, df = seeds - 1, shown "
+        "per row); nothing is pooled across variants, so a noisier variant widens only its own rows. Each row's "
+        "p-value is a paired t-test of Δ{looks_rule}; Holm's step-down over all {m} claim rows keeps the chance of "
+        "any false verdict in the study below {alpha:g}. Supported / contradicted: Holm-adjusted p < {alpha:g}, on "
+        "Δ's side; inconclusive otherwise. The interval is the paired t-interval at the level Holm tested the row "
+        "at (a row decided at Holm's step k: 1 - {alpha:g}/(m-k+1){looks_level}; an undecided row: Holm's next "
+        "threshold), so it excludes 0 exactly when the row is decided; it is at least a 95% interval. "
+        "P(improvement) is the share of the shared seeds on which the better variant scores higher (ties 1/2), "
+        "with its 95% Wilson interval. Detectable Δ: the smallest difference this row's test finds with 80% power "
+        "at its seeds and Holm's first threshold ({alpha:g}/{m}{looks_first}), as a range over the 95% chi-square "
+        "interval of the noise sd; seeds for the paper's Δ: the seeds that find the paper's difference with 80% "
+        "power at {alpha:g}/{m} in one look, over the same range. Per-variant intervals are 95% t-intervals "
+        "clipped to [0, 100].")
 
 
-RULE = ("Δ is the mean over shared seeds of (better - worse). The noise of one run is estimated once for the "
-        "whole study from the two-way variant x seed residuals (df = (V-1)(S-1)); a variant whose residual spread "
-        "exceeds the others' (F-test at 5%) is set apart and its pairs use their own paired t-test (df = n-1); one "
-        "far noisier than the rest (F-test p < 0.001, e.g. a variant that collapsed on some seeds) also leaves the "
-        "pooled variance. "
-        "Each pair's p-value is a t-test of Δ; Holm's step-down over all {m} claim rows keeps the chance of any "
-        "false verdict in the study below {alpha:g}. Supported / contradicted: Holm-adjusted p < {alpha:g}, on Δ's "
-        "side; inconclusive otherwise. The seed interval is the matching 95% t-interval (unadjusted; BCa bootstrap "
-        "from 10 seeds). P(improvement) is the share of (better run, worse run) pairs where the better variant "
-        "scores higher, ties 1/2. Seeds needed: seeds for 80% power at Holm's first threshold ({alpha:g}/{m}) at "
-        "the observed Δ and spread. Per-variant intervals are t-intervals clipped to [0, 100].")
+def rule_text(m: int, alpha: float = ALPHA, looks: Sequence[int] = (), shares: Sequence[float] = ()) -> str:
+    """RULE filled in for a study of m rows (and the planned looks with their shares of alpha, if any)."""
+    if len(looks) > 1:
+        split = ", ".join(f"{n} seeds: {share:.3g}" for n, share in zip(looks, shares, strict=True))
+        return RULE.format(m=m, alpha=alpha, looks_rule=f" at each planned look (seeds added in rounds to the "
+                           f"variants of undecided rows; looks and their shares of alpha fixed in advance: {split}), "
+                           "the row's p being the smallest over its looks of p / share (Bonferroni over looks)",
+                           looks_level=" times the deciding look's share", looks_first=" times the look's share")
+    return RULE.format(m=m, alpha=alpha, looks_rule="", looks_level="", looks_first="")
