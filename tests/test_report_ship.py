@@ -46,4 +46,4 @@ def test_results_take_precedence_over_shipped_inputs(tmp_path):
     assert fresh == study
     assert report_main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
     assert "| B1236-AVE " in (out / "table1" / "index.md").read_text()
-    assert "70.00" in (out / "table1" / "index.md").read_text()  # the new results, not the shipped ones
+    assert "70.0 ± 1.0" in (out / "table1" / "index.md").read_text()  # the new results, not the shipped ones
