@@ -15,7 +15,7 @@ from study.report.search_section import lead
 FACTS = {"runs": 6, "completed": 5, "failed": 1, "pruned": 0, "variants": 2, "seeds": [0, 1, 2],
          "data": ["camvid"], "train_size": 367, "val_size": 101, "crop": ["512x512"], "steps": ["1000"],
          "batch": ["8"], "lr": ["0.01", "0.02", "0.03"], "device": "cuda:0", "hardware": "cuda (NVIDIA H200)",
-         "precision": "bfloat16", "pretrained": True, "weights": ["ckpt/resnet50.pth"], "dates": None,
+         "precision": "bfloat16", "precision_from": "provenance", "pretrained": True, "weights": ["ckpt/resnet50.pth"], "dates": None,
          "untrained": [("B1-MAX", 2)], "checked": True}
 
 

@@ -73,13 +73,13 @@ def test_study_facts_read_what_ran_from_the_table_and_the_records():
     assert (facts["runs"], facts["completed"], facts["failed"], facts["pruned"]) == (4, 3, 1, 0)
     assert facts["seeds"] == [0, 1] and facts["variants"] == 2
     assert facts["lr"] == ["0.01", "0.02"] and facts["steps"] == ["400"]  # distinct over completed runs
-    assert facts["precision"] == "bfloat16" and facts["device"] == "cpu (x86_64, 1 threads)"
+    assert facts["precision"] == "bfloat16" and facts["precision_from"] == "throughput" and facts["device"] == "cpu (x86_64, 1 threads)"
     assert facts["hardware"] == "" and facts["pretrained"] is False and facts["weights"] == ["from scratch"]
     assert facts["dates"] == ("2026-01-01", "2026-01-03")
     assert facts["untrained"] == [("A", 1)] and facts["checked"] is True  # None counts as trained
     settings = {**prov, "settings": {"dtype": "float32", "hardware": "cpu (avx2, no native bf16)"}}
     facts = study_facts(df.drop(columns=["trained", "dtype"]), [Run(status="completed", provenance=settings,
                         config={"model": {"pretrained": "ckpt.pt"}}, finished_at="")])
-    assert facts["precision"] == "float32" and facts["hardware"] == "cpu (avx2, no native bf16)"
+    assert facts["precision"] == "float32" and facts["precision_from"] == "provenance" and facts["hardware"] == "cpu (avx2, no native bf16)"
     assert facts["untrained"] == [] and facts["checked"] is False and facts["pretrained"] is True
     assert facts["dates"] is None

@@ -57,7 +57,9 @@ def data_text(facts: Mapping[str, Any]) -> str:
 def precision_text(facts: Mapping[str, Any], amp: bool | None) -> str:
     p = facts["precision"]
     if p:
-        return {"bfloat16": "bf16 autocast", "float32": "fp32"}.get(p, p)
+        name = {"bfloat16": "bf16 autocast", "float32": "fp32"}.get(p, p)
+        return name + (" (the dtype the throughput measurement recorded)"
+                       if facts.get("precision_from") == "throughput" else "")
     if amp:
         return "precision not recorded (train.amp on: bf16 autocast where the hardware has bf16, else fp32)"
     return "fp32" if amp is False else "precision not recorded"

@@ -82,7 +82,8 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
     """What ran, read from the table and the records' config and provenance (the report words it).
 
     Keys: runs, completed, failed, pruned, variants, seeds, data, train_size, val_size, crop, steps, batch, lr
-    (lists of the distinct values over completed runs), device, hardware, precision, weights, dates (first and last
+    (lists of the distinct values over completed runs), device, hardware, precision (and precision_from: provenance
+    or throughput, the dtype its measurement recorded), pretrained, weights, dates (first and last
     day a run finished), untrained ([(variant, seed)] of completed runs flagged as not trained; [] without the
     column), checked (whether the table has the `trained` column).
     """
@@ -93,7 +94,9 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
         next((r.provenance for r in records), {})
     settings = prov.get("settings") or {}
     dtypes = sorted({str(v) for v in done["dtype"] if str(v) not in ("", "nan", "None")}) if "dtype" in done else []
-    precision = settings.get("dtype") or prov.get("dtype") or (", ".join(dtypes) if dtypes else "")
+    precision = settings.get("dtype") or prov.get("dtype") or ""
+    source = "provenance" if precision else "throughput" if dtypes else ""
+    precision = precision or ", ".join(dtypes)
     pretrained = sorted({str((r.config.get("model") or {}).get("pretrained") or "") for r in records})
     weights = sorted({str(r.provenance.get("weights", "")) for r in records} - {""})
     days = sorted({r.finished_at[:10] for r in records if r.finished_at})
@@ -105,7 +108,7 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
         **{key: _one_or_many(basis, key) for key in ("data", "crop", "steps", "batch", "lr")},
         "train_size": prov.get("train_size"), "val_size": prov.get("val_size"),
         "device": str(prov.get("device", "")), "hardware": str(settings.get("hardware") or prov.get("cpu") or ""),
-        "precision": str(precision), "pretrained": pretrained != [""], "weights": weights,
+        "precision": str(precision), "precision_from": source, "pretrained": pretrained != [""], "weights": weights,
         "dates": (days[0], days[-1]) if days else None,
         "untrained": [(str(v), int(s)) for v, s, ok in zip(done["variant"], done["seed"], flags, strict=True)
                       if not ok],
