@@ -17,6 +17,7 @@ import seaborn as sns  # noqa: E402
 from study.atomic import atomic_write_bytes  # noqa: E402
 
 DPI = 100
+LEGEND_MAX = 10  # more lines than this get no legend
 MAX_WIDTH = 11.0  # inches: a figure at DPI stays within a laptop page (1100 px)
 # one bundled font, no PNG metadata (see _save): the same figure gives the same bytes on every machine
 plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 9, "svg.hashsalt": "pspnet-study",
@@ -122,8 +123,11 @@ def curves(records: list[Any], order: list[str], path: Path) -> str | None:
     axes[0].set_ylabel("training loss (window mean)")
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("val mIoU (%)")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Training curves (mean over seeds)")
+    if len(order) <= LEGEND_MAX:
+        axes[0].legend(fontsize=7)
+        fig.suptitle("Training curves (mean over seeds)")
+    else:  # a legend of dozens of trials would cover the plot
+        fig.suptitle(f"Training curves (mean over seeds), {len(order)} variants, one line each")
     return _save(fig, path)
 
 
