@@ -1,10 +1,13 @@
 """Shipped reports: inputs copied next to the rendered report re-render it byte for byte without results/."""
 
 import shutil
+from pathlib import Path
 
+import pytest
 from fabricate import fabricate  # noqa: I001
 
 from study.report.__main__ import main as report_main
+from study.report.ship import SHIPPED
 from study.results.table import write_table
 
 MIOU = {"FCN": [0.50, 0.52, 0.51], "B1-AVE": [0.56, 0.57, 0.58], "B1236-AVE": [0.60, 0.61, 0.59]}
@@ -47,3 +50,18 @@ def test_results_take_precedence_over_shipped_inputs(tmp_path):
     assert report_main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
     assert "| B1236-AVE " in (out / "table1" / "index.md").read_text()
     assert "70.0 ± 1.0" in (out / "table1" / "index.md").read_text()  # the new results, not the shipped ones
+
+
+@pytest.mark.slow  # renders every shipped study (figures included)
+def test_the_shipped_reports_rerender_byte_for_byte(tmp_path):
+    """reports/ in git re-renders from reports/_inputs alone to the same bytes, the index included."""
+    shipped = Path(__file__).resolve().parents[1] / "reports"
+    if not (shipped / SHIPPED).is_dir():
+        pytest.skip("no shipped reports")
+    copy = tmp_path / "reports"
+    shutil.copytree(shipped, copy)
+    before = files(copy)
+    assert report_main(["--results", str(tmp_path / "no-results"), "--out", str(copy)]) == 0
+    after = files(copy)
+    assert sorted(after) == sorted(before)
+    assert [name for name in before if after[name] != before[name]] == []
