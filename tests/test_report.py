@@ -39,11 +39,13 @@ def test_report_content_and_determinism(tmp_path):
                  "absent from the split counting 0"):
         assert text in md, text
         assert text.removeprefix("## ").replace("'", "&#x27;") in html, text
-    for fig in ("miou_bars.png", "pareto.png", "curves.png", "per_class_iou.png"):
+    for fig in ("every_run.png", "pareto.png", "curves.png", "per_class_iou.png"):
         assert (out / "table1" / "figures" / fig).stat().st_size > 1000
         assert f"figures/{fig}" in md and f'src="figures/{fig}"' in html
     assert (out / "table1" / "qualitative" / "FCN__s0_000.png").exists()
-    assert "[table1](table1/index.md)" in (out / "index.md").read_text()
+    # the index: one row per study with its one-line conclusion, data, seeds and the day its last run finished
+    assert ("| [table1](table1/index.md) | fabricated | 9 supported, 4 inconclusive of 13 claim rows | probe | 0-2 | "
+            "2026-01-01 |") in (out / "index.md").read_text()
 
 
 def test_failed_runs_are_listed_and_strings_escaped(tmp_path):
@@ -101,19 +103,31 @@ def test_report_path_never_imports_torch(tmp_path):
     assert result.stdout.strip().endswith("ok")
 
 
-def test_search_studies_get_history_and_importances(tmp_path):
-    study = fabricate(tmp_path / "results", {"FCN": [0.5], "B1-AVE": [0.6]}, name="srch", paper_table=None,
-                      baseline=None)
+def test_search_studies_lead_with_the_search_and_count_pruned_trials(tmp_path):
+    trials = {"T0": {"train.lr": 0.01}, "T1": {"train.lr": 0.0234567}, "T2": {"train.lr": 0.03}}
+    study = fabricate(tmp_path / "results", {"T0": [0.5], "T1": [0.6], "T2": [0.45]}, variants=trials, name="srch",
+                      paper_table=None, baseline=None)
     manifest = study / "study.json"
     manifest.write_text(manifest.read_text().replace('"kind": "grid"', '"kind": "search"'))
+    path = study / "runs" / "T2__s0" / "record.json"
+    record = read_record(path)
+    write_record(dataclasses.replace(record, status="pruned", metrics={}, curves=record.curves[:1]), path.parent)
     (study / "trials.csv").write_text("number,value,state,params_train.lr\n0,0.5,TrialState.COMPLETE,0.01\n"
-                                      "1,0.6,TrialState.COMPLETE,0.02\n2,,TrialState.PRUNED,0.03\n")
+                                      "1,0.6,TrialState.COMPLETE,0.0234567\n2,0.3,TrialState.PRUNED,0.03\n")
     (study / "importances.json").write_text('{"train.lr": 0.7, "model.pool": 0.3}')
     out = tmp_path / "reports"
     assert report_main([str(study), "--out", str(out)]) == 0
     md = (out / "srch" / "index.md").read_text()
-    assert "figures/search_history.png" in md and "figures/importances.png" in md
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Conclusion", "## Search: best configurations", "## Trials"]
+    assert "Best configuration: trial 1 (train.lr 0.0235), mIoU 60.00 on one seed." in md
+    assert md.index("figures/search_history.png") < md.index("figures/importances.png") < md.index("## Trials")
     assert (out / "srch" / "figures" / "importances.png").stat().st_size > 1000
+    trials = md[md.index("## Trials"):md.index("## Figures")]
+    assert "| 1      | T1      | 60.00  " in trials and "| 2      | T0      | 50.00  " in trials
+    assert "T2" not in trials  # pruned: counted, not listed
+    assert "1 pruned trials are not listed; they stopped at step 10 (1)." in trials
+    assert "The paper's claims" not in md and "every_run.png" not in md  # one seed per trial: no verdicts
 
 
 def test_protocol_differences_are_warned(tmp_path):
@@ -129,26 +143,36 @@ def test_protocol_differences_are_warned(tmp_path):
     assert "rows differ in device: cpu, cuda:0" in md and "rows differ in eval_mode: slide, whole" in md
 
 
-def test_verdicts_come_first_with_forest_plot_rule_and_semantics(tmp_path):
+def test_the_conclusion_comes_first_then_verdicts_forest_every_run_and_measured(tmp_path):
     study = fabricate(tmp_path / "results", MIOU)
     out = tmp_path / "reports"
     assert report_main([str(study), "--out", str(out)]) == 0
     md = (out / "table1" / "index.md").read_text()
     rows = sum(len(find_pairs(build_table(study), claim)) for claim in CLAIMS)
+    html = (out / "table1" / "index.html").read_text()
     headings = [line for line in md.splitlines() if line.startswith("## ")]
-    assert headings[:2] == ["## The paper's claims: verdicts", "## Measured"]
+    assert headings[:4] == ["## Conclusion", "## The paper's claims: verdicts", "## Every run", "## Measured"]
     assert (out / "table1" / "figures" / "claims_forest.png").stat().st_size > 1000
-    assert md.index("figures/claims_forest.png") < md.index("## Measured")
-    for text in ("| interval at the verdict's level", "| level", "image-level 95% CI", "two-level 95% CI",
-                 "P(improvement) [95%]", "p (Holm)", "noise: sd of Δ (df)", "detectable Δ (80% power)",
-                 "seeds for the paper's Δ", "nothing is pooled across variants",
-                 f"Holm's step-down over all {rows} claim rows", "Model semantics", "`model.ppm_branch: raw`",
-                 "| branch", "0:50.00 1:52.00 2:51.00", "mean class acc (all classes)",
-                 "process peak RSS MB (includes the data cache)"):
+    assert (out / "table1" / "figures" / "every_run.png").stat().st_size > 1000
+    assert md.index("figures/claims_forest.png") < md.index("## Every run") < md.index("figures/every_run.png")
+    conclusion = md[:md.index("## The paper's claims")]
+    assert "What ran: 21 runs (21 completed) of 7 variants, seeds 0-2, on probe; recipe: crop 128x128; " in conclusion
+    assert "trained from scratch; on cpu (CPU model not recorded), fp32 (the dtype the throughput measurement recorded)." in conclusion
+    assert f"{rows} claim rows (pairs of variants that differ only in the claim's choice): " in conclusion
+    # B1236-AVE vs FCN: seeds (62-50, 61-52, 63-51) -> 11.0
+    assert "- **supported**: PPM beats the FCN baseline, B1236-AVE vs FCN: Δ +11.0 mIoU points" in conclusion
+    assert "Did not train: none flagged" in conclusion and "mechanism check" in conclusion
+    assert "Trained from scratch" in conclusion
+    for text in ("| interval (", "P(improvement) [95%]", "p (Holm)", "seeds for the paper's Δ",
+                 "noise: sd of Δ (df)", "detectable Δ (80% power)", "two-level 95% CI",
+                 "nothing is pooled across variants",
+                 "<details><summary>More per claim: ", f"Holm's step-down over all {rows} claim rows",
+                 "Model semantics", "`model.ppm_branch: raw`", "| branch", "mean class acc (all classes)",
+                 "process peak RSS MB (includes the data cache)", "<details><summary>mIoU per seed (table)",
+                 "| FCN          | 50.0     | 52.0     | 51.0     |", "How to read the numbers"):
         assert text in md, text
-    # B1236-AVE vs FCN: seeds (62-50, 61-52, 63-51) -> 11.00; sd of (12, 9, 12) = 1.7 with df 2;
-    # P(improvement) 3 of 3 seeds, Wilson [0.44, 1.00]
-    assert "| B1236-AVE vs FCN" in md and "| 11.00 " in md and "| 1.7 (2) " in md and "| 1.00 [0.44, 1.00] " in md
+    assert '<td class="ok l">supported</td>' in html and '<strong class="ok">supported</strong>' in html
+    assert "<details><summary>More per claim: " in html
 
 
 def test_untrained_runs_and_looks_are_shown_beside_the_verdict(tmp_path):
@@ -172,7 +196,8 @@ def test_bounded_intervals_bench_throughput_and_image_interval(tmp_path):
     out = tmp_path / "reports"
     assert report_main([str(study), "--out", str(out)]) == 0
     md = (out / "table1" / "index.md").read_text()
-    # pixel acc 98, 100, 99: t-interval 99 +- 4.30 / sqrt(3) = [96.52, 101.48], clipped at 100
-    assert "[96.52, 100.00]" in md and "101.48" not in md
+    # pixel acc 98, 100, 99 (sd 1, one decimal): t-interval 99 +- 4.30 / sqrt(3) = [96.52, 101.48], clipped at 100
+    assert "| 99.0 ± 1.0 " in md and "[96.5, 100.0]" in md and "101.5" not in md
     assert "| [10.00, 10.00] " in md  # IoU 0.6 vs 0.5 on every image: the image-level interval is a point
+    assert "image-level 95% CI" in md and "Image-level interval: the evaluation images resampled" in md
     assert "Throughput of FCN comes from bench/<variant>.json" in md and "| 420.0 " in md

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from study.results.search import search_summary
+from study.results.search import pruned_steps, search_summary
 
 
 def trials(rows):
@@ -35,3 +35,14 @@ def test_a_space_without_the_pyramid_says_nothing_about_it():
     df = pd.DataFrame({"number": [0], "value": [0.5], "state": ["COMPLETE"], "params_train.lr": [0.01]})
     s = search_summary(df)
     assert s["paper"]["keys"] == [] and s["paper"]["best_is_paper"] is None
+
+
+def test_pruned_runs_are_counted_by_the_step_they_stopped_at():
+    from types import SimpleNamespace as Run
+
+    runs = [Run(status="pruned", curves=[{"step": 100, "loss": 1.0}, {"step": 100, "val_miou": 0.5}]),
+            Run(status="pruned", curves=[{"step": 100}, {"step": 200, "val_miou": 0.6}]),
+            Run(status="pruned", curves=[{"step": 100}]),
+            Run(status="pruned", curves=[]),
+            Run(status="completed", curves=[{"step": 400}])]
+    assert pruned_steps(runs) == {0: 1, 100: 2, 200: 1}

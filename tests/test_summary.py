@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from study.results.stats import decide
-from study.results.summary import memory_label, protocol_warnings, summarize_variants
+from study.results.summary import memory_label, protocol_warnings, study_facts, summarize_variants
 
 
 def table(**cols):
@@ -48,3 +48,28 @@ def test_missing_seeds_use_the_pairs_shared_seeds():
     assert row["n"] == 3 and row["df"] == 2 and row["columns"] == [0, 1, 2]
     assert row["diff"] == pytest.approx(d.mean()) and row["sd"] == pytest.approx(d.std(ddof=1))
     assert decide(y[:, :2], [(0, 1)])[0]["verdict"] == "too few seeds"
+
+
+def test_study_facts_read_what_ran_from_the_table_and_the_records():
+    from types import SimpleNamespace as Run
+
+    df = table(variant=["A", "A", "B", "B"], seed=[0, 1, 0, 1], status=["completed"] * 3 + ["failed"],
+               data=["probe"] * 4, crop=["128x128"] * 4, steps=[400] * 4, batch=[8] * 4, lr=[0.01, 0.01, 0.02, 0.02],
+               dtype=["bfloat16", "bfloat16", "", ""], trained=[True, False, None, None])
+    prov = {"device": "cpu (x86_64, 1 threads)", "train_size": 2000, "val_size": 300, "weights": "from scratch"}
+    records = [Run(status="completed", provenance=prov, config={"model": {"pretrained": ""}},
+                   finished_at=f"2026-01-0{d}T10:00:00+00:00") for d in (3, 1, 2)]
+    facts = study_facts(df, records)
+    assert (facts["runs"], facts["completed"], facts["failed"], facts["pruned"]) == (4, 3, 1, 0)
+    assert facts["seeds"] == [0, 1] and facts["variants"] == 2
+    assert facts["lr"] == ["0.01", "0.02"] and facts["steps"] == ["400"]  # distinct over completed runs
+    assert facts["precision"] == "bfloat16" and facts["precision_from"] == "throughput" and facts["device"] == "cpu (x86_64, 1 threads)"
+    assert facts["hardware"] == "" and facts["pretrained"] is False and facts["weights"] == ["from scratch"]
+    assert facts["dates"] == ("2026-01-01", "2026-01-03")
+    assert facts["untrained"] == [("A", 1)] and facts["checked"] is True  # None counts as trained
+    settings = {**prov, "settings": {"dtype": "float32", "hardware": "cpu (avx2, no native bf16)"}}
+    facts = study_facts(df.drop(columns=["trained", "dtype"]), [Run(status="completed", provenance=settings,
+                        config={"model": {"pretrained": "ckpt.pt"}}, finished_at="")])
+    assert facts["precision"] == "float32" and facts["precision_from"] == "provenance" and facts["hardware"] == "cpu (avx2, no native bf16)"
+    assert facts["untrained"] == [] and facts["checked"] is False and facts["pretrained"] is True
+    assert facts["dates"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,11 @@ import seaborn as sns  # noqa: E402
 from study.atomic import atomic_write_bytes  # noqa: E402
 
 DPI = 100
-plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 9, "svg.hashsalt": "pspnet-study"})
+LEGEND_MAX = 10  # more lines than this get no legend
+MAX_WIDTH = 11.0  # inches: a figure at DPI stays within a laptop page (1100 px)
+# one bundled font, no PNG metadata (see _save): the same figure gives the same bytes on every machine
+plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 9, "svg.hashsalt": "pspnet-study",
+                     "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans"]})
 
 
 def _save(fig: plt.Figure, path: Path) -> str:
@@ -29,21 +34,38 @@ def _save(fig: plt.Figure, path: Path) -> str:
     return path.name
 
 
-def bars(summary: pd.DataFrame, path: Path, metric_label: str = "mIoU (%), all classes, absent count 0") -> str:
-    """Mean mIoU per variant with its 95% CI over seeds; seeds as dots."""
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(summary) + 1.5), 3.2))
-    xs = np.arange(len(summary))
-    means = summary["miou_mean"].to_numpy()
-    lo = means - summary["miou_ci_low"].fillna(summary["miou_mean"]).to_numpy()
-    hi = summary["miou_ci_high"].fillna(summary["miou_mean"]).to_numpy() - means
-    ax.bar(xs, means, color="#5b8db8", yerr=[lo, hi], capsize=3)
-    for i, seeds in enumerate(summary["miou_values"]):
-        ax.scatter([i] * len(seeds), seeds, color="black", s=8, zorder=3)
-    ax.set_xticks(xs, summary["variant"], rotation=30, ha="right")
-    ax.set_ylabel(metric_label)
-    finite = np.concatenate([np.asarray(v, dtype=float) for v in summary["miou_values"] if len(v)] or [np.zeros(1)])
-    ax.set_ylim(max(0.0, float(np.nanmin(finite)) - 8), min(100.0, float(np.nanmax(finite)) + 5))
-    ax.set_title("mIoU per variant (mean, 95% CI over seeds, dots: seeds)")
+def strip(summary: pd.DataFrame, path: Path, untrained: Collection[tuple[str, int]] = ()) -> str | None:
+    """Every completed run's mIoU (dots, spread sideways in seed order) beside its variant's mean (bar) and 95% CI
+    over seeds (line); the (variant, seed) runs in `untrained` as red crosses."""
+    data = summary[summary["n"] > 0].reset_index(drop=True)
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, max(4.5, 0.9 * len(data) + 1.5)), 3.4))
+    untrained = set(untrained)
+    for i, s in data.iterrows():
+        n = len(s["miou_values"])
+        width = min(0.09, 0.6 / max(n, 1))
+        xs = i + 0.18 + width * (np.arange(n) - (n - 1) / 2)
+        bad = np.array([(s["variant"], seed) in untrained for seed in s["miou_seeds"]], dtype=bool)
+        values = np.asarray(s["miou_values"], dtype=float)
+        ax.scatter(xs[~bad], values[~bad], s=14, color="#3a6f9a", zorder=3, label="a run (seed)" if i == 0 else None)
+        if bad.any():
+            ax.scatter(xs[bad], values[bad], s=30, marker="x", color="#c0392b", zorder=4, label="did not train")
+        if np.isfinite(s["miou_ci_low"]):
+            ax.plot([i - 0.18] * 2, [s["miou_ci_low"], s["miou_ci_high"]], color="black", linewidth=1.2,
+                    label="95% CI of the mean" if i == 0 else None)
+        ax.plot([i - 0.3, i - 0.06], [s["miou_mean"]] * 2, color="black", linewidth=2.2,
+                label="mean over seeds" if i == 0 else None)
+    ax.set_xticks(np.arange(len(data)), data["variant"], rotation=30 if len(data) > 4 else 0,
+                  ha="right" if len(data) > 4 else "center")
+    ax.set_xlim(-0.6, len(data) - 0.4)
+    ax.set_ylabel("mIoU (%), all classes, absent count 0")
+    ax.grid(axis="y", color="#e6e6e6", linewidth=0.8)
+    ax.set_axisbelow(True)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    ax.set_title("Every run: mIoU per seed (dots), mean and 95% CI per variant")
     return _save(fig, path)
 
 
@@ -101,8 +123,11 @@ def curves(records: list[Any], order: list[str], path: Path) -> str | None:
     axes[0].set_ylabel("training loss (window mean)")
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("val mIoU (%)")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Training curves (mean over seeds)")
+    if len(order) <= LEGEND_MAX:
+        axes[0].legend(fontsize=7)
+        fig.suptitle("Training curves (mean over seeds)")
+    else:  # a legend of dozens of trials would cover the plot
+        fig.suptitle(f"Training curves (mean over seeds), {len(order)} variants, one line each")
     return _save(fig, path)
 
 
@@ -110,7 +135,8 @@ def heatmap(per_class: pd.DataFrame, path: Path) -> str | None:
     """Per-class IoU (%), variants x classes, mean over seeds."""
     if per_class.empty:
         return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * per_class.shape[1] + 2), max(2.5, 0.4 * len(per_class) + 1)))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, max(5.0, 0.55 * per_class.shape[1] + 2)),
+                                    max(2.5, 0.4 * len(per_class) + 1)))
     sns.heatmap(per_class, annot=per_class.shape[1] <= 20, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax,
                 cbar_kws={"label": "IoU (%)"})
     ax.set_xlabel("")
@@ -120,17 +146,22 @@ def heatmap(per_class: pd.DataFrame, path: Path) -> str | None:
 
 
 def search_history(trials: pd.DataFrame, path: Path, direction: str) -> str | None:
-    """Objective per completed trial and the best so far."""
+    """Objective per completed trial and the best so far; pruned trials at their last reported value."""
     done = trials[trials["state"].astype(str).str.contains("COMPLETE")].sort_values("number")
     if done.empty:
         return None
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
     values = 100 * done["value"].to_numpy(dtype=float)
     best = np.maximum.accumulate(values) if direction == "maximize" else np.minimum.accumulate(values)
-    ax.scatter(done["number"], values, s=12, label="trial")
+    pruned = trials[trials["state"].astype(str).str.contains("PRUNED")].dropna(subset=["value"])
+    if len(pruned):
+        ax.scatter(pruned["number"], 100 * pruned["value"].to_numpy(dtype=float), s=14, marker="x",
+                   color="#aaaaaa", label="pruned (value when stopped)")
+    ax.scatter(done["number"], values, s=14, label="completed trial")
     ax.plot(done["number"], best, color="black", label="best so far")
     ax.set_xlabel("trial")
     ax.set_ylabel("objective (%)")
+    ax.grid(axis="y", color="#e6e6e6", linewidth=0.8)
     ax.legend(fontsize=7)
     ax.set_title("Optimisation history")
     return _save(fig, path)
@@ -140,7 +171,7 @@ def importances(values: dict[str, float], path: Path) -> str | None:
     if not values:
         return None
     items = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
-    fig, ax = plt.subplots(figsize=(5.0, 0.4 * len(items) + 1))
+    fig, ax = plt.subplots(figsize=(6.0, 0.4 * len(items) + 1))
     ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#5b8db8")
     ax.set_xlabel("importance (fANOVA, Optuna)")
     ax.set_title("Hyperparameter importances")

@@ -38,3 +38,13 @@ def search_summary(trials: pd.DataFrame, top: int = 5) -> dict[str, Any]:
             paper["best_paper_rank"] = int(list(is_paper).index(True)) + 1
     return {"counts": counts, "params": [c.removeprefix("params_") for c in params], "best": best, "paper": paper,
             "completed": len(done)}
+
+
+def pruned_steps(records: list[Any]) -> dict[int, int]:
+    """{step: number of pruned runs that stopped there}: a pruned run's last logged step (0 when it logged none)."""
+    out: dict[int, int] = {}
+    for r in records:
+        if r.status == "pruned":
+            step = max((int(c["step"]) for c in r.curves if "step" in c), default=0)
+            out[step] = out.get(step, 0) + 1
+    return dict(sorted(out.items()))

@@ -7,6 +7,8 @@ Throughput columns are medians over the variant's rows: the bench/<variant>.json
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from study.results.stats import summarize
@@ -63,3 +65,52 @@ def memory_label(kinds: list[str]) -> str:
     if all("rss" in k.lower() for k in kinds):
         return "process peak RSS MB (includes the data cache)"
     return "peak memory MB (" + "; ".join(kinds) + ")"
+
+
+def trained_flags(df: pd.DataFrame) -> pd.Series:
+    """The `trained` column as booleans; a table without it (or a run without a value) counts as trained."""
+    if "trained" not in df:
+        return pd.Series(True, index=df.index)
+    return df["trained"].map(lambda v: not (v is False or v == 0 or str(v).lower() == "false"))
+
+
+def _one_or_many(done: pd.DataFrame, column: str) -> list[str]:
+    return sorted(done[column].astype(str).unique()) if column in done else []
+
+
+def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
+    """What ran, read from the table and the records' config and provenance (the report words it).
+
+    Keys: runs, completed, failed, pruned, variants, seeds, data, train_size, val_size, crop, steps, batch, lr
+    (lists of the distinct values over completed runs), device, hardware, precision (and precision_from: provenance
+    or throughput, the dtype its measurement recorded), pretrained, weights, dates (first and last
+    day a run finished), untrained ([(variant, seed)] of completed runs flagged as not trained; [] without the
+    column), checked (whether the table has the `trained` column).
+    """
+    status = df["status"].astype(str)
+    done = df[status == "completed"]
+    basis = done if len(done) else df
+    prov = next((r.provenance for r in records if r.status == "completed"), None) or \
+        next((r.provenance for r in records), {})
+    settings = prov.get("settings") or {}
+    dtypes = sorted({str(v) for v in done["dtype"] if str(v) not in ("", "nan", "None")}) if "dtype" in done else []
+    precision = settings.get("dtype") or prov.get("dtype") or ""
+    source = "provenance" if precision else "throughput" if dtypes else ""
+    precision = precision or ", ".join(dtypes)
+    pretrained = sorted({str((r.config.get("model") or {}).get("pretrained") or "") for r in records})
+    weights = sorted({str(r.provenance.get("weights", "")) for r in records} - {""})
+    days = sorted({r.finished_at[:10] for r in records if r.finished_at})
+    flags = trained_flags(done)
+    return {
+        "runs": len(df), "completed": len(done), "failed": int((status == "failed").sum()),
+        "pruned": int((status == "pruned").sum()), "variants": int(df["variant"].nunique()),
+        "seeds": sorted(int(s) for s in df["seed"].unique()),
+        **{key: _one_or_many(basis, key) for key in ("data", "crop", "steps", "batch", "lr")},
+        "train_size": prov.get("train_size"), "val_size": prov.get("val_size"),
+        "device": str(prov.get("device", "")), "hardware": str(settings.get("hardware") or prov.get("cpu") or ""),
+        "precision": str(precision), "precision_from": source, "pretrained": pretrained != [""], "weights": weights,
+        "dates": (days[0], days[-1]) if days else None,
+        "untrained": [(str(v), int(s)) for v, s, ok in zip(done["variant"], done["seed"], flags, strict=True)
+                      if not ok],
+        "checked": "trained" in df,
+    }

@@ -1,0 +1,181 @@
+"""The conclusion a report opens with, in plain sentences generated from the results.
+
+What ran (data, recipe, seeds, machine, precision, weights), what the harness concluded per claim (one line each,
+with the difference and its interval), which runs did not train, and the caveats that matter. `one_line` gives
+the index's summary of a study.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from study.report.blocks import Block, decimals, signed
+from study.report.verdicts import level_label, row_digits
+
+ORDER = ("supported", "contradicted", "inconclusive", "too few seeds")
+SPREAD_FACTOR = 3.0  # a variant whose seed sd exceeds this many times the median variant's is named
+
+
+def seeds_text(seeds: Sequence[int]) -> str:
+    """0-4 for a run of consecutive seeds, else the list."""
+    s = sorted(seeds)
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ", ".join(str(v) for v in s)
+
+
+def _short(value: str) -> str:
+    try:
+        x = float(value)
+    except ValueError:
+        return value
+    return value if x.is_integer() else f"{x:.3g}"
+
+
+def _values(facts: Mapping[str, Any], key: str, label: str) -> str:
+    v = facts.get(key) or []
+    if len(v) <= 1:
+        return f"{label} {_short(v[0])}" if v else ""
+    try:
+        numbers = sorted(float(x) for x in v)
+    except ValueError:
+        return f"{label} varied ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})"
+    return f"{label} varied ({len(v)} values, {_short(str(numbers[0]))} to {_short(str(numbers[-1]))})"
+
+
+def data_text(facts: Mapping[str, Any]) -> str:
+    data = ", ".join(facts["data"]) or "data not recorded"
+    if facts.get("train_size") and facts.get("val_size"):
+        data += f" ({facts['train_size']} training, {facts['val_size']} evaluation images)"
+    return data
+
+
+def precision_text(facts: Mapping[str, Any], amp: bool | None) -> str:
+    p = facts["precision"]
+    if p:
+        name = {"bfloat16": "bf16 autocast", "float32": "fp32"}.get(p, p)
+        return name + (" (the dtype the throughput measurement recorded)"
+                       if facts.get("precision_from") == "throughput" else "")
+    if amp:
+        return "precision not recorded (train.amp on: bf16 autocast where the hardware has bf16, else fp32)"
+    return "fp32" if amp is False else "precision not recorded"
+
+
+def what_ran(facts: Mapping[str, Any], amp: bool | None, kind: str = "grid") -> str:
+    recipe = "; ".join(t for t in (_values(facts, "crop", "crop"), _values(facts, "steps", "steps"),
+                                   _values(facts, "batch", "batch"), _values(facts, "lr", "lr")) if t)
+    counts = [f"{facts['completed']} completed"] + [f"{facts[k]} {k}" for k in ("failed", "pruned") if facts[k]]
+    machine = facts["device"] or "device not recorded"
+    if facts["hardware"]:
+        machine += f", {facts['hardware']}"
+    elif machine.startswith("cpu"):
+        machine = machine[:-1] + "; CPU model not recorded)" if machine.endswith(")") else \
+            machine + " (CPU model not recorded)"
+    weights = "from pretrained weights (" + ", ".join(facts["weights"]) + ")" if facts["pretrained"] \
+        else "trained from scratch"
+    runs = f"{facts['runs']} trials ({', '.join(counts)})" if kind == "search" else \
+        f"{facts['runs']} runs ({', '.join(counts)}) of {facts['variants']} variants"
+    seeds = seeds_text(facts["seeds"])
+    return (f"What ran: {runs}, seed{'s' if len(facts['seeds']) > 1 else ''} {seeds}, on {data_text(facts)}; recipe: {recipe or 'not recorded'}; "
+            f"{weights}; on {machine}, {precision_text(facts, amp)}.")
+
+
+def claim_line(c: Mapping[str, Any]) -> str:
+    """**verdict**: claim, better vs worse: Δ +x mIoU points, 95% interval [lo, hi], n seeds (paper: +y)."""
+    d = row_digits(c)
+    diff = signed(c["diff"], d) if math.isfinite(c["diff"]) else "no difference measured"
+    line = f"**{c['verdict']}**: {c['claim']}, {c['better']} vs {c['worse']}: Δ {diff} mIoU points"
+    if math.isfinite(c.get("ci_low", math.nan)):
+        line += f", {level_label(c)} interval [{c['ci_low']:.{d}f}, {c['ci_high']:.{d}f}]"
+    line += f", {c['n']} seeds"
+    paper = c.get("paper_diff", math.nan)
+    return line + (f" (paper: {paper:+.2f})." if math.isfinite(paper) else ".")
+
+
+def verdict_counts(claims: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for c in claims:
+        counts[str(c["verdict"])] = counts.get(str(c["verdict"]), 0) + 1
+    names = sorted(counts, key=lambda v: (ORDER.index(v) if v in ORDER else len(ORDER), v))
+    return ", ".join(f"{counts[v]} {v}" for v in names)
+
+
+def untrained_text(facts: Mapping[str, Any], kind: str = "grid") -> str:
+    runs = facts["untrained"]
+    if runs:
+        listed = ", ".join(f"{v} seed {s}" for v, s in runs)
+        return (f"Did not train: {len(runs)} of {facts['completed']} completed runs ({listed}); claims are judged "
+                "on the runs that trained.")
+    if facts["checked"]:
+        return "Did not train: none (every completed run passed the training check)."
+    where = "the trials table lists every completed run" if kind == "search" else "the section Every run shows each seed"
+    return f"Did not train: none flagged (these records carry no training check; {where})."
+
+
+def spread_caveats(summary: pd.DataFrame) -> list[str]:
+    """Variants whose seed sd is far above the median variant's: a collapsed seed or a two-humped variant."""
+    sds = summary.dropna(subset=["miou_std"])
+    if len(sds) < 3:
+        return []
+    median = float(sds["miou_std"].median())
+    out = []
+    for _, s in sds.iterrows():
+        if median > 0 and s["miou_std"] > SPREAD_FACTOR * median:
+            d = decimals(s["miou_std"])
+            runs = ", ".join(f"{seed}: {v:.1f}" for seed, v in zip(s["miou_seeds"], s["miou_values"], strict=True))
+            out.append(f"{s['variant']} spreads over seeds far more than the others (sd {s['miou_std']:.{d}f} "
+                       f"points against a median of {median:.{decimals(median)}f}); its runs by seed: {runs}.")
+    return out
+
+
+def caveats(facts: Mapping[str, Any], summary: pd.DataFrame, warnings: Sequence[str], kind: str) -> list[str]:
+    out = []
+    if "probe" in facts["data"]:
+        out.append("The context probe is a mechanism check on data built so that the mechanism can show, not a "
+                   "reproduction of the paper's ADE20K numbers: compare directions, not levels; see the controls "
+                   "study for whether the harness can say no on it.")
+    out.append("Pretrained backbone: " + ", ".join(facts["weights"]) + "." if facts["pretrained"] else
+               "Trained from scratch (the paper fine-tunes ImageNet-pretrained backbones).")
+    if kind == "search":
+        out.append("One seed per trial, and pruned trials stopped early: a search ranks configurations, it does not "
+                   "test a claim.")
+    out += spread_caveats(summary)
+    out += [f"Compared runs differ in their protocol: {w}." for w in warnings]
+    return out
+
+
+def conclusion_blocks(*, facts: Mapping[str, Any], claims: Sequence[Mapping[str, Any]], summary: pd.DataFrame,
+                      warnings: Sequence[str], kind: str, amp: bool | None, lead: Sequence[str] = ()) -> list[Block]:
+    """The opening section: what ran, the kind's own result (lead), the verdict per claim, untrained, caveats."""
+    blocks = [Block("heading", "Conclusion"), Block("text", what_ran(facts, amp, kind))]
+    blocks += [Block("text", t) for t in lead]
+    if claims:
+        rows = f"{len(claims)} claim row{'s' if len(claims) > 1 else ''}"
+        blocks.append(Block("text", f"The harness's verdicts on {rows} (pairs of variants that differ only in the "
+                                    f"claim's choice): {verdict_counts(claims)}."))
+        blocks.append(Block("list", items=[claim_line(c) for c in claims]))
+    elif kind != "search":
+        blocks.append(Block("text", "No pair of variants in this study isolates one of the paper's claims."))
+    blocks.append(Block("text", untrained_text(facts, kind)))
+    blocks += [Block("text", "Caveats:"), Block("list", items=caveats(facts, summary, warnings, kind))]
+    return blocks
+
+
+def one_line(kind: str, claims: Sequence[Mapping[str, Any]], search: Mapping[str, Any] | None) -> str:
+    """The index's summary of a study."""
+    if kind == "search" and search and search.get("best"):
+        best = search["best"][0]
+        text = f"best trial {best['number']}: mIoU {100 * best['value']:.2f} (one seed)"
+        rank = (search.get("paper") or {}).get("best_paper_rank")
+        if (search.get("paper") or {}).get("best_is_paper"):
+            text += "; it is the paper's pyramid"
+        elif rank:
+            text += f"; the paper's pyramid ranks {rank} of {search['completed']} completed"
+        return text
+    if claims:
+        return f"{verdict_counts(claims)} of {len(claims)} claim row{'s' if len(claims) > 1 else ''}"
+    return "no claim isolated"

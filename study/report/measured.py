@@ -1,0 +1,122 @@
+"""The measured sections of a grid's report: every run per seed (strip plot), the accuracy and cost tables, the
+variants' axes, and the paper's table beside the measured one. Means and intervals at the precision their seed
+spread supports (study.report.blocks.decimals)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from study.report import plots
+from study.report.blocks import Block, ci, decimals, fmt, pm, signed
+from study.results.axes import AXES
+from study.results.summary import memory_label
+
+SEMANTICS = " ".join(["Model semantics: in this harness every pyramid branch is pool -> 1x1 conv -> BN -> ReLU.",
+                      *(a.note for a in AXES if a.note)])
+AXES_SHOWN = tuple(a.column for a in AXES if a.shown)
+
+def short(v: Any) -> str:
+    """An axis value: floats to 3 significant digits, the rest as printed by fmt."""
+    return f"{v:.3g}" if isinstance(v, float) and math.isfinite(v) else fmt(v)
+
+
+def every_run_blocks(summary: pd.DataFrame, untrained: list[tuple[str, int]], fig_dir: Path) -> list[Block]:
+    """The strip plot of every run beside its variant's mean and interval, and the per-seed values folded."""
+    file = plots.strip(summary, fig_dir / "every_run.png", untrained)
+    if not file:
+        return []
+    seeds = sorted({int(s) for v in summary["miou_seeds"] for s in v})
+    rows = []
+    for _, s in summary[summary["n"] > 0].iterrows():
+        d = decimals(s["miou_std"])
+        values = dict(zip(s["miou_seeds"], s["miou_values"], strict=True))
+        rows.append([s["variant"], *(("" if seed not in values else f"{values[seed]:.{d}f}"
+                                      + (" (did not train)" if (s["variant"], seed) in untrained else ""))
+                                     for seed in seeds)])
+    return [Block("heading", "Every run"),
+            Block("figure", "mIoU of every run (dots, by seed) beside its variant's mean and 95% CI",
+                  items=[f"figures/{file}"]),
+            Block("table", headers=["variant", *(f"seed {s}" for s in seeds)], rows=rows,
+                  fold="mIoU per seed (table)")]
+
+
+def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | None, records: list) -> list[Block]:
+    done = df[df["status"] == "completed"]
+    mem = memory_label(list(done["memory_kind"].astype(str))) if "memory_kind" in done else memory_label([])
+    base = summary[summary["variant"] == baseline].iloc[0] if baseline in set(summary["variant"]) else None
+    acc, cost = [], []
+    for _, s in summary.iterrows():
+        d, da = decimals(s["miou_std"]), decimals(s["acc_std"])
+        acc.append([s["variant"], f"{s['n']}/{s['runs']}", pm(s["miou_mean"], s["miou_std"]),
+                    ci(s["miou_ci_low"], s["miou_ci_high"], d), _delta(s, base), pm(s["acc_mean"], s["acc_std"]),
+                    ci(s["acc_ci_low"], s["acc_ci_high"], da), pm(s["macc_mean"], s["macc_std"])])
+        cost.append([s["variant"], fmt(s["train_img_s"], 1), fmt(s["infer_img_s"], 1), fmt(s["latency_ms_p50"], 1),
+                     fmt(s["peak_mem_mb"], 0), fmt(s["params_m"], 3), fmt(s["gflops"], 3),
+                     fmt(1000 * s["ppm_gflops"], 2), fmt(s["train_seconds"], 1)])
+    blocks = [Block("heading", "Measured"),
+              Block("table", headers=["variant", "n", "mIoU (mean ± sd)", "95% CI", f"Δ vs {baseline or '-'}",
+                                      "pixel acc", "95% CI", "mean class acc (all classes)"], rows=acc),
+              Block("text", "mIoU and mean class accuracy: all classes, absent classes counting 0. 95% CI: "
+                            "t-interval over seeds, clipped to [0, 100]."),
+              Block("table", headers=["variant", "train img/s", "infer img/s", "latency p50 ms", mem, "params M",
+                                      "GFLOPs", "PPM MFLOPs", "train s"], rows=cost)]
+    benched = sorted(v for v, src in zip(summary["variant"], summary["throughput_source"], strict=True)
+                     if "bench/" in str(src))
+    if benched:
+        blocks.append(Block("text", "Throughput of " + ", ".join(benched) + " comes from bench/<variant>.json, "
+                                    "measured once per variant alone on the machine after training; the other "
+                                    "variants' from their runs (median over seeds)."))
+    with_th = next((r for r in records if r.throughput), None)
+    th = with_th.throughput if with_th else {}
+    if th:
+        threads = with_th.config["run"]["threads"] or "torch default"
+        blocks.append(Block("text", f"Throughput protocol: {th.get('protocol', '')}; batch {th.get('batch_size')}, "
+                                    f"{th.get('dtype')}, channels_last {th.get('channels_last')}, compile "
+                                    f"{th.get('compile')}, device {th.get('device')}, torch threads {threads}; "
+                                    f"memory: {th.get('memory_kind') or 'n/a'} (process RSS includes the data "
+                                    "cache; CUDA figures are allocator peaks); FLOPs: "
+                                    f"{th.get('flop_counter') or 'n/a'}."))
+    first = done.drop_duplicates("variant") if len(done) else df.drop_duplicates("variant")
+    varying = [a.column for a in AXES if a.column in first and a.column not in AXES_SHOWN
+               and first[a.column].astype(str).nunique() > 1]
+    cols = [a for a in AXES_SHOWN if a in first] + varying
+    blocks += [Block("text", SEMANTICS),
+               Block("table", headers=["variant", *cols],
+                     rows=[[r["variant"], *(short(r[a]) for a in cols)] for _, r in first.iterrows()])]
+    return blocks
+
+
+def _delta(s: pd.Series, base: pd.Series | None) -> str:
+    """A variant's mean mIoU less the baseline's, at the precision of the difference's sd (both sds combined)."""
+    if base is None:
+        return ""
+    return signed(s["miou_mean"] - base["miou_mean"], decimals(math.hypot(s["miou_std"], base["miou_std"])))
+
+
+def paper_blocks(paper: pd.DataFrame, summary: pd.DataFrame, table_name: str) -> list[Block]:
+    measured = {s["variant"]: s for _, s in summary.iterrows()}
+    p_base = paper["miou"].iloc[0]
+    m_base = measured.get(paper["variant"].iloc[0])
+
+    def mine(v: str, key: str) -> str:
+        s = measured.get(v)
+        return "" if s is None else fmt(s[key], decimals(s["miou_std"] if key == "miou_mean" else s["acc_std"]))
+
+    prow = [[v, fmt(pmiou), fmt(pa), signed(pmiou - p_base), mine(v, "miou_mean"), mine(v, "acc_mean"),
+             _delta(measured[v], m_base) if v in measured else ""]
+            for v, pmiou, pa in zip(paper["variant"], paper["miou"], paper["pixel_acc"], strict=True)]
+    blocks = [Block("heading", f"Beside the paper ({table_name})"),
+              Block("text", "Paper: ADE20K val, ResNet backbones, 150 classes (Zhao et al., CVPR 2017), mIoU over "
+                            "all classes. Measured: this study's data and recipe. Compare directions and gaps, not "
+                            "levels."),
+              Block("table", headers=["variant", "paper mIoU", "paper pixel acc", "paper Δ", "measured mIoU",
+                                      "measured pixel acc", "measured Δ"], rows=prow)]
+    unmatched = [v for v in summary["variant"] if v not in set(paper["variant"])]
+    if unmatched:
+        blocks.append(Block("text", "Variants without a paper row (named differently from the paper's, or "
+                                    "study-only options such as branch raw): " + ", ".join(unmatched) + "."))
+    return blocks
