@@ -121,7 +121,7 @@ COLUMNS = (
 # keys that columns or the texts read, or that are not for the table
 KNOWN = {k for col in COLUMNS for k in col.keys} | {
     "look", "looks", "planned_looks", "prob_improvement_low", "prob_improvement_high", "p_value", "pooled",
-    "metric", "rule", "paper_source", "seeds", "columns"}
+    "metric", "rule", "paper_source", "seeds", "columns", "noise_sd_low", "noise_sd_high"}
 
 
 def _fallback(rows: Sequence[Row]) -> list[Column]:
