@@ -187,6 +187,8 @@ def test_a_row_is_judged_on_the_seeds_both_variants_trained(tmp_path):
     assert row["untrained"]["FCN"][:2] == (0, 5) and row["verdict"] == "supported"
     df["trained"] = pd.Series([None] * 10, dtype=object)  # no value: trained (records from before the flag)
     assert judge_claims(df)[0]["n"] == 5
+    df["trained"] = pd.array([True] * 6 + [False, pd.NA, True, True], dtype="boolean")  # as parquet reads it back
+    assert judge_claims(df)[0]["seeds"] == [0, 2, 3, 4]
 
 
 def test_a_plan_tests_at_its_looks(tmp_path):

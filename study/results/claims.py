@@ -118,7 +118,7 @@ def trained_mask(df: pd.DataFrame) -> pd.Series:
     """The `trained` column as booleans; a table without it (or a run without a value) counts as trained."""
     if "trained" not in df:
         return pd.Series(True, index=df.index)
-    return df["trained"].map(lambda v: True if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v))
+    return df["trained"].astype(object).map(lambda v: True if pd.isna(v) else bool(v))
 
 
 def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou",
