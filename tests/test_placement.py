@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from study.search import runner
+from study.search import placement, runner, supervise
 from study.search.placement import (
     PlacementError,
     Slot,
-    cells_left,
     check_gpus,
+    local_plan,
     parse_gpus,
     physical_ids,
     plan_workers,
 )
+from study.search.queue import cells_left
 from study.search.space import load_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,23 +88,23 @@ def test_local_workers_pin_each_process(monkeypatch, tmp_path):
     args = runner.parse_args(["s.yaml", "train.steps=2", "--gpus", "0,1", "--workers-per-gpu", "2"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(placement, "usable_cores", lambda: 8)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    slots, count = runner.placement(args)
+    slots, count = local_plan(args)
     assert count == 2
-    specs = runner.local_workers(args, "journal:x", slots)
+    specs = supervise.local_workers(args, "journal:x", slots)
     assert [w.env["CUDA_VISIBLE_DEVICES"] for w in specs] == ["0", "1", "0", "1"]
     assert all("run.threads=2" in w.argv and "--worker-only" in w.argv for w in specs)
     assert "--gpus-per-cell" not in specs[0].argv
     args = runner.parse_args(["s.yaml", "--gpus-per-cell", "2"])  # default: every visible GPU
-    slots, _ = runner.placement(args)
-    spec = runner.local_workers(args, "journal:x", slots)[0]
+    slots, _ = local_plan(args)
+    spec = supervise.local_workers(args, "journal:x", slots)[0]
     assert spec.env["CUDA_VISIBLE_DEVICES"] == "0,1" and spec.argv[-2:] == ("--gpus-per-cell", "2")
     args = runner.parse_args(["s.yaml", "--gpus", "0,3"])
     with pytest.raises(PlacementError, match="no GPU 3"):
-        runner.placement(args)
+        local_plan(args)
     args = runner.parse_args(["s.yaml", "--gpus", "0,3", "--dry-run"])  # --dry-run works anywhere
-    assert [s.device for s in runner.placement(args)[0]] == ["0", "3"]
+    assert [s.device for s in local_plan(args, check=not args.dry_run)[0]] == ["0", "3"]
 
 
 @pytest.fixture

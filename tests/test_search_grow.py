@@ -107,6 +107,8 @@ def test_a_search_grows_by_trials_and_refuses_a_changed_space(tmp_path, capsys):
     assert code == 0 and cells == ["trial-0000__s0", "trial-0001__s0", "trial-0002__s0"]
     code, cells = sweep(search_file(tmp_path, 5), out)
     assert code == 0 and cells == ["trial-0003__s0", "trial-0004__s0"]
+    study = queue.open_study(load_study(search_file(tmp_path, 5)), open_storage(default_url(out / "grow_search")))
+    assert [queue.cells_left(study, load_study(search_file(tmp_path, n))) for n in (7, 3)] == [(2, 7), (0, 3)]
     journal = out / "grow_search" / JOURNAL
     before = journal.read_bytes()
     capsys.readouterr()

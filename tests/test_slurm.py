@@ -116,3 +116,28 @@ def test_slurm_dry_run_prints_the_jobs_and_the_node_plan(study_file, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "4 of 4 cell(s) left" in proc.stdout and "3 SLURM job(s), partition gpu" in proc.stdout
     assert "  worker 7: CUDA_VISIBLE_DEVICES=7 threads=" in proc.stdout
+
+
+def test_a_node_plans_its_workers_as_the_sweep_command_does(monkeypatch):
+    """run_node on a node whose job was given GPUs 4-7 and 16 cores: one worker per GPU, pinned, 4 threads each,
+    the storage URL in their environment only."""
+    from study.search import placement
+    from study.search.supervise import STORAGE_ENV
+
+    started = []
+
+    class Done:
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(placement, "gpu_count", lambda: 4)
+    monkeypatch.setattr(placement, "usable_cores", lambda: 16)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    monkeypatch.setattr(slurm, "start", lambda spec: started.append(spec) or Done())
+    url = "postgresql://u:pw@h/db"
+    args = argparse.Namespace(**{**vars(args_for()), "executor": "local", "workers": None, "gpus": None})
+    result = slurm.run_node(args, url)
+    assert result["exit_codes"] == [0, 0, 0, 0]
+    assert [w.env["CUDA_VISIBLE_DEVICES"] for w in started] == ["4", "5", "6", "7"]
+    assert {w.env["OMP_NUM_THREADS"] for w in started} == {"4"} and {w.env[STORAGE_ENV] for w in started} == {url}
+    assert not any("pw" in arg for w in started for arg in w.argv)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from study.search import runner, supervise
-from study.search.storage import STORAGE_ENV
+from study.search.supervise import STORAGE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET_URL = "postgresql://alice:s3cret-pw@db-host:5432/optuna"
@@ -31,7 +31,7 @@ def test_workers_are_handed_the_storage_url_outside_their_command_lines(monkeypa
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     args = runner.parse_args(["s.yaml", "--storage", SECRET_URL, "--workers", "2", "--out", str(tmp_path)])
     slots, _ = runner.plan_for(args)
-    specs = runner.local_workers(args, args.storage, slots)
+    specs = supervise.local_workers(args, args.storage, slots)
     assert len(specs) == 2
     for spec in specs:
         assert "s3cret" not in " ".join(spec.argv) and "--storage" not in spec.argv

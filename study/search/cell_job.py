@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ import yaml
 
 from study.atomic import atomic_write_text
 from study.config import Config, config_hash
+from study.parent_death import ending_with_this_process
 from study.record import RECORD_FILE, RunRecord, completed_record, read_record, run_dir
 
 CELL_CONFIG = "cell.yaml"
@@ -37,16 +37,6 @@ JOB_LOG = "torchrun.log"
 PRUNE_DIR = "prune"
 PRUNE_ENV = "STUDY_PRUNE_DIR"  # set by the worker when it wants to be asked at each evaluation
 PRUNE_WAIT_S = 120.0
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the torchrun agent gets SIGTERM when its worker dies, so no orphan keeps training a re-queued cell."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def torchrun_command(nproc: int, cell_yaml: str, python: str = sys.executable) -> list[str]:
@@ -133,7 +123,7 @@ def torchrun_cell(nproc: int, env: dict[str, str] | None = None) -> Callable[...
             with open(folder / JOB_LOG, "a") as job_log:
                 proc = subprocess.run(torchrun_command(nproc, str(cell_yaml)), env=job_env, stdout=job_log,
                                       stderr=subprocess.STDOUT, cwd=os.getcwd(),
-                                      preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                      preexec_fn=ending_with_this_process())  # ends with its worker
         finally:
             if answerer is not None:
                 answerer.stop()

@@ -1,7 +1,8 @@
 """Where a study's local workers run: which GPUs each one owns (CUDA_VISIBLE_DEVICES), how many CPU threads.
 
 A pure plan (`plan_workers`) from the GPUs asked for, cells per GPU, GPUs per cell and the machine's cores, so that
-it is testable without GPUs; `visible_gpus` and `check_gpus` are the only parts that ask torch about the machine.
+it is testable without GPUs; `local_plan` applies it to this machine (the sweep command and each SLURM job's node
+alike), and `gpu_count` is the only part that asks torch about the machine.
 
 - No GPUs: `workers` CPU workers, the cores split among them (the embedded default).
 - GPUs: one worker per GPU (Optuna's one-process-per-GPU pattern), or K per GPU (`--workers-per-gpu K`: a small
@@ -14,9 +15,8 @@ it is testable without GPUs; `visible_gpus` and `check_gpus` are the only parts 
 from __future__ import annotations
 
 import os
+from argparse import Namespace
 from dataclasses import dataclass
-
-from optuna.trial import TrialState
 
 
 class PlacementError(ValueError):
@@ -108,6 +108,26 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a SLURM job's share, `taskset`), else the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def local_plan(args: Namespace, check: bool = True) -> tuple[list[Slot], int]:
+    """The workers of this machine (the sweep command, or one SLURM job on its node) and how many GPUs it has.
+
+    `--gpus` (default: every visible GPU; checked against the machine unless `check` is off, as for --dry-run),
+    `--workers-per-gpu`, `--workers`, `--gpus-per-cell`, and the cores this process may use."""
+    asked = parse_gpus(args.gpus)
+    count = gpu_count()
+    if asked is None:
+        asked = list(range(count))
+    elif check:
+        check_gpus(asked, count)
+    ids = physical_ids(asked, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return plan_workers(ids, args.workers_per_gpu, args.workers, args.gpus_per_cell, usable_cores()), count
+
+
 def check_gpus(ids: list[int], count: int) -> None:
     """Refuse GPU indices the machine does not have (one line)."""
     missing = [i for i in ids if i >= count]
@@ -115,25 +135,6 @@ def check_gpus(ids: list[int], count: int) -> None:
         have = f"GPUs 0-{count - 1}" if count else "no GPU"
         raise PlacementError(f"--gpus {','.join(map(str, ids))}: this machine has {have} "
                              f"(no GPU {','.join(map(str, missing))})")
-
-
-def cells_left(study, spec) -> tuple[int, int]:
-    """(cells still to run, cells in the study) from a study's trials, without enqueueing anything."""
-    from study.record import run_id
-    from study.search.queue import failures, trials_by_cell
-    from study.search.space import grid_cells
-
-    by_cell = trials_by_cell(study.get_trials(deepcopy=False)) if study is not None else {}
-
-    def finished(trials) -> bool:
-        states = {t.state for t in trials}
-        return bool(states & {TrialState.COMPLETE, TrialState.PRUNED}) or failures(trials) > spec.max_retries
-
-    if spec.kind == "grid":
-        cells = [run_id(v, s) for v, s in grid_cells(spec)]
-        return sum(1 for c in cells if not finished(by_cell.get(c, []))), len(cells)
-    total = spec.search.n_trials
-    return total - sum(1 for trials in by_cell.values() if finished(trials)), total
 
 
 def describe(slots: list[Slot]) -> list[str]:

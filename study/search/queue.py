@@ -222,3 +222,13 @@ def cell_state(trials: list[FrozenTrial], spec: StudySpec) -> str:
     if TrialState.RUNNING in states or TrialState.WAITING in states:
         return "pending"
     return "failed" if failures(trials) > spec.max_retries else "pending"
+
+
+def cells_left(study: optuna.Study | None, spec: StudySpec) -> tuple[int, int]:
+    """(cells still to run, cells in the study) from a study's trials (None: not created yet); enqueues nothing."""
+    by_cell = trials_by_cell(study.get_trials(deepcopy=False)) if study is not None else {}
+    if spec.kind == "grid":
+        cells = [run_id(v, s) for v, s in grid_cells(spec)]
+        return sum(1 for c in cells if cell_state(by_cell.get(c, []), spec) == "pending"), len(cells)
+    total = spec.search.n_trials
+    return max(0, total - sum(1 for trials in by_cell.values() if cell_state(trials, spec) != "pending")), total

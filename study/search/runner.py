@@ -20,21 +20,12 @@ from study.atomic import disk_error, disk_error_line
 from study.config import ConfigError
 from study.manifest import write_manifest
 from study.search.outputs import audit, export_records, progress, write_search_outputs
-from study.search.placement import (
-    PlacementError,
-    Slot,
-    cells_left,
-    check_gpus,
-    describe,
-    gpu_count,
-    parse_gpus,
-    physical_ids,
-    plan_workers,
-)
-from study.search.queue import StudyError, open_study, prepare
+from study.search.placement import PlacementError, Slot, describe, local_plan
+from study.search.queue import StudyError, cells_left, open_study, prepare
+from study.search.slurm import check_storage, node_slots, submit_and_wait
 from study.search.space import cell_config, load_study, study_manifest
-from study.search.storage import STORAGE_ENV, default_url, open_storage, redact, study_lock
-from study.search.supervise import WorkerSpec, supervise
+from study.search.storage import default_url, open_storage, redact, study_lock
+from study.search.supervise import STORAGE_ENV, local_workers, supervise
 from study.search.variant_bench import bench_variants
 from study.search.worker import RunFn, work
 
@@ -77,47 +68,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def placement(args: argparse.Namespace) -> tuple[list[Slot], int]:
-    """The local workers' plan and how many GPUs this machine has (checked unless --dry-run)."""
-    asked = parse_gpus(args.gpus)
-    count = gpu_count()
-    if asked is None:
-        asked = list(range(count))
-    elif not args.dry_run:
-        check_gpus(asked, count)
-    ids = physical_ids(asked, os.environ.get("CUDA_VISIBLE_DEVICES"))
-    return plan_workers(ids, args.workers_per_gpu, args.workers, args.gpus_per_cell, os.cpu_count() or 1), count
-
-
 def plan_for(args: argparse.Namespace) -> tuple[list[Slot], bool]:
     """The workers of this machine (or of one SLURM job's node) and whether GPUs are around; sets args.workers."""
     if args.executor == "slurm":
-        from study.search.slurm import check_storage, node_slots
-
         check_storage(args.storage)
         slots, has_gpus = node_slots(args), True
     else:
-        slots, count = placement(args)
+        slots, count = local_plan(args, check=not args.dry_run)
         has_gpus = count > 0
     args.workers = len(slots) * (args.slurm_jobs if args.executor == "slurm" else 1)
     return slots, has_gpus
-
-
-def worker_argv(args: argparse.Namespace, threads: int, procs: int) -> tuple[str, ...]:
-    """The command line of one worker process (`sweep ... --worker-only`); the storage URL is not on it."""
-    return ((sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
-             "--worker-only", "--out", args.out)
-            + (("--seeds", args.seeds) if args.seeds else ())
-            + (("--gpus-per-cell", str(procs)) if procs > 1 else ()))
-
-
-def local_workers(args: argparse.Namespace, url: str, slots: list[Slot]) -> list[WorkerSpec]:
-    """One process per planned worker, pinned to its GPUs (CUDA_VISIBLE_DEVICES) with its share of the cores.
-
-    The storage URL goes in the environment ($STUDY_STORAGE_URL), which only its user can read: a password on
-    a command line is visible to anyone on the node (`ps`)."""
-    return [WorkerSpec(s.label(), worker_argv(args, s.threads, s.procs), {**s.env(), STORAGE_ENV: url})
-            for s in slots]
 
 
 def worker_run_fn(args: argparse.Namespace, run_fn: RunFn | None, env: dict[str, str] | None = None) -> RunFn | None:
@@ -199,8 +159,6 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
           f"re-queued {counts['requeued']}, enqueued {counts['enqueued']}", flush=True)
     print(progress(study, spec, started, args.workers), flush=True)
     if args.executor == "slurm":
-        from study.search.slurm import submit_and_wait
-
         try:
             submit_and_wait(args, url, spec.name, study_dir)
         except PlacementError as e:

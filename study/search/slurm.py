@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from study.search.placement import PlacementError, Slot, gpu_count, physical_ids, plan_workers
+from study.search.placement import PlacementError, Slot, gpu_count, local_plan, plan_workers
+from study.search.supervise import local_workers, start
 
 
 def check_storage(url: str | None) -> None:
@@ -46,15 +47,8 @@ def local_job_gpus(job: int, per_job: int, available: int) -> tuple[int, ...]:
 
 
 def run_node(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    """The body of one job: plan the workers of this node, run them, wait. Returns what ran where."""
-    from study.search.runner import local_workers
-    from study.search.supervise import start
-
-    n = gpu_count()
-    ids = physical_ids(list(range(n)), os.environ.get("CUDA_VISIBLE_DEVICES"))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    slots = plan_workers(ids, args.workers_per_gpu if n else 1, None if n else args.workers, args.gpus_per_cell,
-                         cores)
+    """The body of one job: plan the workers of this node as the sweep command does, run them, wait."""
+    slots, _ = local_plan(args)
     specs = local_workers(args, url, slots)
     for w in specs:
         print(f"starting {w.label}", flush=True)
@@ -91,7 +85,9 @@ def submit(args: argparse.Namespace, url: str, name: str, folder: Path) -> list:
     except Exception as e:  # noqa: BLE001 - submitit raises plain errors for a missing sbatch and the like
         raise PlacementError(f"--executor slurm: {str(e).strip().splitlines()[0] if str(e).strip() else e}") \
             from None
-    worker_args = argparse.Namespace(**{**vars(args), "executor": "local", "dry_run": False, "workers": None})
+    # on the node: every GPU the job was given (K per GPU; on a machine without GPUs, one CPU worker)
+    worker_args = argparse.Namespace(**{**vars(args), "executor": "local", "dry_run": False, "workers": None,
+                                        "gpus": None, "workers_per_gpu": args.workers_per_gpu if available else 1})
     jobs = []
     for j in range(args.slurm_jobs):
         if local:  # else every local job sees GPUs 0..g-1

@@ -29,7 +29,6 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 
 JOURNAL = "optuna.journal"
-STORAGE_ENV = "STUDY_STORAGE_URL"  # the storage URL when --storage is not given; how workers are handed it
 TAIL_BYTES = 1 << 20  # how far back from the end to look for the last complete line
 
 

@@ -1,5 +1,8 @@
 """Local worker processes of a study: what each one runs (WorkerSpec), starting it, and keeping N of them alive.
 
+`local_workers` turns the plan (placement.py) into one `sweep ... --worker-only` process per slot, pinned to its
+GPUs with its share of the cores; the storage URL reaches it in $STUDY_STORAGE_URL, never on its command line.
+
 `supervise` polls the workers; when one dies (a crash, the OOM killer, SIGKILL), it asks the caller to re-queue the
 dead worker's cell (which resumes from its checkpoint) and starts a replacement with the same spec, up to a bound
 on restarts, one line per restart. A worker that exits 0 has found no work left, one that exits 2 has said
@@ -9,14 +12,19 @@ supervising process, however it ends.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from study.parent_death import ending_with_this_process
+from study.search.placement import Slot
+
+STORAGE_ENV = "STUDY_STORAGE_URL"  # the storage URL when --storage is not given; how workers are handed it
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,23 @@ class WorkerSpec:
 
 
 REFUSED = 2  # a worker's exit status after its one-line `error: ...`: restarting it would not help
+
+
+def worker_argv(args: argparse.Namespace, threads: int, procs: int) -> tuple[str, ...]:
+    """The command line of one worker process (`sweep ... --worker-only`); the storage URL is not on it."""
+    return ((sys.executable, "-m", "study", "sweep", args.study_file, *args.overrides, f"run.threads={threads}",
+             "--worker-only", "--out", args.out)
+            + (("--seeds", args.seeds) if args.seeds else ())
+            + (("--gpus-per-cell", str(procs)) if procs > 1 else ()))
+
+
+def local_workers(args: argparse.Namespace, url: str, slots: list[Slot]) -> list[WorkerSpec]:
+    """One process per planned worker, pinned to its GPUs (CUDA_VISIBLE_DEVICES) with its share of the cores.
+
+    The storage URL goes in the environment, which only its user can read: a password on a command line is
+    visible to anyone on the node (`ps`)."""
+    return [WorkerSpec(s.label(), worker_argv(args, s.threads, s.procs), {**s.env(), STORAGE_ENV: url})
+            for s in slots]
 
 
 def start(spec: WorkerSpec) -> subprocess.Popen:
