@@ -32,3 +32,20 @@ def test_default_study_is_the_papers_table1_on_the_probe():
                                    "B1236-AVE-DR"]
     assert spec.seeds == (0, 1, 2, 3, 4) and spec.paper_table == "table1" and spec.baseline == "FCN"
     assert load_config(spec.base_config).data.name == "probe"
+
+
+def test_camvid_finetune_recipe():
+    """Pretrained backbone at its own normalisation, head lr x10, frozen backbone BN, the paper's augmentation."""
+    cfg = load_config(CONFIGS / "camvid_finetune.yaml")
+    assert cfg.model.pretrained == "package:efficientnet-lite0" and cfg.model.backbone == "tf_efficientnet_lite0"
+    assert cfg.data.mean == cfg.data.std == (0.5, 0.5, 0.5)
+    assert cfg.train.head_lr_mult == 10.0 and cfg.model.backbone_bn == "frozen"
+    assert set(cfg.data.augment) == {"scale", "rotate", "blur", "flip"} and cfg.data.scale_range == (0.5, 2.0)
+    assert cfg.model.layers is None and cfg.model.stem_type is None
+    spec = load_study(CONFIGS / "studies" / "table1_camvid_finetune.yaml")
+    assert len(spec.variants) == 7 and len(spec.seeds) >= 3
+
+
+def test_configs_do_not_point_at_a_machine_specific_data_copy():
+    for path in CONFIGS.glob("*.yaml"):
+        assert "shared" not in load_config(path).data.root, path
