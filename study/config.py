@@ -49,6 +49,7 @@ class ModelConfig:
     aux_channels: int = 256
     dropout: float = 0.1
     aux_weight: float = 0.4  # 0 builds no aux head
+    ppm_norm: str = added("bn")  # the branches' norm after their 1x1 conv: bn (paper) | none (conv with bias) | gn
 
     def validate(self) -> None:
         _check(self.output_stride in (8, 16, 32), "model.output_stride", "must be 8, 16 or 32")
@@ -59,6 +60,9 @@ class ModelConfig:
         _check(self.ppm_branch in ("conv", "raw"), "model.ppm_branch", "must be 'conv' or 'raw'")
         _check(not (self.ppm_branch == "raw" and self.reduction and self.pyramid_bins), "model.ppm_branch",
                "raw branches concatenate pooled maps at full width: set model.reduction=false")
+        _check(self.ppm_norm in ("bn", "none", "gn"), "model.ppm_norm", "must be 'bn', 'none' or 'gn'")
+        _check(not (self.ppm_branch == "raw" and self.ppm_norm != "bn"), "model.ppm_norm",
+               "raw branches have no conv or norm: leave model.ppm_norm at bn")
         _check(self.head_channels >= 1, "model.head_channels", "must be >= 1")
         _check(self.aux_channels >= 1, "model.aux_channels", "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
@@ -138,6 +142,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format (faster with cuDNN and with oneDNN on CPUs)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
+    warmup_steps: int = added(0)  # linear lr warm-up: step s (0-based) runs at (s + 1) / warmup_steps of the poly lr
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", "must be >= 1")
@@ -150,6 +155,7 @@ class TrainConfig:
         _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
         _check(self.log_every >= 1, "train.log_every", "must be >= 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
+        _check(0 <= self.warmup_steps <= self.steps, "train.warmup_steps", "must be in [0, train.steps]")
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from study.config import Config, ConfigError, config_hash
@@ -45,6 +47,9 @@ def test_base_chain_then_file_then_cli(tmp_path):
         ("data.augment=[flip, jitter]", "data.augment"),
         ("eval.mode=tiles", "eval.mode"),
         ("model.aux_weight=-1", "model.aux_weight"),
+        ("model.ppm_norm=ln", "model.ppm_norm"),
+        ("train.warmup_steps=-1", "train.warmup_steps"),
+        ("train.warmup_steps=900", "train.warmup_steps"),
     ],
 )
 def test_errors_name_the_key(override, key):
@@ -136,3 +141,11 @@ def test_an_added_field_enters_the_hash_only_off_its_default():
     assert hash_of(Extra()) == base
     assert hash_of(Extra(new=0.0)) == base
     assert hash_of(Extra(new=0.5)) == {"old": 1, "new": 0.5}
+
+
+def test_recipe_fields_keep_old_hashes_at_their_defaults():
+    base = Config()
+    assert base.model.ppm_norm == "bn" and base.train.warmup_steps == 0
+    assert config_hash(base.replace(model=dataclasses.replace(base.model, ppm_norm="bn"))) == config_hash(base)
+    assert config_hash(base.replace(model=dataclasses.replace(base.model, ppm_norm="none"))) != config_hash(base)
+    assert config_hash(base.replace(train=dataclasses.replace(base.train, warmup_steps=40))) != config_hash(base)
