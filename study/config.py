@@ -142,6 +142,8 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format (faster with cuDNN and with oneDNN on CPUs)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
+    # a run "trained" when its final loss is at most this share of its first step's loss (0: no check)
+    trained_loss_ratio: float = added(0.5)
     warmup_steps: int = added(0)  # linear lr warm-up: step s (0-based) runs at (s + 1) / warmup_steps of the poly lr
 
     def validate(self) -> None:
@@ -155,6 +157,7 @@ class TrainConfig:
         _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
         _check(self.log_every >= 1, "train.log_every", "must be >= 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
+        _check(0 <= self.trained_loss_ratio <= 1, "train.trained_loss_ratio", "must be in [0, 1]")
         _check(0 <= self.warmup_steps <= self.steps, "train.warmup_steps", "must be in [0, train.steps]")
 
 
@@ -245,7 +248,7 @@ SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": 
 
 # Keys that place or label a run but do not change what it computes: left out of the hash.
 UNHASHED = {("run", "study"), ("run", "variant"), ("run", "out_dir"), ("run", "device"), ("run", "threads"),
-            ("data", "workers"), ("data", "root"), ("train", "log_every")}
+            ("data", "workers"), ("data", "root"), ("train", "log_every"), ("train", "trained_loss_ratio")}
 
 
 def _check(ok: bool, key: str, message: str) -> None:
