@@ -143,7 +143,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
     # a run "trained" when its final loss is at most this share of its first step's loss (0: no check)
-    trained_loss_ratio: float = added(0.5)
+    trained_loss_ratio: float = added(0.45)
     warmup_steps: int = added(0)  # linear lr warm-up: step s (0-based) runs at (s + 1) / warmup_steps of the poly lr
 
     def validate(self) -> None:

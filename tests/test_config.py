@@ -49,6 +49,7 @@ def test_base_chain_then_file_then_cli(tmp_path):
         ("model.aux_weight=-1", "model.aux_weight"),
         ("model.ppm_norm=ln", "model.ppm_norm"),
         ("train.warmup_steps=-1", "train.warmup_steps"),
+        ("train.trained_loss_ratio=1.5", "train.trained_loss_ratio"),
         ("train.warmup_steps=900", "train.warmup_steps"),
     ],
 )
@@ -149,3 +150,6 @@ def test_recipe_fields_keep_old_hashes_at_their_defaults():
     assert config_hash(base.replace(model=dataclasses.replace(base.model, ppm_norm="bn"))) == config_hash(base)
     assert config_hash(base.replace(model=dataclasses.replace(base.model, ppm_norm="none"))) != config_hash(base)
     assert config_hash(base.replace(train=dataclasses.replace(base.train, warmup_steps=40))) != config_hash(base)
+    # the "trained" rule judges a run and changes nothing it computes: any value keeps the hash
+    assert base.train.trained_loss_ratio == 0.45
+    assert config_hash(base.replace(train=dataclasses.replace(base.train, trained_loss_ratio=0.0))) == config_hash(base)
