@@ -52,6 +52,7 @@ class ModelConfig:
     dropout: float = 0.1
     aux_weight: float = 0.4  # 0 builds no aux head
     backbone_bn: str = added("batch")  # batch: BN trains as usual; frozen: backbone BN statistics and affine fixed
+    ppm_norm: str = added("bn")  # the branches' norm after their 1x1 conv: bn (paper) | none (conv with bias) | gn
 
     def validate(self) -> None:
         _check(self.output_stride in (8, 16, 32), "model.output_stride", "must be 8, 16 or 32")
@@ -62,6 +63,9 @@ class ModelConfig:
         _check(self.ppm_branch in ("conv", "raw"), "model.ppm_branch", "must be 'conv' or 'raw'")
         _check(not (self.ppm_branch == "raw" and self.reduction and self.pyramid_bins), "model.ppm_branch",
                "raw branches concatenate pooled maps at full width: set model.reduction=false")
+        _check(self.ppm_norm in ("bn", "none", "gn"), "model.ppm_norm", "must be 'bn', 'none' or 'gn'")
+        _check(not (self.ppm_branch == "raw" and self.ppm_norm != "bn"), "model.ppm_norm",
+               "raw branches have no conv or norm: leave model.ppm_norm at bn")
         _check(self.head_channels >= 1, "model.head_channels", "must be >= 1")
         _check(self.aux_channels >= 1, "model.aux_channels", "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
@@ -152,6 +156,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
     force_settings: bool = added(False)  # take amp and channels_last as set, even where they measured slower
+    # a run "trained" when its final loss is at most this share of its first step's loss (0: no check)
+    trained_loss_ratio: float = added(0.45)
+    warmup_steps: int = added(0)  # linear lr warm-up: step s (0-based) runs at (s + 1) / warmup_steps of the poly lr
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", "must be >= 1")
@@ -164,6 +171,8 @@ class TrainConfig:
         _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
         _check(self.log_every >= 1, "train.log_every", "must be >= 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
+        _check(0 <= self.trained_loss_ratio <= 1, "train.trained_loss_ratio", "must be in [0, 1]")
+        _check(0 <= self.warmup_steps <= self.steps, "train.warmup_steps", "must be in [0, train.steps]")
 
 
 @dataclass(frozen=True)
@@ -255,7 +264,7 @@ SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": 
 
 # Keys that place or label a run but do not change what it computes: left out of the hash.
 UNHASHED = {("run", "study"), ("run", "variant"), ("run", "out_dir"), ("run", "device"), ("run", "threads"),
-            ("data", "workers"), ("data", "root"), ("train", "log_every")}
+            ("data", "workers"), ("data", "root"), ("train", "log_every"), ("train", "trained_loss_ratio")}
 
 
 def _check(ok: bool, key: str, message: str) -> None:

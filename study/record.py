@@ -48,6 +48,10 @@ class RunRecord:
     artifacts: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
+    # did training leave the initial plateau (see `training_check`); None: not judged (failed, pruned, old record)
+    trained: bool | None = None
+    # the rule's numbers: rule, max_ratio, initial_loss, final_loss, ratio
+    training_check: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,6 +67,25 @@ class RunRecord:
         if data["status"] not in STATUSES:
             raise ValueError(f"run record: status {data['status']!r} is not one of {STATUSES}")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+TRAINED_RULE = "final_loss <= max_ratio x initial_loss"
+
+
+def training_check(curves: list[dict[str, Any]], initial_loss: float | None, max_ratio: float
+                   ) -> tuple[bool | None, dict[str, Any]]:
+    """Whether a run trained: its final logged loss is at most `max_ratio` x the loss of its first step.
+
+    The final loss is the last `loss` point of `curves` (the mean over the last log window). A run whose loss
+    stays on the plateau it reaches early ends at a larger share of its first loss than one that trains (see
+    docs/max_pooling.md). Returns (None, {}) when the check is off (max_ratio 0) or the numbers are missing.
+    """
+    losses = [c["loss"] for c in curves if "loss" in c]
+    if not max_ratio or not losses or not initial_loss or initial_loss <= 0:
+        return None, {}
+    ratio = losses[-1] / initial_loss
+    return ratio <= max_ratio, {"rule": TRAINED_RULE, "max_ratio": max_ratio, "initial_loss": initial_loss,
+                                "final_loss": losses[-1], "ratio": ratio}
 
 
 def pack_counts(counts: np.ndarray) -> dict[str, Any]:

@@ -28,7 +28,15 @@ from study.evaluate.predict import evaluate
 from study.models.backbone import pretrained_source
 from study.models.build import build_model
 from study.models.pretrained import check_normalisation
-from study.record import RunRecord, completed_record, pack_counts, run_dir, run_id, write_record
+from study.record import (
+    RunRecord,
+    completed_record,
+    pack_counts,
+    run_dir,
+    run_id,
+    training_check,
+    write_record,
+)
 from study.speed import resolve
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT
@@ -134,6 +142,7 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     status, error, metrics, throughput, artifacts = "completed", "", {}, {}, {}
     curves: list[dict[str, Any]] = []
     cost: dict[str, float] = {}
+    trained, check = None, {}
     try:
         result = train(net, train_set, cfg=cfg, device=device, folder=folder, config_hash=chash,
                        evaluate=evaluate_fn, on_eval=on_eval, world=world, log=say)
@@ -147,6 +156,7 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
             final = evaluate_fn(model, qualitative=True)
             cost["eval_seconds"] = time.perf_counter() - t0
             metrics = _headline(final, prov["miou_convention"])
+            trained, check = training_check(curves, result.initial_loss, cfg.train.trained_loss_ratio)
             artifacts = {"qualitative": final["qualitative"]}
             prov["eval_protocol"] = final.get("protocol", {})
             curves.append({"step": result.steps_done, "epoch": curves[-1]["epoch"] if curves else 0.0,
@@ -172,7 +182,7 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     if status == "failed":
         say(f"failed: {error}")
     record = RunRecord(**base, status=status, error=error, metrics=metrics, curves=curves, throughput=throughput,
-                       cost=cost, artifacts=artifacts, finished_at=_now())
+                       cost=cost, artifacts=artifacts, finished_at=_now(), trained=trained, training_check=check)
     if world.rank == 0:
         write_record(record, folder)
         if status == "completed":

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from study.config import Config, ConfigError, config_hash
@@ -45,6 +47,10 @@ def test_base_chain_then_file_then_cli(tmp_path):
         ("data.augment=[flip, jitter]", "data.augment"),
         ("eval.mode=tiles", "eval.mode"),
         ("model.aux_weight=-1", "model.aux_weight"),
+        ("model.ppm_norm=ln", "model.ppm_norm"),
+        ("train.warmup_steps=-1", "train.warmup_steps"),
+        ("train.trained_loss_ratio=1.5", "train.trained_loss_ratio"),
+        ("train.warmup_steps=900", "train.warmup_steps"),
     ],
 )
 def test_errors_name_the_key(override, key):
@@ -151,3 +157,14 @@ def test_normalisation_and_backbone_bn_fields():
         load_config(None, ["data.mean=[0.5, 0.5]"])
     with pytest.raises(ConfigError, match="model.backbone_bn: must be 'batch' or 'frozen'"):
         load_config(None, ["model.backbone_bn=eval"])
+
+
+def test_recipe_fields_keep_old_hashes_at_their_defaults():
+    base = Config()
+    assert base.model.ppm_norm == "bn" and base.train.warmup_steps == 0
+    assert config_hash(base.replace(model=dataclasses.replace(base.model, ppm_norm="bn"))) == config_hash(base)
+    assert config_hash(base.replace(model=dataclasses.replace(base.model, ppm_norm="none"))) != config_hash(base)
+    assert config_hash(base.replace(train=dataclasses.replace(base.train, warmup_steps=40))) != config_hash(base)
+    # the "trained" rule judges a run and changes nothing it computes: any value keeps the hash
+    assert base.train.trained_loss_ratio == 0.45
+    assert config_hash(base.replace(train=dataclasses.replace(base.train, trained_loss_ratio=0.0))) == config_hash(base)

@@ -160,3 +160,18 @@ def test_frozen_backbone_bn_keeps_its_statistics_and_trains_the_rest():
     assert any(isinstance(m, nn.BatchNorm2d) for m in default.backbone.modules())
     with pytest.raises(ValueError, match="model.backbone_bn"):
         tiny(backbone_bn="sync").validate()
+
+
+def test_ppm_norm_reaches_every_branch():
+    from study.config import ConfigError
+    from study.models.pspnet import PSPNet
+
+    plain = build_model(tiny(bins=(1, 2), reduction=False, ppm_norm="none"), 3)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.ppm.modules())
+    assert sum(p.numel() for p in plain.ppm.parameters()) == 2 * (64 * 64 + 64)  # conv weights + biases
+    gn = build_model(tiny(bins=(1, 2), reduction=False, ppm_norm="gn"), 3)
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in gn.ppm.modules()) == 2
+    with pytest.raises(ConfigError, match="model.ppm_norm"):
+        tiny(bins=(1,), reduction=False, ppm_branch="raw", ppm_norm="none").validate()
+    with pytest.raises(TypeError):
+        PSPNet(plain.backbone, 3, (1,))  # arguments after num_classes are keyword-only

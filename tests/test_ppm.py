@@ -38,6 +38,34 @@ def test_without_dr_every_branch_keeps_conv_bn_relu_at_full_width():
     assert (y[:, 64:] >= 0).all() and not torch.allclose(y[:, 64:], x.amax((2, 3), keepdim=True).expand_as(x))
 
 
+def test_branch_norm_none_and_gn():
+    # none: pool -> 1x1 conv with bias -> ReLU (no norm); gn: GroupNorm over groups of 8 channels, per image
+    plain = PyramidPooling(16, bins=(1, 2), reduction=False, norm="none")
+    for branch in plain.branches:
+        assert [type(m).__name__ for m in branch][1:] == ["Conv2d", "ReLU"] and branch[1].bias is not None
+    x = torch.randn(3, 16, 6, 6)
+    conv = plain.branches[0][1]
+    want = torch.relu(conv(x.mean((2, 3), keepdim=True)))  # bin 1, avg: conv + bias + ReLU of the means
+    assert torch.allclose(plain.train()(x)[:, 16:32], want.expand(-1, -1, 6, 6), atol=1e-6)
+    gn = PyramidPooling(16, bins=(1,), reduction=False, norm="gn")
+    norm = gn.branches[0][2]
+    assert isinstance(norm, torch.nn.GroupNorm) and norm.num_groups == 2
+    # per image: one image's branch output does not depend on the rest of the batch (BN's does)
+    y_batch, y_alone = gn.train()(x)[:1], gn.train()(x[:1])
+    assert torch.allclose(y_batch, y_alone, atol=1e-6)
+    bn = PyramidPooling(16, bins=(1,), reduction=False).train()
+    assert not torch.allclose(bn(x)[:1, 16:], bn(x[:2])[:1, 16:], atol=1e-4)
+    with pytest.raises(ValueError, match="norm"):
+        PyramidPooling(16, bins=(1,), norm="ln")
+    with pytest.raises(ValueError, match="norm"):
+        PyramidPooling(16, bins=(1,), reduction=False, branch="raw", norm="none")
+
+
+def test_arguments_after_in_channels_are_keyword_only():
+    with pytest.raises(TypeError):
+        PyramidPooling(8, (1, 2))
+
+
 def test_raw_branches_are_a_separate_option_without_parameters():
     ppm = PyramidPooling(8, bins=(1, 2), reduction=False, branch="raw")
     assert ppm.out_channels == 24 and sum(p.numel() for p in ppm.parameters()) == 0
@@ -98,7 +126,7 @@ def _paper_ppm(x, ppm, bins, pool, raw):
 def test_matches_a_functional_reference_with_the_same_weights(pool, reduction, branch):
     torch.manual_seed(1)
     bins = (1, 2, 3, 6)
-    ppm = PyramidPooling(16, bins, pool=pool, reduction=reduction, branch=branch).eval()
+    ppm = PyramidPooling(16, bins=bins, pool=pool, reduction=reduction, branch=branch).eval()
     for m in ppm.modules():  # non-trivial BatchNorm statistics and affine parameters
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_()

@@ -129,3 +129,21 @@ def test_branch_axis_reads_ppm_branch(tmp_path):
     df = build_table(study)
     assert dict(zip(df["variant"], df["branch"], strict=True)) == {"FCN": "-", "B1-AVE": "conv", "B1-MAX": "raw"}
     assert df["mean_acc_present"].tolist() == pytest.approx([0.52, 0.57, 0.62])  # table order: FCN, B1-MAX, B1-AVE
+
+
+def test_trained_column_reads_the_record(tmp_path):
+    import dataclasses
+
+    from study.record import read_record, write_record
+
+    study = fabricate(tmp_path, {"FCN": [0.6, 0.61], "B1-MAX": [0.22, 0.6]})
+    path = study / "runs" / "B1-MAX__s0" / "record.json"
+    write_record(dataclasses.replace(read_record(path), trained=False, training_check={"ratio": 0.53}), path.parent)
+    path = study / "runs" / "B1-MAX__s1" / "record.json"
+    write_record(dataclasses.replace(read_record(path), trained=True, training_check={"ratio": 0.27}), path.parent)
+    df = write_table(study)
+    got = dict(zip(df["variant"] + "/" + df["seed"].astype(str), df["trained"], strict=True))
+    assert [got["B1-MAX/0"], got["B1-MAX/1"]] == [False, True]
+    assert pd.isna(got["FCN/0"]) and pd.isna(got["FCN/1"])  # records that were never judged
+    again = read_table(study)
+    assert again["trained"].tolist()[2:] == [False, True] and again["trained"].isna().tolist()[:2] == [True, True]

@@ -93,6 +93,18 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_cfg):
     assert resumed.metrics == reference.metrics
     assert [c.get("loss") for c in resumed.curves if "loss" in c] == \
            [c.get("loss") for c in reference.curves if "loss" in c]
+    assert resumed.training_check == reference.training_check and resumed.trained == reference.trained
+
+
+def test_trained_flag_judges_the_final_loss_against_the_first_steps(tiny_cfg):
+    rec = run_one(tiny_cfg("bench.enabled=false", "train.log_every=1"))
+    check = rec.training_check
+    losses = [c["loss"] for c in rec.curves if "loss" in c]
+    assert check["initial_loss"] == losses[0] and check["final_loss"] == losses[-1]  # step 1 and step 6
+    assert check["ratio"] == pytest.approx(losses[-1] / losses[0]) and check["max_ratio"] == 0.45
+    assert rec.trained is (check["ratio"] <= 0.45)
+    off = run_one(tiny_cfg("bench.enabled=false", "train.trained_loss_ratio=0", "run.variant=off"))
+    assert off.trained is None and off.training_check == {}
 
 
 def test_changed_config_checkpoint_is_refused(tiny_cfg):

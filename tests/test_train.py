@@ -4,7 +4,7 @@ import torch
 from study.config import TrainConfig
 from study.train.loop import StepBatchSampler
 from study.train.losses import segmentation_loss
-from study.train.optim import build_optimizer, poly_lr, set_lr
+from study.train.optim import build_optimizer, poly_lr, scheduled_lr, set_lr
 
 
 def test_poly_schedule_values():
@@ -22,6 +22,22 @@ def test_param_groups_get_ten_times_the_lr():
     assert all(g["momentum"] == 0.9 and g["weight_decay"] == 1e-4 for g in opt.param_groups)
     assert set_lr(opt, 5, cfg) == pytest.approx(0.01)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.1])
+
+
+def test_linear_warmup_ramps_to_the_poly_lr_then_follows_it():
+    # W = 4, 10 steps, power 1: poly = 0.1 * (1 - s/10); warm-up factor (s + 1) / 4 on steps 0-3
+    cfg = TrainConfig(lr=0.1, steps=10, poly_power=1.0, warmup_steps=4)
+    got = [scheduled_lr(0.1, s, cfg) for s in range(6)]
+    assert got == pytest.approx([0.1 * 1.0 * 0.25, 0.1 * 0.9 * 0.5, 0.1 * 0.8 * 0.75, 0.1 * 0.7, 0.1 * 0.6, 0.1 * 0.5])
+    off = TrainConfig(lr=0.1, steps=10, poly_power=1.0)  # the default: no warm-up, the old schedule
+    assert [scheduled_lr(0.1, s, off) for s in range(10)] == [poly_lr(0.1, s, 10, 1.0) for s in range(10)]
+    opt = build_optimizer({"backbone": [torch.nn.Parameter(torch.zeros(1))],
+                           "new": [torch.nn.Parameter(torch.zeros(1))]}, TrainConfig(lr=0.1, head_lr_mult=10.0,
+                                                                                    steps=10, poly_power=1.0,
+                                                                                    warmup_steps=4))
+    assert set_lr(opt, 1, TrainConfig(lr=0.1, head_lr_mult=10.0, steps=10, poly_power=1.0, warmup_steps=4)) \
+        == pytest.approx(0.045)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.045, 0.45])  # both groups warm up
 
 
 def test_loss_adds_the_weighted_aux_term():

@@ -18,6 +18,19 @@ def _pool(kind: str, bin_size: int) -> nn.Module:
 
 
 BRANCHES = ("conv", "raw")
+NORMS = ("bn", "none", "gn")
+GN_GROUP_CHANNELS = 8  # "gn": GroupNorm over groups of (up to) 8 channels, per image
+
+
+def _norm(kind: str, channels: int) -> list[nn.Module]:
+    """The branch's normalisation after its 1x1 conv: BatchNorm (paper), none, or GroupNorm (batch-independent)."""
+    if kind == "bn":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "gn":
+        return [nn.GroupNorm(max(1, channels // GN_GROUP_CHANNELS), channels)]
+    if kind == "none":
+        return []
+    raise ValueError(f"norm: must be one of {NORMS}, got {kind!r}")
 
 
 class PyramidPooling(nn.Module):
@@ -27,11 +40,12 @@ class PyramidPooling(nn.Module):
     1x1 conv without bias + BatchNorm + ReLU, then bilinear upsampling to x's size. `reduction` (the paper's DR)
     sets the branch width only: C // N with DR (output 2C), C without (output C * (1 + N)), as the official code
     does with one bin. `branch="raw"` concatenates the raw pooled maps (no conv, BN or ReLU; full width, so no
-    DR): a separate option for study that maps to no row of the paper.
+    DR): a separate option for study that maps to no row of the paper. `norm` replaces the branch's BatchNorm:
+    "none" (the conv gets a bias; as detectron2's ASPP image-pooling branch) or "gn" (GroupNorm, per image).
     """
 
-    def __init__(self, in_channels: int, bins: Sequence[int] = (1, 2, 3, 6), pool: str = "avg",
-                 reduction: bool = True, align_corners: bool = True, branch: str = "conv"):
+    def __init__(self, in_channels: int, *, bins: Sequence[int] = (1, 2, 3, 6), pool: str = "avg",
+                 reduction: bool = True, align_corners: bool = True, branch: str = "conv", norm: str = "bn"):
         super().__init__()
         if not bins:
             raise ValueError("bins: the pyramid needs at least one bin (use no PyramidPooling for the FCN)")
@@ -39,12 +53,17 @@ class PyramidPooling(nn.Module):
             raise ValueError(f"bins: every bin must be >= 1, got {tuple(bins)}")
         if branch not in BRANCHES:
             raise ValueError(f"branch: must be one of {BRANCHES}, got {branch!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm: must be one of {NORMS}, got {norm!r}")
         if branch == "raw" and reduction:
             raise ValueError("branch 'raw' concatenates pooled maps at full width: it takes no reduction (DR)")
+        if branch == "raw" and norm != "bn":
+            raise ValueError("branch 'raw' has no conv or norm: it takes no norm")
         self.bins = tuple(bins)
         self.branch = branch
         self.pool = pool
         self.reduction = reduction
+        self.norm = norm
         self.align_corners = align_corners
         branch_channels = in_channels // len(self.bins) if reduction else in_channels
         if branch_channels < 1:
@@ -53,8 +72,8 @@ class PyramidPooling(nn.Module):
         for b in self.bins:
             layers: list[nn.Module] = [_pool(pool, b)]
             if branch == "conv":
-                layers += [nn.Conv2d(in_channels, branch_channels, 1, bias=False), nn.BatchNorm2d(branch_channels),
-                           nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(in_channels, branch_channels, 1, bias=norm == "none"),
+                           *_norm(norm, branch_channels), nn.ReLU(inplace=True)]
             branches.append(nn.Sequential(*layers))
         self.branches = nn.ModuleList(branches)
         self.out_channels = in_channels + branch_channels * len(self.bins)

@@ -15,10 +15,10 @@ from study.models.ppm import PyramidPooling
 class PSPNet(nn.Module):
     """Returns logits, never a loss: {"out": (N, K, H, W)} plus {"aux": ...} in training mode with an aux head."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, bins: Sequence[int] = (1, 2, 3, 6),
+    def __init__(self, backbone: nn.Module, num_classes: int, *, bins: Sequence[int] = (1, 2, 3, 6),
                  pool: str = "avg", reduction: bool = True, align_corners: bool = True,
                  head_channels: int = 512, aux_channels: int = 256, dropout: float = 0.1,
-                 aux_weight: float = 0.4, branch: str = "conv"):
+                 aux_weight: float = 0.4, branch: str = "conv", ppm_norm: str = "bn"):
         super().__init__()
         channels = backbone.feature_info.channels()
         self.backbone = backbone
@@ -26,7 +26,8 @@ class PSPNet(nn.Module):
         self.aux_weight = aux_weight
         self.align_corners = align_corners
         last = channels[-1]
-        self.ppm = PyramidPooling(last, bins, pool, reduction, align_corners, branch) if bins else None
+        self.ppm = PyramidPooling(last, bins=bins, pool=pool, reduction=reduction, align_corners=align_corners,
+                                  branch=branch, norm=ppm_norm) if bins else None
         head_in = self.ppm.out_channels if self.ppm is not None else last
         self.head = SegHead(head_in, head_channels, num_classes, dropout)
         self.aux_head = None

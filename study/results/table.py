@@ -79,6 +79,7 @@ def row_of(record: RunRecord, bench: dict[str, Any] | None = None) -> dict[str, 
     row.update(axes_of(record.config))
     row[RECIPE_COLUMN] = recipe_hash(record.config)
     row["status"] = record.status
+    row["trained"] = record.trained  # True / False, or None when not judged (failed, pruned, older records)
     for key in METRICS:
         value = record.metrics.get(key)
         row[key] = float(value) if isinstance(value, (int, float)) else float("nan")

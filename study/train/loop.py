@@ -43,6 +43,7 @@ class TrainResult:
     data_seconds: float = 0.0  # part of it spent waiting for batches
     eval_seconds: float = 0.0
     resumed_from: int = 0
+    initial_loss: float | None = None  # the loss of the run's first step (what `trained` is judged against)
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -128,6 +129,7 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
         set_rng_state(state["rng"])
         result.steps_done = result.resumed_from = state["step"]
         result.curves = list(state.get("curves", []))
+        result.initial_loss = state.get("initial_loss")
         log(f"resumed from {ckpt_path} at step {state['step']}")
 
     sampler = StepBatchSampler(len(train_set), tc.batch_size, cfg.run.seed, result.steps_done, tc.steps,
@@ -140,6 +142,7 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
     ignore = cfg.data.ignore_index
 
     running = torch.zeros((), device=device)
+    first = None  # the first step's loss, kept on the device until the first log
     finite = torch.ones((), dtype=torch.bool, device=device)
     window_start, window_time = result.steps_done, time.perf_counter()
     bar = _progress(tc.steps, result.steps_done) if world.rank == 0 else None
@@ -160,11 +163,15 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
         loss.backward()
         optimizer.step()
         running += loss.detach()
+        if step == 0:
+            first = loss.detach().clone()
         finite &= torch.isfinite(loss.detach())
         done = result.steps_done = step + 1
 
         if done % tc.log_every == 0 or done == tc.steps:
             mean_loss = float(running / (done - window_start))  # the one host sync per log window
+            if first is not None:
+                result.initial_loss, first = float(first), None
             if not bool(finite) or not math.isfinite(mean_loss):
                 raise NonFiniteLoss(f"non-finite loss between steps {window_start + 1} and {done} (lr {lr:.3g})",
                                     result.curves)
@@ -183,7 +190,8 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
             window_start, window_time = done, now
 
         if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps and world.rank == 0:
-            save_checkpoint(ckpt_path, base, optimizer, done, config_hash, {"curves": result.curves})
+            save_checkpoint(ckpt_path, base, optimizer, done, config_hash, {"curves": result.curves,
+                                                                          "initial_loss": result.initial_loss})
         if tc.eval_every and done % tc.eval_every == 0 and done < tc.steps:
             t_eval = time.perf_counter()
             metrics = evaluate(base)

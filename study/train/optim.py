@@ -12,6 +12,17 @@ def poly_lr(base_lr: float, step: int, total_steps: int, power: float) -> float:
     return base_lr * (1.0 - min(step, total_steps) / total_steps) ** power
 
 
+def scheduled_lr(base_lr: float, step: int, cfg: TrainConfig) -> float:
+    """The poly lr at `step` (0-based), times the linear warm-up min(1, (step + 1) / warmup_steps) when set.
+
+    With warmup_steps = W the first step runs at base_lr * poly / W and step W - 1 reaches the full poly lr.
+    """
+    lr = poly_lr(base_lr, step, cfg.steps, cfg.poly_power)
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        lr *= (step + 1) / cfg.warmup_steps
+    return lr
+
+
 def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: TrainConfig) -> torch.optim.SGD:
     """Backbone at lr, new layers (pyramid, heads) at lr x head_lr_mult; weight decay on every parameter."""
     param_groups = [
@@ -26,5 +37,5 @@ def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: TrainConfi
 def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
     """Apply the schedule for `step` to every group; returns the base group's lr."""
     for group in optimizer.param_groups:
-        group["lr"] = poly_lr(group["base_lr"], step, cfg.steps, cfg.poly_power)
-    return poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power)
+        group["lr"] = scheduled_lr(group["base_lr"], step, cfg)
+    return scheduled_lr(cfg.lr, step, cfg)
