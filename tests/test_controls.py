@@ -141,3 +141,17 @@ def test_the_study_file_runs_every_control_with_its_probe_and_margin():
                 overrides = spec.variants[f"{control.prefix}-{role}"]
                 assert overrides["data.probe_kind"] == control.kind
                 assert role == "FCN" or overrides["model.pool"] == ("max" if "MAX" in role else "avg")
+
+
+def test_runs_that_did_not_train_leave_the_pairs_and_are_counted():
+    df = _table({"PRES-B1-MAX": [0.70, 0.25, 0.71, 0.72, 0.70], "PRES-B1-AVE": [0.60, 0.62, 0.61, 0.60, 0.59]})
+    df["trained"] = pd.array([True, False, True, None, True] + [True] * 5, dtype="boolean")
+    (row,) = judge_controls(df)
+    assert row["seeds"] == [0, 2, 3, 4] and row["n"] == 4  # seed 1 did not train; a missing flag counts as trained
+    assert row["untrained"] == {"PRES-B1-MAX": (1, 5), "PRES-B1-AVE": (0, 5)}
+    assert row["diff"] == pytest.approx(((70 - 60) + (71 - 61) + (72 - 60) + (70 - 59)) / 4)
+    from study.report.blocks import to_markdown
+    from study.report.controls_block import controls_blocks
+
+    assert "Did not train (runs that never left the training plateau" in to_markdown(controls_blocks(df))
+    assert "PRES-B1-MAX: 1 of 5 runs" in to_markdown(controls_blocks(df))

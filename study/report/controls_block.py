@@ -30,8 +30,13 @@ def controls_blocks(df: pd.DataFrame) -> list[Block]:
                                           f"{100 * first['level']:.1f}% CI", "p (expected, Bonferroni)",
                                           "concluded", "as implied?"], rows=table))
     blocks.append(Block("list", items=[f"{r['control']}, {r['a']} vs {r['b']}: {r['why']}." for r in rows]))
+    untrained = sorted({(v, k, n) for r in rows for v, (k, n) in r["untrained"].items() if k})
+    blocks.append(Block("text", "Did not train (runs that never left the training plateau; each comparison uses the "
+                                "seeds where both variants trained): " +
+                        ("; ".join(f"{v}: {k} of {n} runs" for v, k, n in untrained) if untrained else "none")
+                        + "."))
     blocks.append(Block("text", (
-        f"Rule: Δ = a - b over the seeds both completed (mIoU points); margin M = {first['margin']:g} points. "
+        f"Rule: Δ = a - b over the seeds both completed and trained (mIoU points); margin M = {first['margin']:g} points. "
         f"Each test is one-sided at 0.05/{first['k']} (Bonferroni over the {first['k']} comparisons), read off the "
         f"two-sided {100 * first['level']:.1f}% t-interval [lo, hi]. Expected 'beats': yes when lo > 0, no when "
         "hi < M (a gain of the margin is excluded). 'At least as good': non-inferiority, yes when lo > -M, no when "

@@ -134,9 +134,28 @@ def as_implied(expected: str, lo: float, hi: float, margin: float) -> str:
     return "yes" if yes else "no" if no else "undecided"
 
 
+def _completed(df: pd.DataFrame, variant: str) -> pd.DataFrame:
+    return df[(df["variant"] == variant) & (df["status"] == "completed")]
+
+
+def _trained(done: pd.DataFrame) -> pd.Series:
+    """Runs that left the training plateau (a missing `trained` column or value counts as trained)."""
+    if "trained" not in done.columns:
+        return pd.Series(True, index=done.index)
+    return done["trained"].astype("boolean").fillna(True).astype(bool)
+
+
 def _seed_values(df: pd.DataFrame, variant: str, metric: str) -> dict[int, float]:
-    done = df[(df["variant"] == variant) & (df["status"] == "completed")]
+    """seed -> metric (percent) over the variant's completed runs that trained."""
+    done = _completed(df, variant)
+    done = done[_trained(done)]
     return {int(s): 100.0 * float(v) for s, v in zip(done["seed"], done[metric], strict=True) if math.isfinite(v)}
+
+
+def untrained_count(df: pd.DataFrame, variant: str) -> tuple[int, int]:
+    """(runs that did not train, completed runs) of a variant."""
+    done = _completed(df, variant)
+    return int((~_trained(done)).sum()), len(done)
 
 
 def _check_kind(df: pd.DataFrame, variant: str, kind: str) -> None:
@@ -173,5 +192,6 @@ def judge_controls(df: pd.DataFrame, *, margin: float = MARGIN, alpha: float = A
                      "p_adjusted": min(1.0, k * t[p_key]) if math.isfinite(t[p_key]) else math.nan,
                      "concluded": concluded(t["ci_low"], t["ci_high"], margin),
                      "as_implied": as_implied(cmp.expected, t["ci_low"], t["ci_high"], margin),
-                     "margin": margin, "level": 1 - 2 * level, "k": k})
+                     "margin": margin, "level": 1 - 2 * level, "k": k,
+                     "untrained": {v: untrained_count(df, v) for v in (a, b)}})
     return rows
