@@ -17,6 +17,7 @@ def files(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # renders a whole shipped study, figures included
 def test_shipped_inputs_rerender_the_report_identically(tmp_path):
     study = fabricate(tmp_path / "results", MIOU)
     write_table(study)
@@ -41,6 +42,7 @@ def test_shipped_inputs_rerender_the_report_identically(tmp_path):
     assert "python -m study.report --study-file" in md and "- weights: " in md
 
 
+@pytest.mark.slow  # renders a whole shipped study, figures included
 def test_results_take_precedence_over_shipped_inputs(tmp_path):
     study = fabricate(tmp_path / "results", MIOU)
     out = tmp_path / "reports"
