@@ -92,7 +92,7 @@ def test_report_html_displays_every_figure_and_fits_a_laptop(tmp_path):
     screenshot(page, tmp_path, "fabricated_table1")
 
 
-@pytest.mark.parametrize("name", ["table1", "search_probe"])
+@pytest.mark.parametrize("name", ["table1", "controls"])
 def test_shipped_reports_fit_a_laptop(tmp_path, name):
     if not (SHIPPED / name / "index.html").exists():
         pytest.skip(f"reports/{name} not shipped")
