@@ -121,6 +121,19 @@ def test_re_running_resumes_a_round_cut_short(tmp_path, capsys):
     assert sweep(path, out) == (0, [])
 
 
+def test_a_changed_plan_is_refused_and_leaves_the_storage_as_it_was(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert sweep(study_file(tmp_path), out)[0] == 0
+    journal = out / "od" / "optuna.journal"
+    before = journal.read_bytes()
+    capsys.readouterr()
+    path = study_file(tmp_path, "seeds_on_demand: {first: 3, step: 1, max_seeds: 6}\n")
+    assert sweep(path, out) == (2, [])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seeds_on_demand changed since the study started" in err
+    assert journal.read_bytes() == before
+
+
 @pytest.mark.slow  # renders a report (figures): about 5 s
 def test_the_report_judges_at_the_manifests_looks(tmp_path):
     from study.report.render import render_study

@@ -14,7 +14,26 @@ from pathlib import Path
 
 import optuna
 
+from study.search.queue import StudyError
 from study.search.space import StudySpec, grid_cells, with_cells
+
+PLAN_ATTR = "seeds_on_demand"  # the study's plan, kept in the storage by its first sweep
+
+
+def check_plan(study: optuna.Study, spec: StudySpec) -> None:
+    """Refuse a plan that differs from the one the study started with (its guarantee needs the plan fixed before
+    the data); writes nothing."""
+    kept = study.user_attrs.get(PLAN_ATTR)
+    if kept is not None and kept != spec.on_demand.to_dict():
+        raise StudyError(f"{spec.path}: seeds_on_demand changed since the study started ({kept} -> "
+                         f"{spec.on_demand.to_dict()}); its verdicts hold for a plan fixed in advance: give the "
+                         f"study a new name to use another plan")
+
+
+def keep_plan(study: optuna.Study, spec: StudySpec) -> None:
+    """Under the study lock, after the checks: store the plan the study starts with."""
+    if PLAN_ATTR not in study.user_attrs:
+        study.set_user_attr(PLAN_ATTR, spec.on_demand.to_dict())
 
 
 def start_cells(study: optuna.Study | None, spec: StudySpec) -> StudySpec:

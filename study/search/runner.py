@@ -23,7 +23,7 @@ from study.manifest import write_manifest
 from study.search.outputs import audit, export_records, progress, write_search_outputs
 from study.search.placement import PlacementError, Slot, describe, local_plan
 from study.search.queue import StudyError, cells_left, open_study, prepare
-from study.search.rounds import next_cells, plan_line, start_cells
+from study.search.rounds import check_plan, keep_plan, next_cells, plan_line, start_cells
 from study.search.slurm import check_storage, node_slots, submit_and_wait
 from study.search.space import cell_config, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
@@ -191,7 +191,11 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
         if spec.on_demand:
             spec = start_cells(study, spec)
         with study_lock(storage, url, spec.name):
+            if spec.on_demand:
+                check_plan(study, spec)
             counts = prepare(study, spec, args.out, cli, args.retry_failed)
+            if spec.on_demand:
+                keep_plan(study, spec)
     except (ConfigError, StudyError, RuntimeError, PlacementError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
