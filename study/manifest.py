@@ -42,6 +42,8 @@ class StudyManifest:
     space: dict[str, Any] | None = None
     n_trials: int | None = None
     throughput: str = "per_run"  # per_variant: timed once per variant after the sweep (bench/<variant>.json)
+    # seeds added in rounds: the study file's plan (study.results.sequential.SequentialPlan.from_dict reads it)
+    seeds_on_demand: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -73,7 +75,7 @@ class StudyManifest:
         order = data.get("variant_order") or []
         if not isinstance(order, list) or not all(isinstance(v, str) for v in order):
             raise ManifestError("study manifest: field 'variant_order' must be a list of strings")
-        for key in ("overrides", "variants", "space"):
+        for key in ("overrides", "variants", "space", "seeds_on_demand"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise ManifestError(f"study manifest: field {key!r} must be a mapping")
         n_trials = data.get("n_trials")

@@ -6,7 +6,8 @@ import pytest
 from study.manifest import ManifestError, StudyManifest, read_manifest, write_manifest
 
 RUNNER_KEYS = ["name", "description", "study_file", "base_config", "command", "kind", "baseline", "paper_table",
-               "seeds", "objective", "overrides", "variants", "variant_order", "space", "n_trials", "throughput"]
+               "seeds", "objective", "overrides", "variants", "variant_order", "space", "n_trials", "throughput",
+               "seeds_on_demand"]
 
 
 def test_round_trip_keeps_the_runners_json_layout(tmp_path):
@@ -36,6 +37,7 @@ def test_absent_is_none_and_unknown_keys_are_ignored(tmp_path):
     ({"name": "x", "overrides": ["a=1"]}, "'overrides'"),
     ({"name": "x", "n_trials": 2.5}, "'n_trials'"),
     ({"name": "x", "baseline": 3}, "'baseline'"),
+    ({"name": "x", "seeds_on_demand": [5, 5, 20]}, "'seeds_on_demand'"),
 ])
 def test_bad_fields_are_named_in_one_line(data, field):
     with pytest.raises(ManifestError, match=field) as info:

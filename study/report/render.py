@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from study.atomic import atomic_write_bytes, atomic_write_text
+from study.manifest import MANIFEST_FILE
 from study.report import plots, search_section
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
 from study.report.conclusion import conclusion_blocks, data_text, one_line, seeds_text
@@ -25,6 +26,7 @@ from study.report.verdicts import claim_blocks
 from study.results.claims import judge_claims, load_paper_table
 from study.results.images import bootstrap_mious
 from study.results.search import pruned_steps
+from study.results.sequential import SequentialPlan
 from study.results.summary import protocol_warnings, study_facts, summarize_variants
 from study.results.table import ResultsError, load_manifest, load_records, read_table
 
@@ -66,7 +68,11 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         images = bootstrap_mious(records)
     except ValueError as e:
         raise ResultsError(f"{study_dir}: {e}") from None
-    claims = judge_claims(df, paper, images=images)
+    try:  # a study that added seeds in rounds is judged at its plan's looks
+        plan = SequentialPlan.from_dict(manifest.seeds_on_demand) if manifest.seeds_on_demand else None
+    except (ValueError, TypeError) as e:
+        raise ResultsError(f"{study_dir / MANIFEST_FILE}: seeds_on_demand: {e}") from None
+    claims = judge_claims(df, paper, images=images, plan=plan)
     trials, search, importances = search_section.load(study_dir) if kind == "search" else (None, None, {})
     amp = next((bool(r.config.get("train", {}).get("amp")) for r in records if "amp" in r.config.get("train", {})),
                None)

@@ -24,12 +24,22 @@ def next_round(table: pd.DataFrame, plan: SequentialPlan, metric: str = "miou",
     """{variant: seeds to run next}, only for the variants of claims not yet decided that have looks left: every
     seed of the claim's next look that the variant has not run (a run that failed or did not train counts as run).
     Empty: nothing more to run."""
+    return plan_round(table, plan, metric, alpha)[1]
+
+
+def plan_round(table: pd.DataFrame, plan: SequentialPlan, metric: str = "miou",
+               alpha: float = ALPHA) -> tuple[list[dict], dict[str, list[int]]]:
+    """(the claim rows not yet decided, {variant: seeds to run next} as `next_round`): what a round reports."""
     ran = {(str(v), int(s)) for v, s in zip(table["variant"], table["seed"], strict=True)}
     todo: dict[str, set[int]] = {}
+    open_rows = []
     for row in judge_claims(table, metric=metric, alpha=alpha, plan=plan):
-        if row["verdict"] in DECIDED or row["looks"] >= len(plan.looks):
+        if row["verdict"] in DECIDED:
+            continue
+        open_rows.append(row)
+        if row["looks"] >= len(plan.looks):
             continue
         wanted = plan.seeds[: plan.looks[row["looks"]]]
         for v in (row["better"], row["worse"]):
             todo.setdefault(v, set()).update(s for s in wanted if (v, s) not in ran)
-    return {v: sorted(seeds) for v, seeds in todo.items() if seeds}
+    return open_rows, {v: sorted(seeds) for v, seeds in todo.items() if seeds}

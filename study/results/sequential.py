@@ -60,6 +60,11 @@ class SequentialPlan:
             kw["order"] = tuple(kw["order"])
         return cls(**kw)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, `order` as a list: what a study file or manifest writes and `from_dict` reads back."""
+        return {"first": self.first, "step": self.step, "max_seeds": self.max_seeds, "order": list(self.order),
+                "spend": self.spend}
+
     @property
     def looks(self) -> tuple[int, ...]:
         sizes = list(range(self.first, self.max_seeds + 1, self.step))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import shlex
 import sys
@@ -22,6 +23,7 @@ from study.manifest import write_manifest
 from study.search.outputs import audit, export_records, progress, write_search_outputs
 from study.search.placement import PlacementError, Slot, describe, local_plan
 from study.search.queue import StudyError, cells_left, open_study, prepare
+from study.search.rounds import check_plan, keep_plan, next_cells, plan_line, start_cells
 from study.search.slurm import check_storage, node_slots, submit_and_wait
 from study.search.space import cell_config, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
@@ -100,6 +102,9 @@ def dry_run(args: argparse.Namespace, spec, url: str, slots: list[Slot]) -> None
             study = optuna.load_study(study_name=spec.name, storage=open_storage(url))
         except KeyError:
             study = None
+    if spec.on_demand:  # the rounds so far; later rounds follow from the results
+        spec = start_cells(study, spec)
+        print(plan_line(spec))
     left, total = cells_left(study, spec)
     print(f"[{spec.name}] dry run: {left} of {total} cell(s) left, storage {redact(url)}")
     if args.executor == "slurm":
@@ -110,57 +115,14 @@ def dry_run(args: argparse.Namespace, spec, url: str, slots: list[Slot]) -> None
     print("\n".join(describe(slots)))
 
 
-def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return sweep(args, run_fn)
-    except OSError as e:
-        if not disk_error(e):
-            raise
-        print(f"error: {disk_error_line(e, args.out)}", file=sys.stderr, flush=True)
-        return 2
-
-
-def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
-    try:
-        spec = load_study(args.study_file)
-        if args.seeds:
-            try:
-                seeds = tuple(int(s) for s in args.seeds.split(","))
-            except ValueError:
-                raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-            spec = dataclasses.replace(spec, seeds=seeds)
-        cli = tuple(args.overrides)
-        for variant in spec.variants:  # validate the CLI overrides against every cell before any work
-            cell_config(spec, variant, spec.seeds[0], None, args.out, cli)
-        study_dir = Path(args.out) / spec.name
-        url = args.storage or default_url(study_dir)
-        if args.worker_only:
-            work(spec, url, args.out, cli, worker_run_fn(args, run_fn))
-            return 0
-        slots, has_gpus = plan_for(args)
-        if args.dry_run:
-            dry_run(args, spec, url, slots)
-            return 0
-        storage = open_storage(url)
-        study = open_study(spec, storage)
-        with study_lock(storage, url, spec.name):
-            counts = prepare(study, spec, args.out, cli, args.retry_failed)
-    except (ConfigError, StudyError, RuntimeError, PlacementError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-    command = shlex.join(["python", "-m", "study", "sweep", args.study_file, *args.overrides]
-                         + (["--seeds", args.seeds] if args.seeds else [])
-                         + (["--storage", redact(args.storage)] if args.storage else []))
-    write_manifest(study_dir, study_manifest(spec, command, Path.cwd()))
-    started = time.time()
-    print(f"[{spec.name}] {spec.kind}, storage {redact(url)}, {args.workers} worker(s); "
-          f"re-queued {counts['requeued']}, enqueued {counts['enqueued']}", flush=True)
-    print(progress(study, spec, started, args.workers), flush=True)
+def execute(args: argparse.Namespace, spec, *, run_fn: RunFn | None, study, storage, url: str,
+            slots: list[Slot], has_gpus: bool, started: float) -> int | None:
+    """Run the workers until the cells enqueued are done: in this process, as supervised local processes, or as
+    SLURM jobs. None when they ran; 2 when SLURM could not be used."""
+    cli = tuple(args.overrides)
     if args.executor == "slurm":
         try:
-            submit_and_wait(args, url, spec.name, study_dir)
+            submit_and_wait(args, url, spec.name, Path(args.out) / spec.name)
         except PlacementError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -186,6 +148,88 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
                            say=lambda line: print(f"[{spec.name}] {line}", file=sys.stderr, flush=True))
         if result.restarts or result.unreplaced:
             print(f"[{spec.name}] workers: {result.summary()}", flush=True)
+    return None
+
+
+def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return sweep(args, run_fn)
+    except OSError as e:
+        if not disk_error(e):
+            raise
+        print(f"error: {disk_error_line(e, args.out)}", file=sys.stderr, flush=True)
+        return 2
+
+
+def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
+    try:
+        spec = load_study(args.study_file)
+        if args.seeds:
+            try:
+                seeds = tuple(int(s) for s in args.seeds.split(","))
+            except ValueError:
+                raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+            if spec.on_demand:
+                raise ConfigError("--seeds: the study adds seeds on demand; its seeds are seeds_on_demand's "
+                                  "(order, max_seeds) in the study file")
+            spec = dataclasses.replace(spec, seeds=seeds)
+        cli = tuple(args.overrides)
+        for variant in spec.variants:  # validate the CLI overrides against every cell before any work
+            cell_config(spec, variant, spec.seeds[0], None, args.out, cli)
+        study_dir = Path(args.out) / spec.name
+        url = args.storage or default_url(study_dir)
+        if args.worker_only:
+            work(spec, url, args.out, cli, worker_run_fn(args, run_fn))
+            return 0
+        slots, has_gpus = plan_for(args)
+        if args.dry_run:
+            dry_run(args, spec, url, slots)
+            return 0
+        storage = open_storage(url)
+        study = open_study(spec, storage)
+        if spec.on_demand:
+            spec = start_cells(study, spec)
+        with study_lock(storage, url, spec.name):
+            if spec.on_demand:
+                check_plan(study, spec)
+            counts = prepare(study, spec, args.out, cli, args.retry_failed)
+            if spec.on_demand:
+                keep_plan(study, spec)
+    except (ConfigError, StudyError, RuntimeError, PlacementError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    command = shlex.join(["python", "-m", "study", "sweep", args.study_file, *args.overrides]
+                         + (["--seeds", args.seeds] if args.seeds else [])
+                         + (["--storage", redact(args.storage)] if args.storage else []))
+    write_manifest(study_dir, study_manifest(spec, command, Path.cwd()))
+    started = time.time()
+    print(f"[{spec.name}] {spec.kind}, storage {redact(url)}, {args.workers} worker(s); "
+          f"re-queued {counts['requeued']}, enqueued {counts['enqueued']}", flush=True)
+    print(progress(study, spec, started, args.workers), flush=True)
+    if spec.on_demand:
+        print(plan_line(spec), flush=True)
+    run = functools.partial(execute, args, run_fn=run_fn, study=study, storage=storage, url=url, slots=slots,
+                            has_gpus=has_gpus, started=started)
+    failed, number = run(spec), 1
+    while spec.on_demand and failed is None and cells_left(study, spec)[0] == 0:  # seeds on demand: rounds
+        export_records(study, args.out, spec)
+        after, line = next_cells(spec, study_dir, number)
+        print(line, flush=True)
+        if after is None:
+            break
+        spec, number = after, number + 1
+        try:
+            with study_lock(storage, url, spec.name):
+                counts = prepare(study, spec, args.out, cli)
+        except StudyError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"[{spec.name}] round {number}: enqueued {counts['enqueued']}", flush=True)
+        failed = run(spec)
+    if failed is not None:
+        return failed
 
     export_records(study, args.out, spec)
     bench_problems = bench_variants(spec, args.out, cli, log=lambda line: print(line, flush=True))

@@ -2,7 +2,9 @@
 
 A study names a base run config, shared overrides, seeds, an objective and either a grid of named variants
 (each a mapping of dotted overrides) or an Optuna search space. Each (variant, seed) is one cell with one
-stable output folder; a search trial is a cell whose variant name is derived from its trial number.
+stable output folder; a search trial is a cell whose variant name is derived from its trial number. A grid with
+`seeds_on_demand` (a study.results.sequential.SequentialPlan) runs its seeds in rounds (study/search/rounds.py):
+its seeds are the plan's, and the cells of the rounds so far are `StudySpec.cells`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -18,6 +20,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from study.config import Config, ConfigError
 from study.config_files import apply_overrides, from_dict, load_yaml_mapping, read_yaml
 from study.manifest import StudyManifest
+
+if TYPE_CHECKING:  # imported when a study file asks for it: the statistics load scipy
+    from study.results.sequential import SequentialPlan
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
@@ -64,6 +69,8 @@ class StudySpec:
     # per_variant (grids): cells skip the benchmark; each variant is timed once, alone, after the sweep.
     # per_run: every cell times itself (next to whatever else runs then).
     throughput: str = "per_variant"
+    on_demand: SequentialPlan | None = None  # seeds added in rounds; `seeds` is then the plan's seed order
+    cells: tuple[tuple[str, int], ...] = ()  # the rounds' cells so far (on demand); empty: every variant x seed
 
     @property
     def kind(self) -> str:
@@ -107,12 +114,28 @@ def _param(path: Path, key: str, raw: Any) -> Param:
     return Param(key, raw["type"], low=low, high=high, log=log)
 
 
+def _on_demand(path: Path, raw: Any) -> SequentialPlan:
+    key = "seeds_on_demand"
+    if not isinstance(raw, dict):
+        raise _err(path, key, "expected a mapping {first, step, max_seeds, order, spend}")
+    order = raw.get("order", [])
+    if not isinstance(order, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                              for s in order):
+        raise _err(path, f"{key}.order", "must be a list of non-negative integers (the seeds, in the order run)")
+    from study.results.sequential import SequentialPlan
+
+    try:
+        return SequentialPlan.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise _err(path, key, str(e).removeprefix("seeds on demand: ")) from None
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; every cell's config is built once here so errors surface before training."""
     path = Path(path)
     raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
-             "variants", "search", "max_retries", "throughput"}
+             "variants", "search", "max_retries", "throughput", "seeds_on_demand"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -130,6 +153,15 @@ def load_study(path: str | Path) -> StudySpec:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
             or len(set(seeds)) != len(seeds):
         raise _err(path, "seeds", "must be a non-empty list of distinct non-negative integers")
+    on_demand = None
+    if "seeds_on_demand" in raw:
+        if "variants" not in raw:
+            raise _err(path, "seeds_on_demand", "needs a grid of variants (a search has no claims to decide)")
+        if "seeds" in raw:
+            raise _err(path, "seeds", "a study with seeds_on_demand takes its seeds from seeds_on_demand "
+                       "(order, or 0 .. max_seeds - 1): remove seeds")
+        on_demand = _on_demand(path, raw["seeds_on_demand"])
+        seeds = list(on_demand.seeds)
 
     objective = raw.get("objective") or {}
     if not isinstance(objective, dict) or set(objective) - {"metric", "direction"}:
@@ -191,7 +223,7 @@ def load_study(path: str | Path) -> StudySpec:
     spec = StudySpec(name=name, path=path, base_config=base_config, description=str(raw.get("description", "")),
                      paper_table=paper_table, baseline=baseline, seeds=tuple(seeds), metric=metric,
                      direction=direction, overrides=overrides, variants=variants, search=search,
-                     max_retries=max_retries, throughput=throughput)
+                     max_retries=max_retries, throughput=throughput, on_demand=on_demand)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -201,8 +233,17 @@ def load_study(path: str | Path) -> StudySpec:
 
 
 def grid_cells(spec: StudySpec) -> list[tuple[str, int]]:
-    """Every (variant, seed) of a grid, in file order then seed order."""
-    return [(variant, seed) for variant in spec.variants for seed in spec.seeds]
+    """Every (variant, seed) of a grid, in file order then seed order; on demand, the rounds' cells so far (every
+    cell the plan could run while no round is set: what a worker may claim)."""
+    every = [(variant, seed) for variant in spec.variants for seed in spec.seeds]
+    asked = set(spec.cells)
+    return [c for c in every if c in asked] if asked else every
+
+
+def with_cells(spec: StudySpec, cells: set[tuple[str, int]]) -> StudySpec:
+    """The spec of an on-demand study whose rounds so far asked for `cells` (those of other variants or seeds
+    than the study file's are left out)."""
+    return replace(spec, cells=tuple(c for c in grid_cells(replace(spec, cells=())) if c in cells))
 
 
 def _apply(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -302,4 +343,5 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
         space=space,
         n_trials=spec.search.n_trials if spec.search else None,
         throughput=spec.throughput,
+        seeds_on_demand=spec.on_demand.to_dict() if spec.on_demand else None,
     )
