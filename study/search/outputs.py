@@ -70,10 +70,10 @@ def export_records(study: optuna.Study, out_dir: str, spec: StudySpec) -> int:
         path = folder / RECORD_FILE
         if path.exists():
             try:
-                if read_record(path).status != "running":
-                    continue
+                read_record(path)
+                continue  # a readable record is kept as it is
             except ValueError:
-                pass
+                pass  # unreadable: rewritten from the storage
         write_record(RunRecord.from_dict(rec), folder)
         written += 1
     return written
