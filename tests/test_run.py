@@ -103,7 +103,7 @@ def test_trained_flag_judges_the_final_loss_against_the_first_steps(tiny_cfg):
     assert check["initial_loss"] == losses[0] and check["final_loss"] == losses[-1]  # step 1 and step 6
     assert check["ratio"] == pytest.approx(losses[-1] / losses[0]) and check["max_ratio"] == 0.45
     assert rec.trained is (check["ratio"] <= 0.45)
-    off = run_one(tiny_cfg("bench.enabled=false", "train.trained_loss_ratio=0", "run.variant=off"))
+    off = run_one(tiny_cfg("bench.enabled=false", "train.trained_loss_ratio=0", "run.variant=nocheck"))
     assert off.trained is None and off.training_check == {}
 
 
