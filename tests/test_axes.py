@@ -40,8 +40,12 @@ def test_every_hashed_key_is_an_axis_or_in_the_recipe():
     cfg = config({})
     recipe = set(recipe_of(cfg))
     on_axes = {k for a in AXES for k in a.keys}
-    hashed = {f"{s}.{f}" for s, cls in SECTIONS.items() for f in cls.__dataclass_fields__ if (s, f) not in UNHASHED}
+    hashed = {f"{s}.{f}" for s, cls in SECTIONS.items() for f, spec in cls.__dataclass_fields__.items()
+              if (s, f) not in UNHASHED and not spec.metadata.get("added")}  # added fields: only off their default
     assert hashed - {"run.seed"} == recipe | on_axes and not recipe & on_axes
+    off_default = config({"model.ppm_norm": "none", "train.warmup_steps": 5})
+    assert {"model.ppm_norm", "train.warmup_steps"} <= set(recipe_of(off_default))
+    assert recipe_hash(off_default) != recipe_hash(cfg)
     assert recipe_hash(cfg) == recipe_hash(config({"model.pool": "max", "run.seed": 3, "data.root": "x"}))
     assert recipe_hash(cfg) != recipe_hash(config({"train.weight_decay": 0.001}))
 
