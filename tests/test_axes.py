@@ -44,6 +44,9 @@ def test_every_hashed_key_is_an_axis_or_in_the_recipe():
               if (s, name) not in UNHASHED and not f.metadata.get("added")}  # added fields: only off their default
     assert hashed - {"run.seed"} == recipe | (on_axes & hashed) and not recipe & on_axes
     assert "model.backbone_bn" in recipe_of(config({"model.backbone_bn": "frozen"}))
+    off_default = config({"model.ppm_norm": "none", "train.warmup_steps": 5})
+    assert {"model.ppm_norm", "train.warmup_steps"} <= set(recipe_of(off_default))
+    assert recipe_hash(off_default) != recipe_hash(cfg)
     assert recipe_hash(cfg) == recipe_hash(config({"model.pool": "max", "run.seed": 3, "data.root": "x"}))
     assert recipe_hash(cfg) != recipe_hash(config({"train.weight_decay": 0.001}))
 
