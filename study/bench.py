@@ -19,8 +19,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from study.config import Config
-from study.peak import measure_peak, nominal_peak
-from study.speed import resolve
+from study.peak import best_of, measure_peak, nominal_peak
+from study.speed import resolve, widest_conv
 from study.train.losses import segmentation_loss
 
 
@@ -58,7 +58,7 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
     bc, tc = cfg.bench, cfg.train
     cuda = device.type == "cuda"
     model = copy.deepcopy(model).to(device)
-    speed = resolve(device, tc)
+    speed = resolve(device, tc, widest_conv(model))
     memory_format = speed.memory_format
     model = model.to(memory_format=memory_format)
     runner = torch.compile(model) if tc.compile else model
@@ -68,6 +68,8 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
     x = torch.randn(bc.batch_size, 3, h, w, generator=g).to(device).contiguous(memory_format=memory_format)
     y = torch.randint(0, num_classes, (bc.batch_size, h, w), generator=g).to(device)
     x1 = x[:1].contiguous(memory_format=memory_format)
+    half = bc.peak_seconds / 2
+    peak_before = measure_peak(device, speed.dtype, memory_format, half) if half else None
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -110,7 +112,7 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
     train_img_s, infer_img_s = statistics.median(train_rates), statistics.median(infer_rates)
     train_gflop_s = 3 * flops * train_img_s / 1e9  # forward + backward ~ 3x forward
     infer_gflop_s = flops * infer_img_s / 1e9
-    peak = measure_peak(device, speed.dtype, memory_format, bc.peak_seconds) if bc.peak_seconds else None
+    peak = best_of(peak_before, measure_peak(device, speed.dtype, memory_format, half)) if half else None
     nominal, nominal_kind = nominal_peak(device, speed.dtype)
     return {
         "train_img_s": train_img_s,

@@ -47,12 +47,15 @@ def setting_overrides(name: str) -> list[str]:
 def auto_choice(config: str, overrides: list[str]):
     """(what the config gets by default on this machine, whether torch has bf16 on that device)."""
     from study.config_files import load_config
+    from study.data.build import class_names
     from study.env import bf16_supported, pick_device
-    from study.speed import resolve
+    from study.models.build import build_model
+    from study.speed import resolve, widest_conv
 
     cfg = load_config(config, overrides)
     device = pick_device(cfg.run.device)
-    return resolve(device, cfg.train), bf16_supported(device)
+    widest = widest_conv(build_model(cfg.model, len(class_names(cfg.data))))
+    return resolve(device, cfg.train, widest), bf16_supported(device)
 
 
 def auto_row(results: dict[str, dict[str, Any]], speed) -> str | None:

@@ -208,7 +208,8 @@ class BenchConfig:
     iters: int = 5
     repeats: int = 3
     latency_iters: int = 20
-    peak_seconds: float = added(0.4)  # time per kernel of the machine's own peak (study/peak.py); 0: not measured
+    peak_seconds: float = added(0.4)  # time per kernel of the machine's own peak, half before and half after the
+    #                                   model's timing (study/peak.py); 0: not measured
 
     def validate(self) -> None:
         _check(self.batch_size >= 1, "bench.batch_size", "must be >= 1")

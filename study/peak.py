@@ -2,7 +2,7 @@
 
 A model's achieved FLOP/s over the measured peak is its utilisation (as model-FLOPs utilisation on GPUs): the peak
 is the faster of a large matrix product and a ResNet-like 3x3 convolution, each timed for a fraction of a second
-in the dtype and memory format the model ran in, with the same threads.
+in the dtype and memory format the model ran in, with the same threads, before and after the model is timed.
 """
 
 from __future__ import annotations
@@ -58,6 +58,17 @@ def _rate(step, flops: float, device: torch.device, seconds: float) -> float:
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
             return flops * calls / elapsed / 1e9
+
+
+def best_of(*peaks: dict) -> dict:
+    """The faster of several measurements of the same kernels (taken before and after a model was timed, so
+    that a load that came and went on a shared machine does not make the model look faster than the peak)."""
+    out = dict(peaks[0])
+    for key in ("matmul_gflop_s", "conv3x3_gflop_s"):
+        out[key] = max(p[key] for p in peaks)
+    out["peak_gflop_s"] = max(out["matmul_gflop_s"], out["conv3x3_gflop_s"])
+    out["measurements"] = len(peaks)
+    return out
 
 
 def measure_peak(device: torch.device, dtype: str, memory_format: torch.memory_format = torch.contiguous_format,

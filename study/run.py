@@ -37,7 +37,7 @@ from study.record import (
     training_check,
     write_record,
 )
-from study.speed import resolve
+from study.speed import resolve, widest_conv
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT
 from study.train.distributed import World
@@ -107,7 +107,7 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     train_set = build_dataset(cfg.data, cfg.data.train_split)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
     model = build_model(cfg.model, train_set.num_classes).to(device)
-    speed = resolve(device, cfg.train)
+    speed = resolve(device, cfg.train, widest_conv(model))
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
     bn = "BatchNorm"

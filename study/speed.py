@@ -3,10 +3,12 @@
 `train.amp` and `train.channels_last` say what a config would like; `resolve` keeps each only where it measured
 faster (docs/speed.md):
 - CUDA: bf16 autocast where the GPU has bf16; channels_last as asked (cuDNN's NHWC kernels).
-- CPUs with native bf16 (flag amx_bf16 or avx512_bf16 in /proc/cpuinfo): bf16 autocast; channels_last only with
-  bf16 on AMX, where oneDNN's blocked bf16 kernels want NHWC.
-- Other CPUs (AVX2, AVX-512 without bf16): fp32 in NCHW. bf16 there is emulated, and channels_last in fp32 measured
-  slower than NCHW.
+- CPUs with native bf16 (flag amx_bf16 or avx512_bf16 in /proc/cpuinfo): bf16 autocast; channels_last with bf16
+  on AMX (measured 2.5x fp32 NCHW for ResNet-50 PSPNet); NCHW for bf16 without AMX (not measured).
+- Other CPUs (AVX2, AVX-512 without bf16): fp32 (bf16 would be emulated). In fp32 on any CPU the layout depends
+  on the model's width: channels_last for narrow models (widest convolution <= NARROW channels: the
+  probe, camvid_small), NCHW for wider ones (camvid's 256, ResNet-50's 2048), where channels_last trained slower
+  at two threads on an AVX2 EPYC (docs/speed.md).
 `train.force_settings: true` takes both switches as set (bf16 still needs torch's own bf16 check), as before the
 resolution existed. The choice and its reason go into the run record's provenance and every benchmark row.
 """
@@ -23,6 +25,7 @@ from study.config import TrainConfig
 from study.env import bf16_supported
 
 NATIVE_BF16 = ("amx_bf16", "avx512_bf16")
+NARROW = 128  # fp32 on CPUs: channels_last for models whose widest convolution has at most this many channels
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,16 @@ def cpu_kind(flags: frozenset[str] | None) -> str:
     return "avx2" if "avx2" in flags else "other"
 
 
-def resolve(device: torch.device, tc: TrainConfig, flags: frozenset[str] | None | str = "read",
-            torch_bf16: bool | None = None) -> Speed:
-    """The settings `tc` gets on `device` (flags and torch_bf16 are read from the machine unless given)."""
+def widest_conv(model: torch.nn.Module) -> int | None:
+    """The most output channels of any convolution in `model` (None without convolutions)."""
+    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    return max(widths) if widths else None
+
+
+def resolve(device: torch.device, tc: TrainConfig, widest: int | None = None,
+            flags: frozenset[str] | None | str = "read", torch_bf16: bool | None = None) -> Speed:
+    """The settings `tc` gets on `device` for a model whose widest convolution has `widest` output channels
+    (`widest_conv`; None: unknown). CPU flags and torch's bf16 support are read from the machine unless given."""
     bf16_ok = bf16_supported(device) if torch_bf16 is None else torch_bf16
     if device.type == "cuda":
         dtype = "bfloat16" if tc.amp and bf16_ok else "float32"
@@ -112,6 +122,11 @@ def resolve(device: torch.device, tc: TrainConfig, flags: frozenset[str] | None 
         layout, cl_why = False, "NCHW (train.channels_last off)"
     elif dtype == "bfloat16" and kind == "amx_bf16":
         layout, cl_why = True, "channels_last (pays with bf16 on AMX)"
+    elif dtype == "float32" and widest is not None and widest <= NARROW:
+        layout, cl_why = True, f"channels_last (fp32, narrow model: widest conv {widest} <= {NARROW} channels)"
+    elif dtype == "float32":
+        width = f"widest conv {widest} channels" if widest is not None else "model width unknown"
+        layout, cl_why = False, f"NCHW (fp32, {width}: channels_last pays only up to {NARROW})"
     else:
-        layout, cl_why = False, "NCHW (channels_last pays on CPUs only with bf16 on AMX)"
+        layout, cl_why = False, "NCHW (bf16 without AMX: channels_last not measured to pay)"
     return Speed(dtype, layout, hardware, f"{why}, {cl_why}")

@@ -45,6 +45,7 @@ def test_plan_times_the_model_four_ways_then_torchrun_and_table1_with_compile_la
     parse_args(list(table1.argv[4:]))  # the sweep accepts the flags
 
 
+@pytest.mark.slow  # a few processes and a 3 s timeout
 def test_steps_run_with_timeouts_that_end_the_whole_process_group(tmp_path):
     pid_file = tmp_path / "child.pid"
     spawner = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; "

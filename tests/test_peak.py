@@ -2,7 +2,7 @@
 
 import torch
 
-from study.peak import lookup, measure_peak, nominal_peak
+from study.peak import best_of, lookup, measure_peak, nominal_peak
 
 
 def test_datasheet_peaks_by_name_and_kind():
@@ -21,3 +21,11 @@ def test_measured_peak_times_a_matmul_and_a_convolution():
     assert p["matmul_gflop_s"] > 0 and p["conv3x3_gflop_s"] > 0
     assert p["peak_gflop_s"] == max(p["matmul_gflop_s"], p["conv3x3_gflop_s"])
     assert p["dtype"] == "float32" and p["memory_format"] == "NCHW" and p["threads"] == torch.get_num_threads()
+
+
+def test_best_of_takes_each_kernels_fastest_measurement():
+    a = {"dtype": "float32", "matmul_gflop_s": 10.0, "conv3x3_gflop_s": 30.0, "peak_gflop_s": 30.0}
+    b = {"dtype": "float32", "matmul_gflop_s": 40.0, "conv3x3_gflop_s": 20.0, "peak_gflop_s": 40.0}
+    best = best_of(a, b)
+    assert (best["matmul_gflop_s"], best["conv3x3_gflop_s"], best["peak_gflop_s"]) == (40.0, 30.0, 40.0)
+    assert best["measurements"] == 2 and a["matmul_gflop_s"] == 10.0  # inputs untouched

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from study.config import Config, ConfigError
 from study.data.build import seed_worker
-from study.speed import resolve
+from study.speed import resolve, widest_conv
 from study.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
 from study.train.distributed import World
 from study.train.losses import segmentation_loss
@@ -136,7 +136,7 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
                                world.rank, world.size)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.workers, worker_init_fn=seed_worker,
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.run.seed))
-    speed = resolve(device, tc)  # bf16 and channels_last only where they pay on this device
+    speed = resolve(device, tc, widest_conv(base))  # bf16 and channels_last only where they pay here
     autocast, memory_format = speed.autocast(device), speed.memory_format
     aux_weight = cfg.model.aux_weight
     ignore = cfg.data.ignore_index
