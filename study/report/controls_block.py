@@ -8,7 +8,7 @@ import pandas as pd
 from study.report.blocks import Block, ci, fmt
 from study.results.controls import judge_controls
 
-EXPECTED = {"better": "{a} beats {b}", "non-inferior": "{a} at least as good as {b} (within {m})",
+EXPECTED = {"better": "a beats b", "non-inferior": "a at least as good as b (within {m})",
             "equivalent": "no difference (within ±{m})"}
 
 
@@ -23,10 +23,10 @@ def controls_blocks(df: pd.DataFrame) -> list[Block]:
     for r in rows:
         expected = EXPECTED[r["expected"]].format(a=r["a"], b=r["b"], m=f"{r['margin']:g}")
         table.append([r["control"], f"{r['a']} vs {r['b']}", expected, r["n"], fmt(r["diff"]),
-                      ci(r["ci_low"], r["ci_high"]), _p(r["p_adjusted"]), f"{r['a']}: {r['concluded']}",
+                      ci(r["ci_low"], r["ci_high"]), _p(r["p_adjusted"]), r["concluded"],
                       r["as_implied"]])
     first = rows[0]
-    blocks.append(Block("table", headers=["control", "comparison", "expected", "seeds", "Δ mIoU",
+    blocks.append(Block("table", headers=["control", "a vs b", "expected", "seeds", "Δ mIoU",
                                           f"{100 * first['level']:.1f}% CI", "p (expected, Bonferroni)",
                                           "concluded", "as implied?"], rows=table))
     blocks.append(Block("list", items=[f"{r['control']}, {r['a']} vs {r['b']}: {r['why']}." for r in rows]))
