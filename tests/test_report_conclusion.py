@@ -1,15 +1,10 @@
-"""The conclusion in sentences, the search's lead and the controls hook of a report."""
-
-import sys
-import types
+"""The conclusion in sentences, the search's lead and a controls study's own conclusion."""
 
 import pandas as pd
 from fabricate import fabricate  # noqa: I001
 
 from study.report.__main__ import main as report_main
-from study.report.blocks import Block
 from study.report.conclusion import caveats, claim_line, one_line, seeds_text, untrained_text, what_ran
-from study.report.render import controls_hook
 from study.report.search_section import lead
 
 FACTS = {"runs": 6, "completed": 5, "failed": 1, "pruned": 0, "variants": 2, "seeds": [0, 1, 2],
@@ -34,6 +29,8 @@ def test_what_ran_and_the_claim_lines_in_sentences():
 def test_untrained_runs_and_caveats():
     assert untrained_text(FACTS) == ("Did not train: 1 of 5 completed runs (B1-MAX seed 2); claims are judged on "
                                      "the runs that trained.")
+    assert untrained_text(FACTS, "controls").endswith("each control comparison uses the seeds where both its "
+                                                      "variants trained.")
     assert untrained_text({**FACTS, "untrained": []}).startswith("Did not train: none (every completed run")
     assert "none flagged" in untrained_text({**FACTS, "untrained": [], "checked": False})
     summary = pd.DataFrame({"variant": ["A", "B", "C"], "miou_std": [1.0, 1.2, 24.6],
@@ -62,25 +59,25 @@ def test_a_search_leads_with_its_best_configuration_and_the_papers_rank():
     assert one_line("grid", [{"verdict": "supported"}], None) == "1 supported of 1 claim row"
 
 
-def test_a_controls_study_opens_with_its_controls_block(tmp_path, monkeypatch):
-    fake = types.ModuleType("study.report.controls_block")
-    seen = []
+LOCAL = {"LOC-FCN": {"data.probe_kind": "local", "model.ppm": False},
+         "LOC-B1-AVE": {"data.probe_kind": "local", "model.bins": [1], "model.pool": "avg", "model.reduction": False}}
 
-    def render(df):
-        seen.append(sorted(df["variant"].unique()))
-        return [Block("heading", "Controls: fake"), Block("text", "did each control come out as built")]
 
-    fake.render = render
-    monkeypatch.setitem(sys.modules, "study.report.controls_block", fake)
-    study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.52, 0.51], "B1-AVE": [0.6, 0.61, 0.59]},
-                      name="probe_controls")
+def test_a_controls_study_concludes_on_its_controls_not_on_the_papers_claims(tmp_path):
+    # equivalent within 2 points by construction: Δ per seed +0.2, +0.1, -0.1, +0.2, 0.0 points
+    fcn = [0.770, 0.772, 0.771, 0.769, 0.770]
+    ave = [f + d / 100 for f, d in zip(fcn, [0.2, 0.1, -0.1, 0.2, 0.0], strict=True)]
+    study = fabricate(tmp_path / "results", {"LOC-FCN": fcn, "LOC-B1-AVE": ave}, variants=LOCAL,
+                      name="controls", paper_table=None, baseline="LOC-FCN")
     assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
-    md = (tmp_path / "reports" / "probe_controls" / "index.md").read_text()
+    md = (tmp_path / "reports" / "controls" / "index.md").read_text()
     headings = [line for line in md.splitlines() if line.startswith("## ")]
-    assert headings[:3] == ["## Conclusion", "## Controls: fake", "## The paper's claims: verdicts"]
-    assert seen == [["B1-AVE", "FCN"]]
-
-
-def test_without_the_controls_module_the_hook_adds_nothing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "study.report.controls_block", None)  # import raises ImportError
-    assert controls_hook(pd.DataFrame({"variant": ["A"]})) == []
+    assert headings[:2] == ["## Conclusion", "## Controls: can the harness say no?"]
+    assert "## The paper's claims: verdicts" not in headings and "PPM beats the FCN" not in md
+    conclusion = md.split("## Controls")[0]
+    assert "1 of 1 control comparisons as implied, 0 against, 0 undecided" in conclusion
+    assert ("local, LOC-B1-AVE vs LOC-FCN (expected: no difference (within ±2)): equivalent within ±2, Δ 0.08 mIoU "
+            "points, 90.0% interval [") in conclusion
+    assert "as implied: yes" in conclusion
+    index = (tmp_path / "reports" / "index.md").read_text()
+    assert "1 of 1 control comparisons as implied" in index

@@ -108,8 +108,9 @@ def untrained_text(facts: Mapping[str, Any], kind: str = "grid") -> str:
     runs = facts["untrained"]
     if runs:
         listed = ", ".join(f"{v} seed {s}" for v, s in runs)
-        return (f"Did not train: {len(runs)} of {facts['completed']} completed runs ({listed}); claims are judged "
-                "on the runs that trained.")
+        judged = ("each control comparison uses the seeds where both its variants trained" if kind == "controls"
+                  else "claims are judged on the runs that trained")
+        return f"Did not train: {len(runs)} of {facts['completed']} completed runs ({listed}); {judged}."
     if facts["checked"]:
         return "Did not train: none (every completed run passed the training check)."
     where = "the trials table lists every completed run" if kind == "search" else "the section Every run shows each seed"
@@ -149,16 +150,17 @@ def caveats(facts: Mapping[str, Any], summary: pd.DataFrame, warnings: Sequence[
 
 
 def conclusion_blocks(*, facts: Mapping[str, Any], claims: Sequence[Mapping[str, Any]], summary: pd.DataFrame,
-                      warnings: Sequence[str], kind: str, amp: bool | None, lead: Sequence[str] = ()) -> list[Block]:
+                      warnings: Sequence[str], kind: str, amp: bool | None,
+                      lead: Sequence[str | Block] = ()) -> list[Block]:
     """The opening section: what ran, the kind's own result (lead), the verdict per claim, untrained, caveats."""
     blocks = [Block("heading", "Conclusion"), Block("text", what_ran(facts, amp, kind))]
-    blocks += [Block("text", t) for t in lead]
+    blocks += [t if isinstance(t, Block) else Block("text", t) for t in lead]
     if claims:
         rows = f"{len(claims)} claim row{'s' if len(claims) > 1 else ''}"
         blocks.append(Block("text", f"The harness's verdicts on {rows} (pairs of variants that differ only in the "
                                     f"claim's choice): {verdict_counts(claims)}."))
         blocks.append(Block("list", items=[claim_line(c) for c in claims]))
-    elif kind != "search":
+    elif kind == "grid":
         blocks.append(Block("text", "No pair of variants in this study isolates one of the paper's claims."))
     blocks.append(Block("text", untrained_text(facts, kind)))
     blocks += [Block("text", "Caveats:"), Block("list", items=caveats(facts, summary, warnings, kind))]

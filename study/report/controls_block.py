@@ -12,16 +12,34 @@ EXPECTED = {"better": "a beats b", "non-inferior": "a at least as good as b (wit
             "equivalent": "no difference (within ±{m})"}
 
 
-def controls_blocks(df: pd.DataFrame) -> list[Block]:
+def controls_lead(rows: list[dict]) -> list[Block]:
+    """The conclusion's lead for a controls study: how many comparisons came out as built, then one line per row."""
+    if not rows:
+        return [Block("text", "No control comparison in this study.")]
+    lines = [f"{r['control']}, {r['a']} vs {r['b']} (expected: {_expected(r)}): {r['concluded']}, "
+             f"Δ {fmt(r['diff'])} mIoU points{_interval(r)}, {r['n']} seeds; "
+             f"as implied: {r['as_implied']}" for r in rows]
+    return [Block("text", f"The controls (data whose answer the construction fixes): {controls_line(rows)}."),
+            Block("list", items=lines)]
+
+
+def controls_line(rows: list[dict]) -> str:
+    """The index's summary: how many control comparisons came out as their construction implies."""
+    counts = {k: sum(r["as_implied"] == k for r in rows) for k in ("yes", "no", "undecided")}
+    return (f"{counts['yes']} of {len(rows)} control comparisons as implied, {counts['no']} against, "
+            f"{counts['undecided']} undecided")
+
+
+def controls_blocks(df: pd.DataFrame, rows: list[dict] | None = None) -> list[Block]:
     """Heading, the table "control | comparison | expected | concluded | as implied?", and the rule."""
-    rows = judge_controls(df)
+    rows = judge_controls(df) if rows is None else rows
     blocks = [Block("heading", "Controls: can the harness say no?")]
     if not rows:
         return blocks + [Block("text", "No control comparison in this study: its variants are named "
                                        "<prefix>-<variant> (PRES-, LOC-, MIS-), see configs/studies/controls.yaml.")]
     table = []
     for r in rows:
-        expected = EXPECTED[r["expected"]].format(a=r["a"], b=r["b"], m=f"{r['margin']:g}")
+        expected = _expected(r)
         table.append([r["control"], f"{r['a']} vs {r['b']}", expected, r["n"], fmt(r["diff"]),
                       ci(r["ci_low"], r["ci_high"]), _p(r["p_adjusted"]), r["concluded"],
                       r["as_implied"]])
@@ -44,6 +62,15 @@ def controls_blocks(df: pd.DataFrame) -> list[Block]:
         "(lo > 0 or hi < 0) but not within the margin. Otherwise undecided: a non-significant difference is never "
         "read as no difference. Fewer than 3 shared seeds: no decision.")))
     return blocks
+
+
+def _interval(row: dict) -> str:
+    bounds = ci(row["ci_low"], row["ci_high"])
+    return f", {100 * row['level']:.1f}% interval {bounds}" if bounds else ""
+
+
+def _expected(row: dict) -> str:
+    return EXPECTED[row["expected"]].format(m=f"{row['margin']:g}")
 
 
 def _p(v: float) -> str:

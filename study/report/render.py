@@ -8,7 +8,6 @@ failures and provenance. No timestamps: rendering twice gives identical bytes.
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -21,9 +20,11 @@ from study.manifest import MANIFEST_FILE
 from study.report import plots, search_section
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
 from study.report.conclusion import conclusion_blocks, data_text, one_line, seeds_text
+from study.report.controls_block import controls_blocks, controls_lead, controls_line
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.verdicts import claim_blocks
 from study.results.claims import judge_claims, load_paper_table
+from study.results.controls import judge_controls
 from study.results.images import bootstrap_mious
 from study.results.search import pruned_steps
 from study.results.sequential import SequentialPlan
@@ -35,17 +36,6 @@ CONVENTION = ("mIoU averages all classes of the data set, classes absent from th
               "Mean class accuracy likewise averages all classes, absent counting 0 (`mean_acc_present`: nan-mean "
               "over present classes). Values in percent.")
 SUMMARY_FILE = "summary.json"  # reports/<study>/summary.json: the index's line for the study
-
-
-def controls_hook(df: pd.DataFrame) -> list[Block]:
-    """The controls section of a controls study, from study.report.controls_block when that module exists: its
-    `render(df)` (or `controls_blocks(df)`) returns the blocks; nothing without the module."""
-    try:
-        controls_block = importlib.import_module("study.report.controls_block")
-    except ImportError:
-        return []
-    hook = getattr(controls_block, "render", None) or getattr(controls_block, "controls_blocks", None)
-    return list(hook(df)) if hook else []
 
 
 def study_kind(manifest: Any) -> str:
@@ -72,7 +62,9 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         plan = SequentialPlan.from_dict(manifest.seeds_on_demand) if manifest.seeds_on_demand else None
     except (ValueError, TypeError) as e:
         raise ResultsError(f"{study_dir / MANIFEST_FILE}: seeds_on_demand: {e}") from None
-    claims = judge_claims(df, paper, images=images, plan=plan)
+    # a controls study is judged by what its data's construction implies, not by the paper's claims
+    controls = judge_controls(df) if kind == "controls" else None
+    claims = judge_claims(df, paper, images=images, plan=plan) if controls is None else []
     trials, search, importances = search_section.load(study_dir) if kind == "search" else (None, None, {})
     amp = next((bool(r.config.get("train", {}).get("amp")) for r in records if "amp" in r.config.get("train", {})),
                None)
@@ -81,16 +73,17 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     if manifest.description:
         blocks.append(Block("text", manifest.description))
     blocks += conclusion_blocks(facts=facts, claims=claims, summary=summary, warnings=warnings, kind=kind, amp=amp,
-                                lead=search_section.lead(search) if search else ())
+                                lead=search_section.lead(search) if search else
+                                controls_lead(controls) if controls is not None else ())
     if facts["completed"] == 0:
         blocks.append(Block("text", "No run completed: there is nothing to compare. The failures are listed below."))
     if kind == "search":
         blocks += search_section.search_blocks(summary=search, trials=trials, importances=importances, df=df,
                                                records=records, fig_dir=fig_dir,
                                                direction=manifest.objective.get("direction", "maximize"))
-    if kind == "controls":
-        blocks += controls_hook(df)
-    if claims or kind != "search":
+    if controls is not None:
+        blocks += controls_blocks(df, controls)
+    if claims or kind == "grid":
         blocks += claim_blocks(claims, fig_dir, images)
     if kind != "search":
         blocks += every_run_blocks(summary, facts["untrained"], fig_dir)
@@ -104,7 +97,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     blocks += _failure_blocks(df, records, pruned=kind != "search")
     blocks += _provenance_blocks(df, records, manifest)
     days = facts["dates"]
-    entry = {"kind": kind, "description": manifest.description, "conclusion": one_line(kind, claims, search),
+    line = controls_line(controls) if controls is not None else one_line(kind, claims, search)
+    entry = {"kind": kind, "description": manifest.description, "conclusion": line,
              "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else ""}
     return blocks, entry
 
