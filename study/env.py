@@ -73,6 +73,18 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def cpu_model() -> str:
+    """The host CPU's model name (Linux /proc/cpuinfo, else the platform's word for it); "" when unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def provenance(device: torch.device) -> dict:
     """Versions and hardware; no host name."""
     import timm
@@ -84,4 +96,5 @@ def provenance(device: torch.device) -> dict:
         "python": platform.python_version(),
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "device": device_name(device),
+        "cpu": cpu_model(),
     }

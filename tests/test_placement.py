@@ -165,3 +165,21 @@ def test_pick_device_follows_the_local_rank_within_the_pinned_gpus(monkeypatch):
     with pytest.raises(ValueError, match=r"cuda:2 \(local rank 2\) but this process sees 2 GPU\(s\) "
                                          r"\(CUDA_VISIBLE_DEVICES=4,5\)"):
         pick_device("auto", 2)
+
+
+def test_provenance_names_the_cpu_model(tmp_path, monkeypatch):
+    import builtins
+
+    import torch
+
+    from study import env
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: avx2\n")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: real_open(cpuinfo if f == "/proc/cpuinfo" else f, *a, **k))
+    assert env.cpu_model() == "AMD EPYC 7B13"
+    assert env.provenance(torch.device("cpu"))["cpu"] == "AMD EPYC 7B13"
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (_ for _ in ()).throw(OSError("no /proc")))
+    monkeypatch.setattr(env.platform, "processor", lambda: "i386")
+    assert env.cpu_model() == "i386"

@@ -157,7 +157,7 @@ def test_the_conclusion_comes_first_then_verdicts_forest_every_run_and_measured(
     assert md.index("figures/claims_forest.png") < md.index("## Every run") < md.index("figures/every_run.png")
     conclusion = md[:md.index("## The paper's claims")]
     assert "What ran: 21 runs (21 completed) of 7 variants, seeds 0-2, on probe; recipe: crop 128x128; " in conclusion
-    assert "trained from scratch; on cpu (CPU model not recorded), fp32 (the dtype the throughput measurement recorded)." in conclusion
+    assert "trained from scratch; on cpu, CPU model not recorded, fp32 (the dtype the throughput measurement recorded)." in conclusion
     assert f"{rows} claim rows (pairs of variants that differ only in the claim's choice): " in conclusion
     # B1236-AVE vs FCN: seeds (62-50, 61-52, 63-51) -> 11.0
     # per-row paired t over 3 seeds at Holm's level for 13 rows: +11.0 is not enough; the zero-spread +4.00 is

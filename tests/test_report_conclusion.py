@@ -19,6 +19,12 @@ def test_what_ran_and_the_claim_lines_in_sentences():
         "What ran: 6 runs (5 completed, 1 failed) of 2 variants, seeds 0-2, on camvid (367 training, 101 evaluation "
         "images); recipe: crop 512x512; steps 1000; batch 8; lr varied (3 values, 0.01 to 0.03); from pretrained "
         "weights (ckpt/resnet50.pth); on cuda:0, cuda (NVIDIA H200), bf16 autocast.")
+    cpu = {**FACTS, "device": "cpu (x86_64, 1 threads)", "hardware": "cpu (avx2, no native bf16)",
+           "cpus": ["AMD EPYC"], "cpu_unrecorded": 35}
+    assert "; on cpu (x86_64, 1 threads), AMD EPYC (CPU model not recorded by 35 runs), cpu (avx2, no native " \
+           "bf16), bf16 autocast." in what_ran(cpu, amp=True)
+    assert "on cpu (x86_64, 1 threads), cpu (avx2, no native bf16), CPU model not recorded," in what_ran(
+        {**cpu, "cpus": [], "cpu_unrecorded": 5}, amp=True)
     row = {"claim": "AVE beats MAX", "better": "B1-AVE", "worse": "B1-MAX", "n": 5, "diff": 42.3,
            "ci_low": 37.92, "ci_high": 46.68, "verdict": "supported", "paper_diff": 0.13}
     assert claim_line(row) == ("**supported**: AVE beats MAX, B1-AVE vs B1-MAX: Δ +42.3 mIoU points, 95% interval "

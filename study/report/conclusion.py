@@ -70,11 +70,13 @@ def what_ran(facts: Mapping[str, Any], amp: bool | None, kind: str = "grid") -> 
                                    _values(facts, "batch", "batch"), _values(facts, "lr", "lr")) if t)
     counts = [f"{facts['completed']} completed"] + [f"{facts[k]} {k}" for k in ("failed", "pruned") if facts[k]]
     machine = facts["device"] or "device not recorded"
+    cpus, unrecorded = facts.get("cpus") or [], facts.get("cpu_unrecorded", 0)
+    if cpus:
+        machine += ", " + " / ".join(cpus) + (f" (CPU model not recorded by {unrecorded} runs)" if unrecorded else "")
     if facts["hardware"]:
         machine += f", {facts['hardware']}"
-    elif machine.startswith("cpu"):
-        machine = machine[:-1] + "; CPU model not recorded)" if machine.endswith(")") else \
-            machine + " (CPU model not recorded)"
+    if machine.startswith("cpu") and not cpus:
+        machine += ", CPU model not recorded"
     weights = "from pretrained weights (" + ", ".join(facts["weights"]) + ")" if facts["pretrained"] \
         else "trained from scratch"
     runs = f"{facts['runs']} trials ({', '.join(counts)})" if kind == "search" else \

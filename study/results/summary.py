@@ -82,7 +82,8 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
     """What ran, read from the table and the records' config and provenance (the report words it).
 
     Keys: runs, completed, failed, pruned, variants, seeds, data, train_size, val_size, crop, steps, batch, lr
-    (lists of the distinct values over completed runs), device, hardware, precision (and precision_from: provenance
+    (lists of the distinct values over completed runs), device, hardware, cpus (the distinct CPU models the records
+    name) with cpu_unrecorded (records naming none), precision (and precision_from: provenance
     or throughput, the dtype its measurement recorded), pretrained, weights, dates (first and last
     day a run finished), untrained ([(variant, seed)] of completed runs flagged as not trained; [] without the
     column), checked (whether the table has the `trained` column).
@@ -107,7 +108,9 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
         "seeds": sorted(int(s) for s in df["seed"].unique()),
         **{key: _one_or_many(basis, key) for key in ("data", "crop", "steps", "batch", "lr")},
         "train_size": prov.get("train_size"), "val_size": prov.get("val_size"),
-        "device": str(prov.get("device", "")), "hardware": str(settings.get("hardware") or prov.get("cpu") or ""),
+        "device": str(prov.get("device", "")), "hardware": str(settings.get("hardware") or ""),
+        "cpus": sorted({str(r.provenance.get("cpu")) for r in records if r.provenance.get("cpu")}),
+        "cpu_unrecorded": sum(not r.provenance.get("cpu") for r in records),
         "precision": str(precision), "precision_from": source, "pretrained": pretrained != [""], "weights": weights,
         "dates": (days[0], days[-1]) if days else None,
         "untrained": [(str(v), int(s)) for v, s, ok in zip(done["variant"], done["seed"], flags, strict=True)
