@@ -38,6 +38,8 @@ def test_untrained_runs_and_caveats():
     assert untrained_text(FACTS, "controls").endswith("each control comparison uses the seeds where both its "
                                                       "variants trained.")
     assert untrained_text({**FACTS, "untrained": []}).startswith("Did not train: none (every completed run")
+    assert untrained_text({**FACTS, "untrained": [], "unjudged": ["PRES-FCN"]}) == (
+        "Did not train: none flagged (every run the training check judged passed it; not judged: PRES-FCN).")
     assert "none flagged" in untrained_text({**FACTS, "untrained": [], "checked": False})
     summary = pd.DataFrame({"variant": ["A", "B", "C"], "miou_std": [1.0, 1.2, 24.6],
                             "miou_seeds": [[0], [0], [0, 1]], "miou_values": [[60.0], [61.0], [22.0, 77.0]]})

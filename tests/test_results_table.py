@@ -147,3 +147,23 @@ def test_trained_column_reads_the_record(tmp_path):
     assert pd.isna(got["FCN/0"]) and pd.isna(got["FCN/1"])  # records that were never judged
     again = read_table(study)
     assert again["trained"].tolist()[2:] == [False, True] and again["trained"].isna().tolist()[:2] == [True, True]
+
+
+def test_a_study_rule_rejudges_the_stored_training_check(tmp_path):
+    study = fabricate(tmp_path, {"FCN": [0.36, 0.34, 0.39], "B1-AVE": [0.58, 0.59, 0.60]})
+    ratios = {"FCN": [0.43, 0.48, 0.53], "B1-AVE": [0.30, 0.27, 0.50]}
+    for variant, values in ratios.items():
+        for seed, ratio in enumerate(values):
+            path = study / "runs" / f"{variant}__s{seed}" / "record.json"
+            rec = json.loads(path.read_text())
+            rec["trained"] = ratio <= 0.45
+            rec["training_check"] = {"rule": "final/first loss", "max_ratio": 0.45, "ratio": ratio}
+            path.write_text(json.dumps(rec))
+    assert build_table(study)["trained"].tolist() == [True, False, False, True, True, False]  # the runs' own
+
+    manifest = json.loads((study / "study.json").read_text())
+    manifest["variants"]["FCN"]["train.trained_loss_ratio"] = 0  # this variant: check off
+    manifest["overrides"] = {"train.trained_loss_ratio": 0.55}  # every other variant: a looser bound
+    (study / "study.json").write_text(json.dumps(manifest))
+    df = build_table(study)
+    assert df["trained"].tolist() == [None, None, None, True, True, True]

@@ -113,6 +113,9 @@ def untrained_text(facts: Mapping[str, Any], kind: str = "grid") -> str:
         judged = ("each control comparison uses the seeds where both its variants trained" if kind == "controls"
                   else "claims are judged on the runs that trained")
         return f"Did not train: {len(runs)} of {facts['completed']} completed runs ({listed}); {judged}."
+    if facts["checked"] and facts.get("unjudged"):
+        return ("Did not train: none flagged (every run the training check judged passed it; not judged: "
+                + ", ".join(facts["unjudged"]) + ").")
     if facts["checked"]:
         return "Did not train: none (every completed run passed the training check)."
     where = "the trials table lists every completed run" if kind == "search" else "the section Every run shows each seed"

@@ -85,7 +85,8 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
     (lists of the distinct values over completed runs), device, hardware, cpus (the distinct CPU models the records
     name) with cpu_unrecorded (records naming none), precision (and precision_from: provenance
     or throughput, the dtype its measurement recorded), pretrained, weights, dates (first and last
-    day a run finished), untrained ([(variant, seed)] of completed runs flagged as not trained; [] without the
+    day a run finished), unjudged (variants with completed runs the training check did not judge), untrained
+    ([(variant, seed)] of completed runs flagged as not trained; [] without the
     column), checked (whether the table has the `trained` column).
     """
     status = df["status"].astype(str)
@@ -116,4 +117,6 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
         "untrained": [(str(v), int(s)) for v, s, ok in zip(done["variant"], done["seed"], flags, strict=True)
                       if not ok],
         "checked": "trained" in df,
+        "unjudged": sorted({str(v) for v, t in zip(done["variant"], done["trained"], strict=True) if t is None
+                            or (not isinstance(t, bool) and pd.isna(t))}) if "trained" in done else [],
     }

@@ -72,14 +72,37 @@ def load_records(study_dir: Path) -> list[RunRecord]:
     return records
 
 
-def row_of(record: RunRecord, bench: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One table row; `bench` (the variant's bench/<variant>.json throughput) replaces the run's own."""
+RULE_KEY = "train.trained_loss_ratio"
+
+
+def study_rule(manifest: StudyManifest, variant: str) -> float | None:
+    """The training check's bound the study file sets for a variant (its variant entry, then its overrides), or
+    None when the study leaves each run's own."""
+    for source in ((manifest.variants or {}).get(variant) or {}, manifest.overrides or {}):
+        if isinstance(source, dict) and source.get(RULE_KEY) is not None:
+            return float(source[RULE_KEY])
+    return None
+
+
+def judged(record: RunRecord, rule: float | None) -> bool | None:
+    """Whether the run trained: the run's own judgement, or the study's rule applied to the numbers the run
+    stored (final / first loss); a rule of 0 judges nothing. The check is not part of the config hash, so a study
+    that changes it re-judges its runs without training them again."""
+    ratio = (record.training_check or {}).get("ratio")
+    if rule is None or record.trained is None or not isinstance(ratio, (int, float)):
+        return record.trained
+    return None if rule == 0 else bool(ratio <= rule)
+
+
+def row_of(record: RunRecord, bench: dict[str, Any] | None = None, rule: float | None = None) -> dict[str, Any]:
+    """One table row; `bench` (the variant's bench/<variant>.json throughput) replaces the run's own; `rule`
+    (study_rule) re-judges whether the run trained."""
     th, cost, prov = bench if bench is not None else record.throughput, record.cost, record.provenance
     row: dict[str, Any] = {"study": record.study, "variant": record.variant, "seed": record.seed}
     row.update(axes_of(record.config))
     row[RECIPE_COLUMN] = recipe_hash(record.config)
     row["status"] = record.status
-    row["trained"] = record.trained  # True / False, or None when not judged (failed, pruned, older records)
+    row["trained"] = judged(record, rule)  # True / False, or None when not judged (failed, pruned, old records)
     for key in METRICS:
         value = record.metrics.get(key)
         row[key] = float(value) if isinstance(value, (int, float)) else float("nan")
@@ -112,7 +135,7 @@ def build_table(study_dir: str | Path) -> pd.DataFrame:
     manifest = load_manifest(study_dir)
     records = load_records(study_dir)
     bench = load_bench(study_dir)
-    df = pd.DataFrame([row_of(r, bench.get(r.variant)) for r in records])
+    df = pd.DataFrame([row_of(r, bench.get(r.variant), study_rule(manifest, r.variant)) for r in records])
     order = manifest.order
     order += sorted(v for v in df["variant"].unique() if v not in order)
     df["_order"] = df["variant"].map({v: i for i, v in enumerate(order)})
