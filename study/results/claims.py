@@ -38,6 +38,7 @@ from study.results.images import ImageBootstrap, image_interval, two_level_inter
 from study.results.power import plan as power_plan
 from study.results.sequential import SequentialPlan
 from study.results.stats import ALPHA, decide, paired_improvement, rule_text, wilson
+from study.results.table import trained_mask
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "configs" / "paper"
 Axes = dict[Axis, Any]  # one variant's typed axis values
@@ -112,13 +113,6 @@ def find_pairs(df: pd.DataFrame, claim: Claim) -> list[tuple[str, str]]:
 
 BOUNDED = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present")  # fractions in [0, 1]
 FINAL = ("completed", "failed")  # a run with one of these statuses has ended: its look can count
-
-
-def trained_mask(df: pd.DataFrame) -> pd.Series:
-    """The `trained` column as booleans; a table without it (or a run without a value) counts as trained."""
-    if "trained" not in df:
-        return pd.Series(True, index=df.index)
-    return df["trained"].astype(object).map(lambda v: True if pd.isna(v) else bool(v))
 
 
 def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou",

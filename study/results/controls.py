@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from study.results.stats import MIN_SEEDS
-from study.results.table import ResultsError
+from study.results.table import ResultsError, trained_mask
 
 MARGIN = 2.0  # mIoU points; configs/studies/controls.yaml states it (a test checks)
 ALPHA = 0.05  # family-wise, over the study's control comparisons
@@ -138,24 +138,17 @@ def _completed(df: pd.DataFrame, variant: str) -> pd.DataFrame:
     return df[(df["variant"] == variant) & (df["status"] == "completed")]
 
 
-def _trained(done: pd.DataFrame) -> pd.Series:
-    """Runs that left the training plateau (a missing `trained` column or value counts as trained)."""
-    if "trained" not in done.columns:
-        return pd.Series(True, index=done.index)
-    return done["trained"].astype("boolean").fillna(True).astype(bool)
-
-
 def _seed_values(df: pd.DataFrame, variant: str, metric: str) -> dict[int, float]:
     """seed -> metric (percent) over the variant's completed runs that trained."""
     done = _completed(df, variant)
-    done = done[_trained(done)]
+    done = done[trained_mask(done)]
     return {int(s): 100.0 * float(v) for s, v in zip(done["seed"], done[metric], strict=True) if math.isfinite(v)}
 
 
 def untrained_count(df: pd.DataFrame, variant: str) -> tuple[int, int]:
     """(runs that did not train, completed runs) of a variant."""
     done = _completed(df, variant)
-    return int((~_trained(done)).sum()), len(done)
+    return int((~trained_mask(done)).sum()), len(done)
 
 
 def _check_kind(df: pd.DataFrame, variant: str, kind: str) -> None:

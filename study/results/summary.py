@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from study.results.stats import summarize
+from study.results.table import trained_mask
 
 BOUNDS = (0.0, 100.0)
 # compared rows must agree on these; a difference is a warning in the report
@@ -67,13 +68,6 @@ def memory_label(kinds: list[str]) -> str:
     return "peak memory MB (" + "; ".join(kinds) + ")"
 
 
-def trained_flags(df: pd.DataFrame) -> pd.Series:
-    """The `trained` column as booleans; a table without it (or a run without a value) counts as trained."""
-    if "trained" not in df:
-        return pd.Series(True, index=df.index)
-    return df["trained"].map(lambda v: not (v is False or v == 0 or str(v).lower() == "false"))
-
-
 def _one_or_many(done: pd.DataFrame, column: str) -> list[str]:
     return sorted(done[column].astype(str).unique()) if column in done else []
 
@@ -102,7 +96,7 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
     pretrained = sorted({str((r.config.get("model") or {}).get("pretrained") or "") for r in records})
     weights = sorted({str(r.provenance.get("weights", "")) for r in records} - {""})
     days = sorted({r.finished_at[:10] for r in records if r.finished_at})
-    flags = trained_flags(done)
+    flags = trained_mask(done)
     return {
         "runs": len(df), "completed": len(done), "failed": int((status == "failed").sum()),
         "pruned": int((status == "pruned").sum()), "variants": int(df["variant"].nunique()),

@@ -129,6 +129,20 @@ def row_of(record: RunRecord, bench: dict[str, Any] | None = None, rule: float |
     return row
 
 
+def trained_mask(df: pd.DataFrame) -> pd.Series:
+    """The `trained` column as booleans: False only where a run was judged not to have trained; a table without
+    the column, or a run the check did not judge, counts as trained."""
+    if "trained" not in df:
+        return pd.Series(True, index=df.index, dtype=bool)
+    return df["trained"].astype(object).map(_trained_value).astype(bool)
+
+
+def _trained_value(v: Any) -> bool:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return True
+    return not (v is False or v == 0 or str(v).lower() == "false")
+
+
 def build_table(study_dir: str | Path) -> pd.DataFrame:
     """Every run record of the study folder as one tidy row; variants in the study's order, then seeds."""
     study_dir = Path(study_dir)
