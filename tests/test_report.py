@@ -93,6 +93,7 @@ def test_errors_are_one_line_and_nothing_is_half_written(tmp_path, capsys):
         build_table(tmp_path / "missing")
 
 
+@pytest.mark.slow  # a fresh interpreter renders a report (about 4 s)
 def test_report_path_never_imports_torch(tmp_path):
     study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.6, 0.55], "B1-AVE": [0.6, 0.62, 0.61]})
     code = ("import sys; from study.report.__main__ import main; "

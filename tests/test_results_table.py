@@ -77,6 +77,7 @@ def test_errors_name_the_folder_or_file(tmp_path):
         read_table(study)
 
 
+@pytest.mark.slow  # a fresh interpreter imports every results module (about 3 s)
 def test_results_modules_never_import_torch():
     code = ("import sys; import study.results.table, study.results.stats, study.results.claims, "
             "study.results.images, study.results.summary, study.manifest, study.report.blocks, "
