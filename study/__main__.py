@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         return commands[command](rest)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as e:
         return _fail(str(e).splitlines()[0])
+    except OSError as e:  # a full or unwritable disk: one line, nothing half-written is used
+        from study.atomic import disk_error, disk_error_line
+
+        if not disk_error(e):
+            raise
+        return _fail(disk_error_line(e))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ class ModelConfig:
     aux_weight: float = 0.4  # 0 builds no aux head
     backbone_bn: str = added("batch")  # batch: BN trains as usual; frozen: backbone BN statistics and affine fixed
     ppm_norm: str = added("bn")  # the branches' norm after their 1x1 conv: bn (paper) | none (conv with bias) | gn
+    # frozen ImageNet features: the backbone never trains (eval mode, no gradients); its output maps are computed
+    # once per image and copy, cached (study/features), and runs train the pyramid and heads on the stored maps
+    freeze_backbone: bool = added(False)
 
     def validate(self) -> None:
         _check(self.output_stride in (8, 16, 32), "model.output_stride", "must be 8, 16 or 32")
@@ -75,6 +78,8 @@ class ModelConfig:
         _check(self.stem_type in (None, "", "deep", "deep_tiered"), "model.stem_type",
                "must be '', 'deep' or 'deep_tiered'")
         _check(self.backbone_bn in ("batch", "frozen"), "model.backbone_bn", "must be 'batch' or 'frozen'")
+        _check(not self.freeze_backbone or self.backbone_bn == "frozen", "model.backbone_bn",
+               "must be 'frozen' with model.freeze_backbone (the stored maps use the backbone's fixed statistics)")
 
     @property
     def pyramid_bins(self) -> tuple[int, ...]:
@@ -109,6 +114,10 @@ class DataConfig:
     probe_kind: str = added("proportion")  # probe: the cue (proportion) or a control (presence, local, misaligned)
     mean: tuple[float, float, float] = added((0.485, 0.456, 0.406))  # input normalisation (RGB in [0, 1]):
     std: tuple[float, float, float] = added((0.229, 0.224, 0.225))  # the backbone's own; default ImageNet's
+    # frozen features (model.freeze_backbone): augmentation happens on the stored maps, not on images
+    feature_flip: bool = added(False)  # store each training image's mirror as a second copy; draw one per sample
+    feature_crop: tuple[int, int] | None = added(None)  # random crop of the stored map, in feature cells (h, w)
+    feature_cache_dir: str = added("")  # where feature caches live ("": <run.out_dir>/_features); a location only
 
     def validate(self) -> None:
         _check(self.name in DATASETS, "data.name", f"must be one of {', '.join(DATASETS)}")
@@ -135,6 +144,8 @@ class DataConfig:
         _check(self.workers >= 0, "data.workers", "must be >= 0")
         _check(all(0 <= m <= 1 for m in self.mean), "data.mean", "must be 3 values in [0, 1]")
         _check(all(s > 0 for s in self.std), "data.std", "must be 3 values > 0")
+        _check(self.feature_crop is None or (len(self.feature_crop) == 2 and min(self.feature_crop) >= 1),
+               "data.feature_crop", "must be (h, w) in feature cells, each >= 1")
 
 
 @dataclass(frozen=True)
@@ -259,13 +270,25 @@ class Config:
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)
 
+    def validate(self) -> None:
+        """Checks that span sections."""
+        frozen = self.model.freeze_backbone
+        _check(not frozen or not self.data.augment, "data.augment",
+               "frozen features augment the stored maps: set data.augment=[] and use data.feature_flip / "
+               "data.feature_crop")
+        _check(frozen or (not self.data.feature_flip and self.data.feature_crop is None), "data.feature_flip",
+               "data.feature_flip and data.feature_crop apply with model.freeze_backbone only")
+        _check(not frozen or self.eval.mode == "whole", "eval.mode",
+               "frozen-feature runs score the stored maps in one pass: eval.mode must be whole")
+
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig,
             "bench": BenchConfig, "run": RunConfig}
 
 # Keys that place or label a run but do not change what it computes: left out of the hash.
 UNHASHED = {("run", "study"), ("run", "variant"), ("run", "out_dir"), ("run", "device"), ("run", "threads"),
-            ("data", "workers"), ("data", "root"), ("train", "log_every"), ("train", "trained_loss_ratio")}
+            ("data", "workers"), ("data", "root"), ("train", "log_every"), ("train", "trained_loss_ratio"),
+            ("data", "feature_cache_dir")}
 
 
 def _check(ok: bool, key: str, message: str) -> None:

@@ -93,7 +93,9 @@ def from_dict(data: dict[str, Any]) -> Config:
         sections[name] = _build_section(name, values)
     for name in SECTIONS:
         sections.setdefault(name, _build_section(name, {}))
-    return Config(**sections)
+    cfg = Config(**sections)
+    cfg.validate()
+    return cfg
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,9 @@ from study.config_files import apply_overrides, from_dict
 from study.data.build import build_dataset, class_names
 from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate
+from study.features.cache import MANIFEST, describe, ensure_cache
+from study.features.dataset import FeatureDataset
+from study.features.head import FrozenFeatureHead
 from study.models.backbone import pretrained_source
 from study.models.build import build_model
 from study.models.pretrained import check_normalisation
@@ -104,14 +107,31 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     if world.rank != 0:
         say = lambda line: None  # noqa: E731
 
-    train_set = build_dataset(cfg.data, cfg.data.train_split)
-    val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    frozen = cfg.model.freeze_backbone
+    weights, features = pretrained_source(cfg.model), {}
+    if frozen:
+        if world.distributed:
+            raise ConfigError("model.freeze_backbone: frozen-feature runs train in one process (no --gpus-per-cell)")
+        (train_cache, t_train), (val_cache, t_val) = (ensure_cache(cfg, split, log=say)
+                                                      for split in (cfg.data.train_split, cfg.data.val_split))
+        train_set = FeatureDataset(train_cache, cfg, cfg.data.train_split, train=True)
+        val_set = FeatureDataset(val_cache, cfg, cfg.data.val_split, train=False)
+        manifest = json.loads((train_cache / MANIFEST).read_text())
+        weights = describe(manifest)
+        features = {"train_key": train_cache.name, "val_key": val_cache.name,
+                    "built_here_seconds": round(t_train + t_val, 1), "copies": manifest["copies"],
+                    "crop": cfg.data.feature_crop}
+    else:
+        train_set = build_dataset(cfg.data, cfg.data.train_split)
+        val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
     model = build_model(cfg.model, train_set.num_classes).to(device)
-    speed = resolve(device, cfg.train, widest_conv(model))
+    # what trains: the whole network, or (frozen features) its pyramid and heads on the stored maps
+    trainee: torch.nn.Module = FrozenFeatureHead(model, cfg.model.output_stride) if frozen else model
+    speed = resolve(device, cfg.train, widest_conv(trainee))
     if speed.channels_last:
-        model.to(memory_format=torch.channels_last)
+        trainee.to(memory_format=torch.channels_last)
     bn = "BatchNorm"
-    net: torch.nn.Module = model
+    net: torch.nn.Module = trainee
     if world.distributed:
         net, bn = distributed.wrap(model, device, cfg.train.sync_bn)
     if cfg.train.compile:
@@ -121,15 +141,17 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     prov = {**provenance(device), "world_size": world.size, "eval_mode": cfg.eval.mode,
             "batch_size": cfg.train.batch_size, "batch_per_rank": cfg.train.batch_size // world.size, "bn": bn,
             "miou_convention": "mean over all classes, absent classes count 0 (official PSPNet)",
-            "train_size": len(train_set), "val_size": len(val_set), "weights": pretrained_source(cfg.model),
+            "train_size": len(train_set), "val_size": len(val_set), "weights": weights,
             "settings": speed.as_dict()}
+    if features:
+        prov["feature_cache"] = features
     base = dict(id=run_id(cfg.run.variant, cfg.run.seed), study=cfg.run.study, variant=cfg.run.variant,
                 seed=cfg.run.seed, config=cfg.to_dict(), config_hash=chash, provenance=prov, started_at=_now())
 
     def evaluate_fn(m: torch.nn.Module, qualitative: bool = False) -> dict[str, Any]:
         metrics = None
         if world.rank == 0:
-            q_dir = folder / "qualitative" if qualitative and cfg.eval.qualitative else None
+            q_dir = folder / "qualitative" if qualitative and cfg.eval.qualitative and not frozen else None
             metrics = evaluate(m, val_set, cfg=cfg.eval, device=device, qualitative_dir=q_dir,
                                workers=cfg.data.workers)
         if dist.is_initialized():
@@ -153,7 +175,7 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
             status = "pruned"
         else:
             t0 = time.perf_counter()
-            final = evaluate_fn(model, qualitative=True)
+            final = evaluate_fn(trainee, qualitative=True)
             cost["eval_seconds"] = time.perf_counter() - t0
             metrics = _headline(final, prov["miou_convention"])
             trained, check = training_check(curves, result.initial_loss, cfg.train.trained_loss_ratio)
@@ -169,6 +191,9 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
                     t0 = time.perf_counter()
                     throughput = benchmark(model, cfg, device, train_set.num_classes)
                     cost["bench_seconds"] = time.perf_counter() - t0
+                if frozen:  # the whole network is timed above; this is the head-only training rate
+                    throughput["head_train_img_s"] = (
+                        (result.steps_done - result.resumed_from) * cfg.train.batch_size / result.train_seconds)
             (folder / CHECKPOINT).unlink(missing_ok=True)
     except ConfigError:
         raise

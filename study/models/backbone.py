@@ -14,7 +14,7 @@ from study.config import ModelConfig
 from study.models import pretrained as named
 from study.models.pretrained import file_sha256
 
-__all__ = ["build_backbone", "file_sha256", "load_backbone_weights", "pretrained_source"]
+__all__ = ["build_backbone", "file_sha256", "load_backbone_weights", "pretrained_source", "weights_digest", "RANDOM"]
 
 
 def build_backbone(cfg: ModelConfig) -> nn.Module:
@@ -32,7 +32,13 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
         if value is not None:
             kwargs[name] = list(value) if isinstance(value, tuple) else value
     try:
-        backbone = timm.create_model(cfg.backbone, **kwargs)
+        if cfg.freeze_backbone and not cfg.pretrained:
+            # frozen random features: one fixed draw, so the cached maps and every run's saved network agree
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                backbone = timm.create_model(cfg.backbone, **kwargs)
+        else:
+            backbone = timm.create_model(cfg.backbone, **kwargs)
     except (RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"model.backbone: cannot build {cfg.backbone!r} ({str(e).splitlines()[0]})") from None
     if cfg.pretrained:
@@ -42,6 +48,7 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
     return backbone
 
 
+RANDOM = "random initialisation (seed 0)"
 MIN_MATCH = 0.99  # share of the backbone's tensors a checkpoint must supply unless pretrained_partial
 
 
@@ -56,6 +63,19 @@ def pretrained_source(cfg: ModelConfig) -> str:
     if not path.is_file():
         raise ValueError(f"model.pretrained: checkpoint {cfg.pretrained} not found")
     return f"pretrained ({path.name}, sha256 {file_sha256(path)[:8]})"
+
+
+def weights_digest(cfg: ModelConfig) -> str:
+    """"<file name>, sha256 <full digest>" of the backbone's initial weights, or "random initialisation"."""
+    if not cfg.pretrained:
+        return RANDOM
+    if named.is_named(cfg.pretrained):
+        path, digest = named.verified_file(cfg.pretrained)
+        return f"{path.name}, sha256 {digest}"
+    path = Path(cfg.pretrained)
+    if not path.is_file():
+        raise ValueError(f"model.pretrained: checkpoint {cfg.pretrained} not found")
+    return f"{path.name}, sha256 {file_sha256(path)}"
 
 
 def load_backbone_weights(backbone: nn.Module, path: str, partial: bool = False) -> tuple[int, int]:

@@ -37,8 +37,11 @@ class PSPNet(nn.Module):
             self.aux_head = SegHead(channels[-2], aux_channels, num_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        size = x.shape[-2:]
-        features = self.backbone(x)
+        return self.decode(self.backbone(x), x.shape[-2:])
+
+    def decode(self, features: Sequence[torch.Tensor], size: torch.Size | tuple[int, int]
+               ) -> dict[str, torch.Tensor]:
+        """Logits at `size` from the backbone's maps (stored frozen features enter here)."""
         top = features[-1]
         if self.ppm is not None:
             top = self.ppm(top)

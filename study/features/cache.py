@@ -1,0 +1,297 @@
+"""The frozen-feature cache: a frozen backbone's output maps for every image (and mirrored copy) of a split,
+computed once and stored as fp16 arrays that runs memory-map.
+
+A cache lives in `<data.feature_cache_dir or run.out_dir/_features>/<key>/`, where the key is a digest of
+everything that determines the maps: the weights file's sha256, backbone, out indices, output stride, BN mode, a
+fingerprint of the data files (paths, sizes, sha256 of contents), resize, normalisation, the copies stored, the
+extraction precision, the torch and timm versions, and this module's format version. Every variant, seed and worker
+of a study, and any other study with the same key, reads the same folder.
+
+Building: one process at a time per key (an exclusive file lock; others wait and then read what it built). Each
+split is written sequentially into `<key>.partial/` with a progress file after every chunk, so a killed build
+resumes where it stopped; the manifest is written last and the folder renamed into place, so a reader sees a
+complete cache or none. A cache whose manifest is missing, unreadable, of another key, or whose files have the
+wrong size is moved aside and rebuilt, never read. A full or unwritable disk raises OSError (a one-line error for
+the user); what was half-written is never used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+
+from study.atomic import atomic_write_text
+from study.config import Config
+from study.data.build import build_dataset
+from study.data.common import SegDataset
+from study.data.transforms import resize_pair, to_tensors
+from study.models.backbone import RANDOM, build_backbone, weights_digest
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CHUNK = 8  # images per forward pass and per progress save
+
+
+class CacheError(ValueError):
+    """A feature cache cannot be built as asked; the message names the field or file."""
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One split of a cache: maps (n, copies, C, h, w) fp16, labels (n, H, W) uint8, image names."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+
+
+_fingerprints: dict[tuple, str] = {}
+
+
+def data_fingerprint(dataset: SegDataset) -> str:
+    """sha256 over the split's files (path relative to the data root, size, content digest), or, for a generated
+    data set, over its generator parameters. Computed once per process and split."""
+    pairs = getattr(dataset, "pairs", None)
+    if pairs is None:
+        params = {"name": dataset.name, "split": dataset.split, "config": str(dataset.cfg)}
+        return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+    root = Path(dataset.cfg.root)
+    memo = (dataset.name, dataset.split, str(root.resolve()), len(pairs))
+    if memo not in _fingerprints:
+        h = hashlib.sha256()
+        for image, mask in pairs:
+            for path in (image, mask):
+                data = path.read_bytes()
+                rel = os.path.relpath(path, root)
+                h.update(f"{rel}\0{len(data)}\0".encode())
+                h.update(hashlib.sha256(data).digest())
+        _fingerprints[memo] = h.hexdigest()
+    return _fingerprints[memo]
+
+
+def cache_key(cfg: Config, split: str) -> tuple[str, dict[str, Any]]:
+    """(24-hex key, the fields it digests) for the maps `cfg` computes on `split`."""
+    m, d = cfg.model, cfg.data
+    fields = {
+        "format": FORMAT_VERSION,
+        "weights": weights_digest(m),
+        "backbone": m.backbone, "out_indices": list(m.out_indices), "output_stride": m.output_stride,
+        "layers": m.layers, "channels": m.channels, "stem_width": m.stem_width, "stem_type": m.stem_type,
+        "bn": "frozen (eval statistics)",
+        "data": d.name,
+        "split": split, "files": data_fingerprint(build_dataset(d, split, train=False)),
+        "labels": "at the image's size" if split == d.train_split else "at their own size",
+        "resize": list(d.resize) if d.resize else None, "mean": list(d.mean), "std": list(d.std),
+        "copies": copies(cfg, split),
+        "precision": "float32 extraction, float16 storage",
+        "torch": torch.__version__.split("+")[0], "timm": timm.__version__,
+    }
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24], fields
+
+
+def copies(cfg: Config, split: str) -> list[str]:
+    """The copies stored per image: the image itself, and on the training split with data.feature_flip its
+    mirror."""
+    return ["identity", "hflip"] if split == cfg.data.train_split and cfg.data.feature_flip else ["identity"]
+
+
+def cache_root(cfg: Config) -> Path:
+    return Path(cfg.data.feature_cache_dir or Path(cfg.run.out_dir) / "_features")
+
+
+def ensure_cache(cfg: Config, split: str, *, log: Callable[[str], None] = print) -> tuple[Path, float]:
+    """The folder of the complete cache of `split`'s maps under `cfg`, built here if needed; and the seconds spent
+    building (0 when it was there)."""
+    key, fields = cache_key(cfg, split)
+    root = cache_root(cfg)
+    folder = root / key
+    if valid(folder, key):
+        return folder, 0.0
+    root.mkdir(parents=True, exist_ok=True)
+    with _lock(root / f"{key}.lock"):
+        if valid(folder, key):  # built by another worker while this one waited
+            return folder, 0.0
+        if folder.exists():
+            aside = root / f"{key}.invalid-{int(time.time())}"
+            log(f"feature cache {folder} is incomplete or does not match its key: moved to {aside.name}, rebuilding")
+            folder.rename(aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        t0 = time.perf_counter()
+        _build(cfg, split, key, fields, root, log)
+        return folder, time.perf_counter() - t0
+
+
+def valid(folder: Path, key: str) -> bool:
+    """A complete cache of `key`: its manifest names the key and every array file has the size it states."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("key") != key:
+            return False
+        for name in ("features", "labels"):
+            f = manifest[name]
+            if (folder / f["file"]).stat().st_size != f["bytes"]:
+                return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def open_split(folder: Path) -> tuple[SplitArrays, dict[str, Any]]:
+    """The split of a complete cache, memory-mapped read-only, and its manifest."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    features = np.load(folder / manifest["features"]["file"], mmap_mode="r")
+    labels = np.load(folder / manifest["labels"]["file"], mmap_mode="r")
+    return SplitArrays(features, labels, list(manifest["ids"])), manifest
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(before, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build(cfg: Config, split: str, key: str, fields: dict[str, Any], root: Path,
+           log: Callable[[str], None]) -> None:
+    partial = root / f"{key}.partial"
+    partial.mkdir(exist_ok=True)
+    atomic_write_text(partial / "key.json", json.dumps(fields, indent=1, sort_keys=True, default=list) + "\n")
+    backbone = build_backbone(cfg.model).eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    channels = backbone.feature_info.channels()
+    with _threads(os.cpu_count() or 1), torch.no_grad():
+        entry, names = _build_split(cfg, split, backbone, channels, partial, log)
+    manifest = {"key": key, "fields": fields, "channels": channels, "stride": cfg.model.output_stride,
+                "class_names": list(names.class_names), "palette": [list(c) for c in names.palette], **entry, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())}
+    atomic_write_text(partial / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True, default=list) + "\n")
+    os.replace(partial, root / key)
+
+
+def _image_and_label(dataset: SegDataset, index: int, train: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """The normalised image at data.resize, and its label: at the image's size on the training split (as the
+    image-space training path resizes both), at the label's own size elsewhere (scored there)."""
+    image, mask = dataset.load(index)
+    if dataset.cfg.resize is not None:
+        resized, resized_mask = resize_pair(image, mask, dataset.cfg.resize)
+        image, mask = resized, (resized_mask if train else mask)
+    x, y = to_tensors(image, mask, dataset.cfg.mean, dataset.cfg.std)
+    return x, y.numpy()
+
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                               "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _build_split(cfg: Config, split: str, backbone: torch.nn.Module, channels: list[int], partial: Path,
+                 log: Callable[[str], None]) -> tuple[dict[str, Any], SegDataset]:
+    train = split == cfg.data.train_split
+    dataset = build_dataset(cfg.data, split, train=False)
+    n, kinds = len(dataset), copies(cfg, split)
+    x0, y0 = _image_and_label(dataset, 0, train)
+    stride = cfg.model.output_stride
+    h, w = x0.shape[-2:]
+    if h % stride or w % stride:
+        raise CacheError(f"data.resize: frozen features need an image size divisible by model.output_stride "
+                         f"{stride} (got {h}x{w})")
+    fshape = (n, len(kinds), sum(channels), h // stride, w // stride)
+    lshape = (n, *y0.shape)
+    files = {"features": ("features.npy", fshape, np.float16), "labels": ("labels.npy", lshape, np.uint8)}
+    per_image = {k: int(np.prod(shape[1:])) * np.dtype(dt).itemsize for k, (_, shape, dt) in files.items()}
+    progress_file = partial / "progress.json"
+    done = 0
+    if progress_file.exists():
+        state = json.loads(progress_file.read_text())
+        done = state["done"] if state.get("shapes") == [list(fshape), list(lshape)] else 0
+    handles = {}
+    try:
+        for kind, (name, shape, dt) in files.items():
+            header = _npy_header(shape, dt)
+            path = partial / name
+            f = open(path, "r+b" if done and path.exists() else "wb")
+            f.seek(0)
+            f.write(header)
+            f.truncate(len(header) + done * per_image[kind])
+            f.seek(len(header) + done * per_image[kind])
+            handles[kind] = f
+        if done:
+            log(f"feature cache: resuming split {split} at image {done}/{n}")
+        t0 = time.perf_counter()
+        ids = [dataset.image_id(i) for i in range(n)]
+        for start in range(done, n, CHUNK):
+            idx = range(start, min(start + CHUNK, n))
+            pairs = [_image_and_label(dataset, i, train) for i in idx]
+            xs = torch.stack([p[0] for p in pairs])
+            if any(p[0].shape != x0.shape or p[1].shape != y0.shape for p in pairs):
+                raise CacheError(f"data.resize: frozen features need one image and label size per split; "
+                                 f"{dataset.name} {split} mixes sizes (set data.resize)")
+            maps = []
+            for kind in kinds:
+                inputs = xs.flip(-1) if kind == "hflip" else xs
+                feats = backbone(inputs)
+                stacked = torch.cat([f.float() for f in feats], dim=1)
+                if tuple(stacked.shape[-2:]) != fshape[-2:]:
+                    raise CacheError(f"model.out_indices: the stored stages must share the output stride's size "
+                                     f"{fshape[-2:]}, got {tuple(stacked.shape[-2:])}")
+                maps.append(stacked)
+            block = torch.stack(maps, dim=1).to(torch.float16).numpy()
+            handles["features"].write(np.ascontiguousarray(block).tobytes())
+            handles["labels"].write(np.stack([p[1] for p in pairs]).astype(np.uint8).tobytes())
+            for f in handles.values():
+                f.flush()
+                os.fsync(f.fileno())
+            done = idx[-1] + 1
+            atomic_write_text(progress_file, json.dumps({"done": done, "shapes": [list(fshape), list(lshape)]}))
+        log(f"feature cache: split {split} ({n} images x {len(kinds)} copies) in {time.perf_counter() - t0:.0f}s")
+    finally:
+        for f in handles.values():
+            f.close()
+    progress_file.unlink(missing_ok=True)
+    entry = {"images": n, "copies": kinds, "ids": ids, "image_size": [h, w], "label_size": list(y0.shape)}
+    for kind, (name, shape, dt) in files.items():
+        entry[kind] = {"file": name, "shape": list(shape), "dtype": np.dtype(dt).name,
+                       "bytes": len(_npy_header(shape, dt)) + n * per_image[kind]}
+    return entry, dataset
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    """One line for records and reports: what the cache holds and its key."""
+    f = manifest["fields"]
+    kind = "frozen random-initialised features" if f["weights"] == RANDOM else f"frozen ImageNet features ({f['weights']})"
+    return f"{kind}, {f['backbone']} stages {f['out_indices']} at stride {f['output_stride']}"
+
+
+__all__ = ["CacheError", "cache_key", "copies", "data_fingerprint", "describe",
+           "ensure_cache", "open_split", "valid"]
