@@ -30,7 +30,7 @@ def test_default_study_is_the_papers_table1_on_the_probe():
     spec = load_study(CONFIGS / "studies" / "table1.yaml")
     assert list(spec.variants) == ["FCN", "B1-MAX", "B1-AVE", "B1236-MAX", "B1236-AVE", "B1236-MAX-DR",
                                    "B1236-AVE-DR"]
-    assert spec.seeds == (0, 1, 2, 3, 4) and spec.paper_table == "table1" and spec.baseline == "FCN"
+    assert spec.seeds == tuple(range(10)) and spec.paper_table == "table1" and spec.baseline == "FCN"
     assert load_config(spec.base_config).data.name == "probe"
 
 

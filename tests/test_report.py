@@ -77,7 +77,7 @@ def test_only_failed_runs_still_render(tmp_path):
 
 def test_errors_are_one_line_and_nothing_is_half_written(tmp_path, capsys):
     out = tmp_path / "reports"
-    assert report_main(["--results", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert report_main(["--results", str(tmp_path / "nope"), "--out", str(out), "--shipped", str(out)]) == 2
     assert "results folder not found" in capsys.readouterr().err
     empty = tmp_path / "results" / "empty"
     (empty / "runs").mkdir(parents=True)

@@ -23,7 +23,7 @@ def test_shipped_inputs_rerender_the_report_identically(tmp_path):
     write_table(study)
     (study / "runs" / "FCN__s0" / "model.pt").write_bytes(b"weights")  # never shipped
     out = tmp_path / "reports"
-    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out), "--ship"]) == 0
+    assert report_main(["--results", str(tmp_path / "results"), "--shipped", str(out), "--ship"]) == 0
     inputs = out / "_inputs" / "table1"
     shipped = files(inputs)
     assert "study.json" in shipped and "runs.parquet" in shipped and "runs/FCN__s0/record.json" in shipped
@@ -35,7 +35,7 @@ def test_shipped_inputs_rerender_the_report_identically(tmp_path):
 
     shutil.rmtree(tmp_path / "results")  # a fresh clone: no results/, only what git holds
     shutil.rmtree(out / "table1")
-    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out), "--shipped", str(out)]) == 0
     again = {k: v for k, v in files(out).items() if not k.startswith("_inputs/")}
     assert again == rendered and files(inputs) == shipped
     md = (out / "table1" / "index.md").read_text()
@@ -46,10 +46,10 @@ def test_shipped_inputs_rerender_the_report_identically(tmp_path):
 def test_results_take_precedence_over_shipped_inputs(tmp_path):
     study = fabricate(tmp_path / "results", MIOU)
     out = tmp_path / "reports"
-    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out), "--ship"]) == 0
+    assert report_main(["--results", str(tmp_path / "results"), "--shipped", str(out), "--ship"]) == 0
     fresh = fabricate(tmp_path / "results", {k: [v + 0.1 for v in vals] for k, vals in MIOU.items()})
     assert fresh == study
-    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    assert report_main(["--results", str(tmp_path / "results"), "--out", str(out), "--shipped", str(out)]) == 0
     assert "| B1236-AVE " in (out / "table1" / "index.md").read_text()
     assert "70.0 ± 1.0" in (out / "table1" / "index.md").read_text()  # the new results, not the shipped ones
 
@@ -63,7 +63,7 @@ def test_the_shipped_reports_rerender_byte_for_byte(tmp_path):
     copy = tmp_path / "reports"
     shutil.copytree(shipped, copy)
     before = files(copy)
-    assert report_main(["--results", str(tmp_path / "no-results"), "--out", str(copy)]) == 0
+    assert report_main(["--results", str(tmp_path / "no-results"), "--out", str(copy), "--shipped", str(copy)]) == 0
     after = files(copy)
     assert sorted(after) == sorted(before)
     assert [name for name in before if after[name] != before[name]] == []

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from study.atomic import atomic_write_bytes, atomic_write_text
-from study.manifest import MANIFEST_FILE, ManifestError, StudyManifest, read_manifest
+from study.atomic import atomic_write_bytes
+from study.manifest import ManifestError, StudyManifest, read_manifest
 from study.record import RECORD_FILE, RunRecord, read_record
 from study.results.axes import RECIPE_COLUMN, axes_of, recipe_hash
 
@@ -157,42 +157,29 @@ def build_table(study_dir: str | Path) -> pd.DataFrame:
     return df
 
 
-def write_table(study_dir: str | Path) -> pd.DataFrame:
-    """Build the table and write runs.parquet and runs.csv next to the runs (atomically)."""
-    study_dir = Path(study_dir)
-    df = build_table(study_dir)
+def _table_bytes(df: pd.DataFrame) -> dict[str, bytes]:
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
-    atomic_write_bytes(study_dir / TABLE_FILE, buffer.getvalue())
-    atomic_write_text(study_dir / "runs.csv", df.to_csv(index=False))
-    return df
+    return {TABLE_FILE: buffer.getvalue(), "runs.csv": df.to_csv(index=False).encode()}
 
 
-def is_stale(study_dir: str | Path) -> bool:
-    """True when runs.parquet is missing or a record, bench file or study.json is as new as it or newer."""
+def write_table(study_dir: str | Path) -> pd.DataFrame:
+    """Build the table from the records and write runs.parquet and runs.csv next to the runs (atomically); a file
+    that already holds the same bytes is left alone, so re-running a finished study changes nothing on disk."""
     study_dir = Path(study_dir)
-    table = study_dir / TABLE_FILE
-    if not table.exists():
-        return True
-    built = table.stat().st_mtime_ns
-    inputs = [*(study_dir / "runs").glob(f"*/{RECORD_FILE}"), *(study_dir / BENCH_DIR).glob("*.json"),
-              study_dir / MANIFEST_FILE]
-    return any(p.exists() and p.stat().st_mtime_ns >= built for p in inputs)
+    df = build_table(study_dir)
+    for name, data in _table_bytes(df).items():
+        path = study_dir / name
+        if not (path.is_file() and path.read_bytes() == data):
+            atomic_write_bytes(path, data)
+    return df
 
 
 def read_table(study_dir: str | Path) -> pd.DataFrame:
-    """runs.parquet of a study folder, rebuilt (and rewritten) from the records whenever it is missing or stale."""
-    study_dir = Path(study_dir)
-    path = study_dir / TABLE_FILE
-    if is_stale(study_dir):
-        try:
-            return write_table(study_dir)
-        except OSError:  # a read-only copy of the results: the fresh table, unwritten
-            return build_table(study_dir)
+    """The study's table, built from its records every time (cheap; never decided by file times, so a code change
+    that adds a column or changes a rule shows at once). runs.parquet and runs.csv are refreshed where the folder
+    is writable; a read-only copy of the results gives the same table, unwritten."""
     try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds
-        raise ResultsError(f"{path}: unreadable table ({str(e).splitlines()[0]})") from None
-    if df.empty or "variant" not in df.columns:
-        raise ResultsError(f"{path}: empty table")
-    return df
+        return write_table(study_dir)
+    except OSError:
+        return build_table(study_dir)
