@@ -44,11 +44,14 @@ class StudyManifest:
     throughput: str = "per_run"  # per_variant: timed once per variant after the sweep (bench/<variant>.json)
     # seeds added in rounds: the study file's plan (study.results.sequential.SequentialPlan.from_dict reads it)
     seeds_on_demand: dict[str, Any] | None = None
+    equivalence_margin: float | None = None  # mIoU points: a claim interval inside ±margin reads "equivalent"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for key in ("seeds", "variant_order"):
             d[key] = list(d[key])
+        if d["equivalence_margin"] is None:  # absent unless the study file sets it: older manifests stay as written
+            del d["equivalence_margin"]
         return d
 
     @classmethod
@@ -81,6 +84,9 @@ class StudyManifest:
         n_trials = data.get("n_trials")
         if n_trials is not None and (not isinstance(n_trials, int) or isinstance(n_trials, bool)):
             raise ManifestError("study manifest: field 'n_trials' must be an integer or null")
+        margin = data.get("equivalence_margin")
+        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
+            raise ManifestError("study manifest: field 'equivalence_margin' must be a positive number or null")
         if data.get("throughput", "per_run") not in ("per_variant", "per_run"):
             raise ManifestError("study manifest: field 'throughput' must be per_variant or per_run")
         known = {f.name for f in dataclasses.fields(cls)}

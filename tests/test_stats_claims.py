@@ -198,3 +198,22 @@ def test_a_plan_tests_at_its_looks(tmp_path):
     row = judge_claims(df, plan=plan)[0]
     assert row["looks"] == 2 and row["planned_looks"] == 3 and row["verdict"] == "inconclusive"
     assert row["n"] == 6 and "3 seeds: 0.333" in row["rule"]
+
+
+def test_an_inconclusive_row_inside_the_margin_reads_equivalent():
+    from study.results.claims import equivalence
+
+    assert equivalence("inconclusive", -0.3, 0.4, 0.5) == "equivalent within ±0.5"
+    assert equivalence("inconclusive", -0.6, 0.4, 0.5) == "inconclusive"  # the margin's size not excluded
+    assert equivalence("inconclusive", -0.3, 0.4, None) == "inconclusive"  # no margin in the study file
+    assert equivalence("supported", 0.1, 0.4, 0.5) == "supported"  # a decided row keeps its verdict
+
+
+def test_the_claims_rule_reads_equivalent_through_the_study_margin(tmp_path):
+    base = [0.50, 0.52, 0.49, 0.51, 0.50, 0.53, 0.48, 0.50]
+    noise = [0.0005, -0.0007, 0.0010, -0.0002, 0.0004, -0.0006, 0.0003, 0.0001]
+    df = build_table(fabricate(tmp_path, {"FCN": base, "B1236-AVE-DR": [b + n for b, n in zip(base, noise, strict=True)]}))
+    row = judge_claims(df, margin=0.5)[0]
+    assert row["claim"] == "PPM beats the FCN baseline" and -0.5 < row["ci_low"] < row["ci_high"] < 0.5
+    assert row["verdict"] == "equivalent within ±0.5" and row["margin"] == 0.5
+    assert judge_claims(df)[0]["verdict"] == "inconclusive"

@@ -99,7 +99,7 @@ def to_markdown(blocks: list[Block]) -> str:
 
 
 # colours of a verdict (or a control's "as implied?") by the start of its text
-TONES = (("too few seeds", "none"), ("no decision", "none"), ("supported", "ok"), ("yes", "ok"),
+TONES = (("too few seeds", "none"), ("no decision", "none"), ("supported", "ok"), ("yes", "ok"), ("equivalent", "ok"),
          ("contradicted", "bad"), ("no", "bad"), ("inconclusive", "open"), ("undecided", "open"))
 TONED_HEADERS = ("verdict", "as implied?")
 

@@ -16,7 +16,7 @@ import pandas as pd
 from study.report.blocks import Block, decimals, signed
 from study.report.verdicts import level_label, row_digits
 
-ORDER = ("supported", "contradicted", "inconclusive", "too few seeds")
+ORDER = ("supported", "contradicted", "equivalent", "inconclusive", "too few seeds")
 SPREAD_FACTOR = 3.0  # a variant whose seed sd exceeds this many times the median variant's is named
 
 
@@ -102,7 +102,8 @@ def verdict_counts(claims: Sequence[Mapping[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for c in claims:
         counts[str(c["verdict"])] = counts.get(str(c["verdict"]), 0) + 1
-    names = sorted(counts, key=lambda v: (ORDER.index(v) if v in ORDER else len(ORDER), v))
+    names = sorted(counts, key=lambda v: (ORDER.index(v.split(" within")[0]) if v.split(" within")[0] in ORDER
+                                          else len(ORDER), v))
     return ", ".join(f"{counts[v]} {v}" for v in names)
 
 

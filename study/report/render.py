@@ -64,7 +64,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         raise ResultsError(f"{study_dir / MANIFEST_FILE}: seeds_on_demand: {e}") from None
     # a controls study is judged by what its data's construction implies, not by the paper's claims
     controls = judge_controls(df) if kind == "controls" else None
-    claims = judge_claims(df, paper, images=images, plan=plan) if controls is None else []
+    claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin) \
+        if controls is None else []
     trials, search, importances = search_section.load(study_dir) if kind == "search" else (None, None, {})
     amp = next((bool(r.config.get("train", {}).get("amp")) for r in records if "amp" in r.config.get("train", {})),
                None)

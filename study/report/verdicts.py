@@ -171,6 +171,12 @@ def claim_blocks(claims: Sequence[Row], fig_dir: Path, images: ImageBootstrap | 
                                       "interval (grey), image-level interval (blue), paper's Δ (red x), 0 dashed",
                             items=[f"figures/{file}"]))
     blocks.append(Block("text", "Rule: " + str(claims[0].get("rule", ""))))
+    margin = claims[0].get("margin")
+    if margin:
+        blocks.append(Block("text", f"Equivalence: a row the rule leaves inconclusive whose interval (at the same "
+                                    f"level) lies inside ±{margin:g} mIoU points, a margin fixed in the study file "
+                                    f"before it ran, reads \"equivalent within ±{margin:g}\": every difference of "
+                                    f"that size is excluded."))
     if any(k for c in claims for k, *_ in (c.get("untrained") or {}).values()):
         blocks.append(Block("text", "Did not train: runs flagged in their record as never leaving the training "
                                     "plateau. A row is judged on the seeds where both variants trained; the count "

@@ -117,13 +117,16 @@ FINAL = ("completed", "failed")  # a run with one of these statuses has ended: i
 
 def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou",
                  images: ImageBootstrap | None = None, alpha: float = ALPHA,
-                 plan: SequentialPlan | None = None) -> list[dict[str, Any]]:
+                 plan: SequentialPlan | None = None, margin: float | None = None) -> list[dict[str, Any]]:
     """Every claim the study can test: one row per variant pair, differences in points.
 
     The rule is `study.results.stats.decide` over all rows together (row["rule"] describes it), on the runs that
     trained; each variant's "did not train: k of n" count comes along with its Wilson interval. `images`
     (study.results.images.bootstrap_mious) adds the image-level and two-level intervals; `plan` (seeds added in
-    rounds) makes the rule test at the plan's looks, each with its share of alpha.
+    rounds) makes the rule test at the plan's looks, each with its share of alpha. With `margin` (points, fixed in
+    the study file), a row the rule leaves inconclusive whose interval lies inside (-margin, margin) reads
+    "equivalent within ±margin": the same interval, at the same Holm level, excludes every difference of the
+    margin's size (two one-sided tests at that level).
     """
     ended = df[df["status"].isin(FINAL)]
     done = df[df["status"] == "completed"]
@@ -169,12 +172,20 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
                      "confidence": d["confidence"], "image_ci_low": img[0], "image_ci_high": img[1],
                      "two_level_ci_low": two[0], "two_level_ci_high": two[1],
                      "p_value": d["p_value"], "p_adjusted": d["p_adjusted"], "prob_improvement": imp,
-                     "prob_improvement_low": imp_lo, "prob_improvement_high": imp_hi, "verdict": d["verdict"],
+                     "prob_improvement_low": imp_lo, "prob_improvement_high": imp_hi,
+                     "verdict": equivalence(d["verdict"], lo, hi, margin), "margin": margin,
                      "look": d["look"], "looks": d["looks"], "planned_looks": d["planned_looks"],
                      "untrained": {v: _untrained(done, v) for v in (better, worse)},
                      "paper_diff": paper_diff, "paper_source": claim.paper_source, "metric": metric, "rule": rule,
                      **design})
     return rows
+
+
+def equivalence(verdict: str, lo: float, hi: float, margin: float | None) -> str:
+    """The rule's verdict, or "equivalent within ±m" for an inconclusive row whose interval lies inside ±m."""
+    if margin and verdict == "inconclusive" and -margin < lo and hi < margin:
+        return f"equivalent within ±{margin:g}"
+    return verdict
 
 
 def _untrained(done: pd.DataFrame, variant: str) -> tuple[int, int, float, float]:

@@ -71,6 +71,9 @@ class StudySpec:
     throughput: str = "per_variant"
     on_demand: SequentialPlan | None = None  # seeds added in rounds; `seeds` is then the plan's seed order
     cells: tuple[tuple[str, int], ...] = ()  # the rounds' cells so far (on demand); empty: every variant x seed
+    # a claim row whose interval lies inside ±margin (mIoU points) reads "equivalent within ±margin"; None: no such
+    # verdict. Fixed in the study file before it runs.
+    equivalence_margin: float | None = None
 
     @property
     def kind(self) -> str:
@@ -135,7 +138,7 @@ def load_study(path: str | Path) -> StudySpec:
     path = Path(path)
     raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
-             "variants", "search", "max_retries", "throughput", "seeds_on_demand"}
+             "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -172,6 +175,10 @@ def load_study(path: str | Path) -> StudySpec:
         raise _err(path, "objective.metric", "must be miou, miou_present, pixel_acc or mean_acc")
     if direction not in ("maximize", "minimize"):
         raise _err(path, "objective.direction", "must be maximize or minimize")
+
+    margin = raw.get("equivalence_margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
+        raise _err(path, "equivalence_margin", "must be a positive number of mIoU points")
 
     max_retries = raw.get("max_retries", 1)
     if not isinstance(max_retries, int) or max_retries < 0:
@@ -223,7 +230,8 @@ def load_study(path: str | Path) -> StudySpec:
     spec = StudySpec(name=name, path=path, base_config=base_config, description=str(raw.get("description", "")),
                      paper_table=paper_table, baseline=baseline, seeds=tuple(seeds), metric=metric,
                      direction=direction, overrides=overrides, variants=variants, search=search,
-                     max_retries=max_retries, throughput=throughput, on_demand=on_demand)
+                     max_retries=max_retries, throughput=throughput, on_demand=on_demand,
+                     equivalence_margin=float(margin) if margin is not None else None)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -344,4 +352,5 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
         n_trials=spec.search.n_trials if spec.search else None,
         throughput=spec.throughput,
         seeds_on_demand=spec.on_demand.to_dict() if spec.on_demand else None,
+        equivalence_margin=spec.equivalence_margin,
     )
