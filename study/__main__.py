@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 USAGE = """usage: python -m study COMMAND ...
 
 commands:
-  run CONFIG [section.key=value ...]          train, evaluate and benchmark one run; writes its run record
+  run CONFIG [section.key=value ...]          train, evaluate and benchmark one run; writes its run record to
+                                              results/<run.study>/runs/<run.variant, else the config hash>__s<seed>/
   evaluate --checkpoint PATH [--data-root DIR] [--split SPLIT] [--out FILE] [section.key=value ...]
                                               evaluate a trained model (model.pt) on any split
   bench CONFIG [section.key=value ...]        throughput only (no training); prints a table, writes JSON
@@ -26,15 +28,22 @@ def _fail(message: str) -> int:
 
 
 def cmd_run(argv: list[str]) -> int:
+    from study.config import RunConfig, config_hash
     from study.config_files import load_config
+    from study.record import run_dir
     from study.run import run_one
 
     p = argparse.ArgumentParser(prog="python -m study run")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
-    record = run_one(load_config(args.config, args.overrides))
-    print(json.dumps({"id": record.id, "status": record.status, "error": record.error,
+    cfg = load_config(args.config, args.overrides)
+    if cfg.run.variant == RunConfig.variant:  # unnamed: one folder per config, so two configs never share one
+        cfg = cfg.replace(run=dataclasses.replace(cfg.run, variant=config_hash(cfg)))
+    record = run_one(cfg)
+    print(json.dumps({"id": record.id, "folder": str(run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant,
+                                                              cfg.run.seed)),
+                      "status": record.status, "error": record.error,
                       **{k: record.metrics.get(k) for k in ("miou", "miou_present", "pixel_acc", "mean_acc")}}))
     return 0 if record.status == "completed" else 1
 

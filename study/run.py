@@ -23,6 +23,7 @@ from study.bench import benchmark
 from study.config import Config, ConfigError, config_hash
 from study.config_files import apply_overrides, from_dict
 from study.data.build import build_dataset, class_names
+from study.data.fingerprint import data_fingerprint
 from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate
 from study.features.cache import MANIFEST, describe, ensure_cache
@@ -142,7 +143,8 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
             "batch_size": cfg.train.batch_size, "batch_per_rank": cfg.train.batch_size // world.size, "bn": bn,
             "miou_convention": "mean over all classes, absent classes count 0 (official PSPNet)",
             "train_size": len(train_set), "val_size": len(val_set), "weights": weights,
-            "settings": speed.as_dict()}
+            "settings": speed.as_dict(),
+            "data_fingerprint": data_fingerprint(cfg.data, (cfg.data.train_split, cfg.data.val_split))}
     if features:
         prov["feature_cache"] = features
     base = dict(id=run_id(cfg.run.variant, cfg.run.seed), study=cfg.run.study, variant=cfg.run.variant,

@@ -34,7 +34,12 @@ def test_run_then_evaluate_on_another_split_then_bench(config, tmp_path, capsys)
     assert main(["run", str(config), f"run.out_dir={out}", "bench.enabled=false"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["status"] == "completed"
-    checkpoint = out / "adhoc" / "runs" / "default__s0" / "model.pt"
+    from study.config import config_hash
+    from study.config_files import load_config
+
+    chash = config_hash(load_config(config, [f"run.out_dir={out}", "bench.enabled=false"]))
+    assert summary["folder"] == str(out / "adhoc" / "runs" / f"{chash}__s0")  # named by the config hash
+    checkpoint = out / "adhoc" / "runs" / f"{chash}__s0" / "model.pt"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--split", "test", "eval.mode=slide"]) == 0
     result = json.loads((checkpoint.parent / "eval_probe_test_slide.json").read_text())
     assert result["split"] == "test" and result["eval_mode"] == "slide" and 0 <= result["miou"] <= 1

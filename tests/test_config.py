@@ -168,3 +168,33 @@ def test_recipe_fields_keep_old_hashes_at_their_defaults():
     # the "trained" rule judges a run and changes nothing it computes: any value keeps the hash
     assert base.train.trained_loss_ratio == 0.45
     assert config_hash(base.replace(train=dataclasses.replace(base.train, trained_loss_ratio=0.0))) == config_hash(base)
+
+
+# Every field declared with added(...), with the default it shipped with. A field added later leaves the hash of
+# every finished cell alone only while its default reproduces the old behaviour: changing a default here without
+# a new field name silently changes what finished cells mean, so this list changes only by adding lines.
+ADDED_DEFAULTS = {
+    ("model", "backbone_bn"): "batch",
+    ("model", "ppm_norm"): "bn",
+    ("model", "freeze_backbone"): False,
+    ("data", "probe_kind"): "proportion",
+    ("data", "mean"): (0.485, 0.456, 0.406),
+    ("data", "std"): (0.229, 0.224, 0.225),
+    ("data", "feature_flip"): False,
+    ("data", "feature_crop"): None,
+    ("data", "feature_cache_dir"): "",
+    ("train", "force_settings"): False,
+    ("train", "trained_loss_ratio"): 0.45,
+    ("train", "warmup_steps"): 0,
+    ("bench", "peak_seconds"): 0.4,
+}
+
+
+def test_every_added_default_is_pinned():
+    import dataclasses
+
+    from study.config import SECTIONS
+
+    found = {(name, f.name): f.default for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+             if f.metadata.get("added")}
+    assert found == ADDED_DEFAULTS

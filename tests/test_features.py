@@ -14,6 +14,7 @@ from PIL import Image
 from study.atomic import disk_error
 from study.config import ConfigError
 from study.config_files import load_config
+from study.data import fingerprint
 from study.data.build import build_dataset
 from study.features import cache as fc
 from study.features.dataset import FeatureDataset
@@ -85,7 +86,7 @@ def test_the_key_follows_what_determines_the_maps_and_nothing_else(frozen_cfg, t
     assert fc.cache_key(frozen_cfg("data.feature_flip=false"), "train")[0] != key
     assert fc.cache_key(frozen_cfg("model.output_stride=16"), "train")[0] != key
     assert fc.cache_key(frozen_cfg(), "val")[0] != key
-    fc._fingerprints.clear()
+    fingerprint._memo.clear()
     image = tmp_path / "data" / "train" / "images" / "0.png"
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(image)  # same name, other content
     assert fc.cache_key(frozen_cfg(), "train")[0] != key

@@ -257,3 +257,41 @@ def test_progress_line(study_file, tmp_path):
     worker.work(spec, url, str(out), (), fake_run)
     line = outputs.progress(study, spec, time.time(), 1)
     assert "6/6 done (6 completed, 0 failed, 0 pruned), 0 running" in line and "best miou" in line
+
+
+def test_a_finished_study_pointed_at_other_data_is_refused(tmp_path):
+    import dataclasses
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    from test_features import write_folder
+
+    from study.data.fingerprint import _memo, data_fingerprint
+
+    data = write_folder(tmp_path / "data")
+    (tmp_path / "base.yaml").write_text(STAND_IN_BASE + f"data: {{name: folder, root: {data}}}\n")
+    path = tmp_path / "grid.yaml"
+    path.write_text("name: grid\nbase_config: base.yaml\nseeds: [0]\nvariants:\n  FCN: {model.ppm: false}\n")
+
+    def run_with_fingerprint(cfg, on_eval=None):
+        rec = fake_run(cfg, on_eval)
+        fp = data_fingerprint(cfg.data, (cfg.data.train_split, cfg.data.val_split))
+        rec = dataclasses.replace(rec, provenance={"data_fingerprint": fp})
+        write_record(rec, run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed))
+        return rec
+
+    spec = load_study(path)
+    out = tmp_path / "out"
+    study, url, _ = setup(spec, out)
+    worker.work(spec, url, str(out), (), run_with_fingerprint)
+    shutil.copytree(data, tmp_path / "copy")
+    with study_lock(study._storage, url, spec.name):  # the same files elsewhere: the same data
+        queue.prepare(study, spec, str(out), (f"data.root={tmp_path / 'copy'}",))
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(tmp_path / "copy" / "val" / "images" / "1.png")
+    _memo.clear()
+    before = sorted(p for p in out.rglob("*") if p.is_file())
+    with pytest.raises(queue.StudyError, match=r"cell FCN__s0 finished on other data \(fingerprint folder:"):
+        with study_lock(study._storage, url, spec.name):
+            queue.prepare(study, spec, str(out), (f"data.root={tmp_path / 'copy'}",))
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == before

@@ -34,6 +34,7 @@ from study.config import DataConfig
 from study.data.common import DatasetError, SegDataset
 from study.data.names import PROBE_KINDS
 
+GENERATOR_VERSION = 1  # bump whenever the scenes a (config, split, index) gives change: records name it
 CLASSES = ("road", "water", "car", "boat", "building", "skyscraper", "bed", "pillow")
 PALETTE = ((128, 64, 128), (0, 90, 200), (0, 0, 142), (230, 150, 20), (70, 70, 70), (190, 40, 190),
            (120, 200, 80), (250, 230, 120))

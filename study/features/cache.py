@@ -3,7 +3,7 @@ computed once and stored as fp16 arrays that runs memory-map.
 
 A cache lives in `<data.feature_cache_dir or run.out_dir/_features>/<key>/`, where the key is a digest of
 everything that determines the maps: the weights file's sha256, backbone, out indices, output stride, BN mode, a
-fingerprint of the data files (paths, sizes, sha256 of contents), resize, normalisation, the copies stored, the
+fingerprint of the data files (study.data.fingerprint: paths, sizes, sha256 of contents), resize, normalisation, the copies stored, the
 extraction precision, the torch and timm versions, and this module's format version. Every variant, seed and worker
 of a study, and any other study with the same key, reads the same folder.
 
@@ -37,6 +37,7 @@ from study.atomic import atomic_write_text
 from study.config import Config
 from study.data.build import build_dataset
 from study.data.common import SegDataset
+from study.data.fingerprint import split_fingerprint
 from study.data.transforms import resize_pair, to_tensors
 from study.models.backbone import RANDOM, build_backbone, weights_digest
 
@@ -58,30 +59,6 @@ class SplitArrays:
     ids: list[str]
 
 
-_fingerprints: dict[tuple, str] = {}
-
-
-def data_fingerprint(dataset: SegDataset) -> str:
-    """sha256 over the split's files (path relative to the data root, size, content digest), or, for a generated
-    data set, over its generator parameters. Computed once per process and split."""
-    pairs = getattr(dataset, "pairs", None)
-    if pairs is None:
-        params = {"name": dataset.name, "split": dataset.split, "config": str(dataset.cfg)}
-        return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-    root = Path(dataset.cfg.root)
-    memo = (dataset.name, dataset.split, str(root.resolve()), len(pairs))
-    if memo not in _fingerprints:
-        h = hashlib.sha256()
-        for image, mask in pairs:
-            for path in (image, mask):
-                data = path.read_bytes()
-                rel = os.path.relpath(path, root)
-                h.update(f"{rel}\0{len(data)}\0".encode())
-                h.update(hashlib.sha256(data).digest())
-        _fingerprints[memo] = h.hexdigest()
-    return _fingerprints[memo]
-
-
 def cache_key(cfg: Config, split: str) -> tuple[str, dict[str, Any]]:
     """(24-hex key, the fields it digests) for the maps `cfg` computes on `split`."""
     m, d = cfg.model, cfg.data
@@ -92,7 +69,7 @@ def cache_key(cfg: Config, split: str) -> tuple[str, dict[str, Any]]:
         "layers": m.layers, "channels": m.channels, "stem_width": m.stem_width, "stem_type": m.stem_type,
         "bn": "frozen (eval statistics)",
         "data": d.name,
-        "split": split, "files": data_fingerprint(build_dataset(d, split, train=False)),
+        "split": split, "files": split_fingerprint(build_dataset(d, split, train=False)),
         "labels": "at the image's size" if split == d.train_split else "at their own size",
         "resize": list(d.resize) if d.resize else None, "mean": list(d.mean), "std": list(d.std),
         "copies": copies(cfg, split),
@@ -293,5 +270,5 @@ def describe(manifest: dict[str, Any]) -> str:
     return f"{kind}, {f['backbone']} stages {f['out_indices']} at stride {f['output_stride']}"
 
 
-__all__ = ["CacheError", "cache_key", "copies", "data_fingerprint", "describe",
+__all__ = ["CacheError", "cache_key", "copies", "describe",
            "ensure_cache", "open_split", "valid"]

@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from study.config import ConfigError, config_hash
-from study.record import run_id
+from study.record import RECORD_FILE, read_record, run_dir, run_id
 from study.search.optuna_handles import storage_of, trial_id
 from study.search.space import StudySpec, cell_config, distributions, grid_cells, trial_variant
 from study.search.storage import study_lock
@@ -97,6 +97,42 @@ def check_unchanged(spec: StudySpec, trials: list[FrozenTrial], out_dir: str, cl
                              f"name or remove its results and storage to start over")
 
 
+def check_same_data(spec: StudySpec, trials: list[FrozenTrial], out_dir: str, cli: tuple[str, ...]) -> None:
+    """Refuse to continue a study whose finished cells were trained on other data than its cells read now.
+
+    data.root is a location, not part of the config hash: a finished cell's record names the data it saw
+    (provenance.data_fingerprint), and the data the cell would read now must give the same fingerprint.
+    """
+    from study.data.common import DatasetError
+    from study.data.fingerprint import data_fingerprint
+
+    now: dict[str, str] = {}
+    for t in trials:
+        if t.state != TrialState.COMPLETE or "variant" not in t.user_attrs:
+            continue
+        variant, seed = t.user_attrs["variant"], t.user_attrs["seed"]
+        if spec.kind == "grid" and variant not in spec.variants:
+            continue
+        path = run_dir(out_dir, spec.name, variant, seed) / RECORD_FILE
+        try:
+            old = read_record(path).provenance.get("data_fingerprint") if path.exists() else None
+        except ValueError:
+            continue
+        if not old:  # written before records named their data
+            continue
+        cfg = cell_config(spec, variant, seed, t.user_attrs.get("overrides"), out_dir, cli)
+        key = repr((cfg.data, cfg.data.train_split, cfg.data.val_split))
+        if key not in now:
+            try:
+                now[key] = data_fingerprint(cfg.data, (cfg.data.train_split, cfg.data.val_split))
+            except DatasetError as e:
+                raise StudyError(f"{spec.path}: {e}") from None
+        if now[key] != old:
+            raise StudyError(f"{spec.path}: cell {run_id(variant, seed)} finished on other data (fingerprint {old}, "
+                             f"now {now[key]} at data.root {cfg.data.root or '(built in)'}); point data.root at "
+                             f"the data it ran on, or give the study a new name")
+
+
 def check_space(spec: StudySpec, trials: list[FrozenTrial]) -> None:
     """Refuse to continue a search whose space changed since its trials sampled it (one line)."""
     if spec.search is None:
@@ -144,6 +180,7 @@ def prepare(study: optuna.Study, spec: StudySpec, out_dir: str, cli: tuple[str, 
     refused command writes nothing."""
     trials = study.get_trials(deepcopy=False)
     check_unchanged(spec, trials, out_dir, cli)
+    check_same_data(spec, trials, out_dir, cli)
     check_space(spec, trials)
     new = cells_to_enqueue(spec, trials, retry_failed)
     for _, attrs in new if spec.kind == "grid" else ():
