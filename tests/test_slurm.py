@@ -61,6 +61,7 @@ class FakeExecutor:
 
     def submit(self, fn, *args):
         self.submitted.append(dict(self.params))
+        self.args = getattr(self, "args", []) + [args]
         return argparse.Namespace(job_id=str(len(self.submitted)))
 
 
@@ -71,6 +72,9 @@ def args_for(*argv):
 
 
 def test_every_local_job_is_given_its_own_gpus(monkeypatch, tmp_path):
+    from study.search.supervise import STORAGE_ENV
+
+    monkeypatch.setenv(STORAGE_ENV, "before")  # submit sets it: monkeypatch restores it after the test
     made = []
     monkeypatch.setattr(submitit, "AutoExecutor", lambda folder, cluster: made.append(FakeExecutor(folder, cluster))
                         or made[-1])
@@ -141,3 +145,33 @@ def test_a_node_plans_its_workers_as_the_sweep_command_does(monkeypatch):
     assert [w.env["CUDA_VISIBLE_DEVICES"] for w in started] == ["4", "5", "6", "7"]
     assert {w.env["OMP_NUM_THREADS"] for w in started} == {"4"} and {w.env[STORAGE_ENV] for w in started} == {url}
     assert not any("pw" in arg for w in started for arg in w.argv)
+
+
+def test_the_storage_password_reaches_jobs_through_the_environment_only(monkeypatch, tmp_path):
+    """submitit pickles a job's arguments under results/<study>/slurm/: no password there; the job reads the whole
+    URL from $STUDY_STORAGE_URL, which sbatch exports from the submitting environment."""
+    import pickle
+
+    from study.search.supervise import STORAGE_ENV
+
+    made = []
+    monkeypatch.setattr(submitit, "AutoExecutor", lambda folder, cluster: made.append(FakeExecutor(folder, cluster))
+                        or made[-1])
+    monkeypatch.setenv(STORAGE_ENV, "before")  # submit sets it: monkeypatch restores it after the test
+    url = "postgresql://u:pw-s3cret@h/db"
+    args = parse_args_with_storage(url)
+    slurm.submit(args, url, "s", tmp_path)
+    blob = pickle.dumps(made[0].args)
+    assert b"pw-s3cret" not in blob and b"postgresql://u:***@h/db" in blob
+    assert os.environ[STORAGE_ENV] == url
+    seen = []
+    monkeypatch.setattr(slurm, "local_plan", lambda a: ([], None))
+    monkeypatch.setattr(slurm, "local_workers", lambda a, u, slots: seen.append(u) or [])
+    slurm.run_node(*made[0].args[0])
+    assert seen == [url]  # the job works with the whole URL from its environment
+
+
+def parse_args_with_storage(url):
+    from study.search.runner import parse_args
+
+    return parse_args(["s.yaml", "--executor", "slurm", "--storage", url])

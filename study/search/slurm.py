@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from study.search.placement import PlacementError, Slot, gpu_count, local_plan, plan_workers
-from study.search.supervise import local_workers, start
+from study.search.supervise import STORAGE_ENV, local_workers, start
 
 
 def check_storage(url: str | None) -> None:
@@ -47,7 +47,12 @@ def local_job_gpus(job: int, per_job: int, available: int) -> tuple[int, ...]:
 
 
 def run_node(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    """The body of one job: plan the workers of this node as the sweep command does, run them, wait."""
+    """The body of one job: plan the workers of this node as the sweep command does, run them, wait.
+
+    `url` is the storage URL without its password (what submitit pickles into results/<study>/slurm/); the job's
+    environment, exported by the submitting shell, carries the whole URL in $STUDY_STORAGE_URL.
+    """
+    url = os.environ.get(STORAGE_ENV) or url
     slots, _ = local_plan(args)
     specs = local_workers(args, url, slots)
     for w in specs:
@@ -56,6 +61,16 @@ def run_node(args: argparse.Namespace, url: str) -> dict[str, Any]:
     codes = [p.wait() for p in procs]
     return {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "workers": [w.label for w in specs],
             "exit_codes": codes}
+
+
+def without_password(url: str) -> str:
+    """The URL with its password replaced by ***, for anything written to disk."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a database URL: nothing to hide
+        return url
 
 
 def submit(args: argparse.Namespace, url: str, name: str, folder: Path) -> list:
@@ -87,13 +102,18 @@ def submit(args: argparse.Namespace, url: str, name: str, folder: Path) -> list:
             from None
     # on the node: every GPU the job was given (K per GPU; on a machine without GPUs, one CPU worker)
     worker_args = argparse.Namespace(**{**vars(args), "executor": "local", "dry_run": False, "workers": None,
-                                        "gpus": None, "workers_per_gpu": args.workers_per_gpu if available else 1})
+                                        "gpus": None, "workers_per_gpu": args.workers_per_gpu if available else 1,
+                                        "storage": None})
+    # submitit pickles the job's arguments to disk: they get the URL without its password, and the jobs the whole
+    # URL through their environment (sbatch exports the submitting environment; the local executor inherits it)
+    os.environ[STORAGE_ENV] = url
+    public = without_password(url)
     jobs = []
     for j in range(args.slurm_jobs):
         if local:  # else every local job sees GPUs 0..g-1
             executor.update_parameters(visible_gpus=local_job_gpus(j, g, available))
         try:
-            jobs.append(executor.submit(run_node, worker_args, url))
+            jobs.append(executor.submit(run_node, worker_args, public))
         except Exception as e:  # noqa: BLE001 - e.g. sbatch refused the job: say why in one line
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise PlacementError(f"--executor slurm: submitting job {j} failed: {reason}") from None
