@@ -45,13 +45,15 @@ class StudyManifest:
     # seeds added in rounds: the study file's plan (study.results.sequential.SequentialPlan.from_dict reads it)
     seeds_on_demand: dict[str, Any] | None = None
     equivalence_margin: float | None = None  # mIoU points: a claim interval inside ±margin reads "equivalent"
+    controls: list[dict[str, Any]] | None = None  # a controls study's comparisons (study.results.controls)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for key in ("seeds", "variant_order"):
             d[key] = list(d[key])
-        if d["equivalence_margin"] is None:  # absent unless the study file sets it: older manifests stay as written
-            del d["equivalence_margin"]
+        for key in ("equivalence_margin", "controls"):  # absent unless the study file sets them: older manifests
+            if d[key] is None:                          # stay as written
+                del d[key]
         return d
 
     @classmethod
@@ -87,6 +89,9 @@ class StudyManifest:
         margin = data.get("equivalence_margin")
         if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
             raise ManifestError("study manifest: field 'equivalence_margin' must be a positive number or null")
+        controls = data.get("controls")
+        if controls is not None and (not isinstance(controls, list) or not all(isinstance(c, dict) for c in controls)):
+            raise ManifestError("study manifest: field 'controls' must be a list of comparisons or null")
         if data.get("throughput", "per_run") not in ("per_variant", "per_run"):
             raise ManifestError("study manifest: field 'throughput' must be per_variant or per_run")
         known = {f.name for f in dataclasses.fields(cls)}

@@ -9,7 +9,7 @@ import pytest
 
 from study.report.blocks import to_markdown
 from study.report.controls_block import controls_blocks
-from study.results.controls import CONTROLS, MARGIN, as_implied, concluded, judge_controls, paired_tests
+from study.results.controls import Comparison, as_implied, concluded, judge_controls, paired_tests
 from study.results.table import ResultsError
 from study.search.space import load_study
 
@@ -86,7 +86,13 @@ def _table(values: dict[str, list[float]], kinds: dict[str, str] | None = None) 
 
 
 def _kind(variant: str) -> str:
-    return {c.prefix: c.kind for c in CONTROLS}[variant.split("-")[0]]
+    return {"PRES": "presence", "LOC": "local", "MIS": "misaligned"}.get(variant.split("-")[0], "proportion")
+
+
+def _comparisons(df: pd.DataFrame) -> list[Comparison]:
+    """The shipped controls study's comparisons whose two variants are in `df`."""
+    held = set(df["variant"])
+    return [c for c in (Comparison.from_dict(d) for d in load_study(STUDY).controls) if {c.a, c.b} <= held]
 
 
 FCN = [0.80, 0.81, 0.79, 0.80, 0.82]
@@ -97,7 +103,7 @@ def test_judge_a_null_control_and_a_collapse():
                  "PRES-B1-AVE": [0.60, 0.62, 0.61, 0.60, 0.59], "PRES-B1-MAX": [0.25, 0.26, 0.24, 0.25, 0.25],
                  "PRES-FCN": [0.50, 0.51, 0.50, 0.52, 0.50]})
     df.loc[(df["variant"] == "PRES-FCN") & (df["seed"] == 4), "status"] = "failed"  # left out of the pairs
-    rows = {(r["a"], r["b"]): r for r in judge_controls(df)}
+    rows = {(r["a"], r["b"]): r for r in judge_controls(df, _comparisons(df))}
     assert list(rows) == [("PRES-B1-MAX", "PRES-B1-AVE"), ("PRES-B1-MAX", "PRES-FCN"), ("LOC-B1-AVE", "LOC-FCN")]
     local = rows[("LOC-B1-AVE", "LOC-FCN")]
     assert local["k"] == 3 and local["level"] == pytest.approx(1 - 0.1 / 3)
@@ -111,47 +117,75 @@ def test_judge_a_null_control_and_a_collapse():
 
 def test_too_few_seeds_decide_nothing():
     df = _table({"MIS-FCN": [0.5, 0.5], "MIS-B1236-AVE-DR": [0.7, 0.71]})
-    (row,) = judge_controls(df)
+    (row,) = judge_controls(df, _comparisons(df))
     assert row["n"] == 2 and row["concluded"] == "too few seeds" and row["as_implied"] == "undecided"
     assert math.isnan(row["p_adjusted"])
 
 
-def test_a_control_variant_on_the_wrong_probe_is_refused():
+def test_a_comparison_across_two_data_kinds_is_refused():
     df = _table({"LOC-FCN": FCN, "LOC-B1-AVE": FCN}, kinds={"LOC-B1-AVE": "proportion"})
-    with pytest.raises(ResultsError, match="control local: variant LOC-B1-AVE runs on probe_kind proportion"):
-        judge_controls(df)
+    with pytest.raises(ResultsError, match="control LOC-B1-AVE vs LOC-FCN: the two variants ran on different data"):
+        judge_controls(df, _comparisons(df))
+
+
+def test_a_comparison_naming_a_missing_variant_is_a_one_line_error(tmp_path):
+    from study.config import ConfigError
+
+    text = STUDY.read_text().replace("{a: LOC-B1-AVE, b: LOC-FCN", "{a: LOC-B1-MAX, b: LOC-FCN")
+    (tmp_path / "controls.yaml").write_text(text.replace("base_config: ../probe.yaml",
+                                                         f"base_config: {STUDY.parents[1] / 'probe.yaml'}"))
+    with pytest.raises(ConfigError, match=r"controls\[2\]: names variant 'LOC-B1-MAX', which the study does not have"):
+        load_study(tmp_path / "controls.yaml")
+
+
+def test_a_variant_without_runs_gives_a_row_not_a_silent_drop():
+    df = _table({"LOC-FCN": FCN})
+    (row,) = judge_controls(df, [Comparison("LOC-B1-AVE", "LOC-FCN", "equivalent", 2.0, "why")])
+    assert row["n"] == 0 and row["concluded"] == "too few seeds"
+
+
+def test_the_kind_comes_from_the_study_file_not_the_name():
+    from study.report.render import study_kind
+    from study.search.space import study_manifest
+
+    spec = load_study(STUDY)
+    manifest = study_manifest(spec, "cmd", Path.cwd())
+    assert study_kind(manifest) == "controls"
+    renamed = study_manifest(load_study(STUDY.parents[0] / "table1.yaml"), "cmd", Path.cwd())
+    assert study_kind(renamed) == "grid" and study_kind(type(renamed)(**{**renamed.__dict__, "name": "my_controls"})) \
+        == "grid"  # a name is only a name
 
 
 def test_block_renders_the_table_and_the_rule():
     df = _table({"LOC-FCN": FCN, "LOC-B1236-AVE-DR": [f + 0.001 for f in FCN]})
-    md = to_markdown(controls_blocks(df))
+    md = to_markdown(controls_blocks(df, judge_controls(df, _comparisons(df))))
     assert "| control " in md and "| as implied? " in md and "no difference (within ±2)" in md
     assert "| local " in md and "| better, by less than 2 " in md and "TOST" in md
-    assert "No control comparison" in to_markdown(controls_blocks(_table({"FCN": FCN}, {"FCN": "proportion"})))
+    assert "No control comparison" in to_markdown(controls_blocks(_table({"FCN": FCN}, {"FCN": "proportion"}), []))
 
 
 def test_the_study_file_runs_every_control_with_its_probe_and_margin():
     spec = load_study(STUDY)
-    assert "control" in spec.name and len(spec.seeds) >= 5
+    assert len(spec.seeds) >= 5 and len(spec.controls) == 6
     margin = re.search(r"margin ([0-9.]+) mIoU", spec.description)
-    assert margin and float(margin.group(1)) == MARGIN
-    for control in CONTROLS:
-        for cmp in control.comparisons:
-            for role in (cmp.a, cmp.b):
-                overrides = spec.variants[f"{control.prefix}-{role}"]
-                assert overrides["data.probe_kind"] == control.kind
-                assert role == "FCN" or overrides["model.pool"] == ("max" if "MAX" in role else "avg")
+    comparisons = [Comparison.from_dict(c) for c in spec.controls]
+    assert margin and {c.margin for c in comparisons} == {float(margin.group(1))}
+    for cmp in comparisons:
+        kinds = {spec.variants[v]["data.probe_kind"] for v in (cmp.a, cmp.b)}
+        assert len(kinds) == 1
+        for v in (cmp.a, cmp.b):
+            assert v.endswith("FCN") or spec.variants[v]["model.pool"] == ("max" if "MAX" in v else "avg")
 
 
 def test_runs_that_did_not_train_leave_the_pairs_and_are_counted():
     df = _table({"PRES-B1-MAX": [0.70, 0.25, 0.71, 0.72, 0.70], "PRES-B1-AVE": [0.60, 0.62, 0.61, 0.60, 0.59]})
     df["trained"] = pd.array([True, False, True, None, True] + [True] * 5, dtype="boolean")
-    (row,) = judge_controls(df)
+    (row,) = judge_controls(df, _comparisons(df))
     assert row["seeds"] == [0, 2, 3, 4] and row["n"] == 4  # seed 1 did not train; a missing flag counts as trained
     assert row["untrained"] == {"PRES-B1-MAX": (1, 5), "PRES-B1-AVE": (0, 5)}
     assert row["diff"] == pytest.approx(((70 - 60) + (71 - 61) + (72 - 60) + (70 - 59)) / 4)
     from study.report.blocks import to_markdown
     from study.report.controls_block import controls_blocks
 
-    assert "Did not train (runs that never left the training plateau" in to_markdown(controls_blocks(df))
-    assert "PRES-B1-MAX: 1 of 5 runs" in to_markdown(controls_blocks(df))
+    md = to_markdown(controls_blocks(df, [row]))
+    assert "Did not train (runs that never left the training plateau" in md and "PRES-B1-MAX: 1 of 5 runs" in md

@@ -61,5 +61,5 @@ def test_reads_what_the_runner_writes(study_file, tmp_path):
 
     data = json.loads(json.dumps(study_manifest(load_study(study_file), "python -m study sweep x", Path.cwd()).to_dict()))
     m = StudyManifest.from_dict(data)
-    margin = ["equivalence_margin"] if m.equivalence_margin is not None else []  # only where the study file sets one
-    assert m.to_dict() == data and sorted(data) == sorted(RUNNER_KEYS + margin)
+    extra = [k for k in ("equivalence_margin", "controls") if getattr(m, k) is not None]  # only where set
+    assert m.to_dict() == data and sorted(data) == sorted(RUNNER_KEYS + extra)

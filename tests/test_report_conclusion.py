@@ -75,10 +75,11 @@ def test_a_controls_study_concludes_on_its_controls_not_on_the_papers_claims(tmp
     # equivalent within 2 points by construction: Δ per seed +0.2, +0.1, -0.1, +0.2, 0.0 points
     fcn = [0.770, 0.772, 0.771, 0.769, 0.770]
     ave = [f + d / 100 for f, d in zip(fcn, [0.2, 0.1, -0.1, 0.2, 0.0], strict=True)]
+    comparison = {"a": "LOC-B1-AVE", "b": "LOC-FCN", "expected": "equivalent", "margin": 2, "why": "local labels"}
     study = fabricate(tmp_path / "results", {"LOC-FCN": fcn, "LOC-B1-AVE": ave}, variants=LOCAL,
-                      name="controls", paper_table=None, baseline="LOC-FCN")
+                      name="my_null_check", paper_table=None, baseline="LOC-FCN", controls=[comparison])
     assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
-    md = (tmp_path / "reports" / "controls" / "index.md").read_text()
+    md = (tmp_path / "reports" / "my_null_check" / "index.md").read_text()
     headings = [line for line in md.splitlines() if line.startswith("## ")]
     assert headings[:2] == ["## Conclusion", "## Controls: can the harness say no?"]
     assert "## The paper's claims: verdicts" not in headings and "PPM beats the FCN" not in md

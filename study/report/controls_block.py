@@ -1,4 +1,4 @@
-"""The controls section of a report (studies whose name contains "control"): per control comparison, what the
+"""The controls section of a report (a study file of kind controls): per control comparison, what the
 construction implies, what the harness concluded, and whether the two agree (study.results.controls)."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import pandas as pd
 
 from study.report.blocks import Block, ci, fmt
-from study.results.controls import judge_controls
 
 EXPECTED = {"better": "a beats b", "non-inferior": "a at least as good as b (within {m})",
             "equivalent": "no difference (within ±{m})"}
@@ -30,13 +29,12 @@ def controls_line(rows: list[dict]) -> str:
             f"{counts['undecided']} undecided")
 
 
-def controls_blocks(df: pd.DataFrame, rows: list[dict] | None = None) -> list[Block]:
+def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
     """Heading, the table "control | comparison | expected | concluded | as implied?", and the rule."""
-    rows = judge_controls(df) if rows is None else rows
     blocks = [Block("heading", "Controls: can the harness say no?")]
     if not rows:
-        return blocks + [Block("text", "No control comparison in this study: its variants are named "
-                                       "<prefix>-<variant> (PRES-, LOC-, MIS-), see configs/studies/controls.yaml.")]
+        return blocks + [Block("text", "No control comparison in this study (its study file lists them under "
+                                       "controls:, see configs/studies/controls.yaml).")]
     table = []
     for r in rows:
         expected = _expected(r)

@@ -24,7 +24,7 @@ from study.report.controls_block import controls_blocks, controls_lead, controls
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.verdicts import claim_blocks
 from study.results.claims import judge_claims, load_paper_table
-from study.results.controls import judge_controls
+from study.results.controls import Comparison, judge_controls
 from study.results.images import bootstrap_mious
 from study.results.search import pruned_steps
 from study.results.sequential import SequentialPlan
@@ -39,8 +39,8 @@ SUMMARY_FILE = "summary.json"  # reports/<study>/summary.json: the index's line 
 
 
 def study_kind(manifest: Any) -> str:
-    """search | controls (a study whose name contains "control") | grid."""
-    return "search" if manifest.kind == "search" else "controls" if "control" in manifest.name else "grid"
+    """search | controls (a study file of kind controls: its manifest lists the comparisons) | grid."""
+    return "search" if manifest.kind == "search" else "controls" if manifest.controls else "grid"
 
 
 def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str, Any]]:
@@ -63,7 +63,11 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     except (ValueError, TypeError) as e:
         raise ResultsError(f"{study_dir / MANIFEST_FILE}: seeds_on_demand: {e}") from None
     # a controls study is judged by what its data's construction implies, not by the paper's claims
-    controls = judge_controls(df) if kind == "controls" else None
+    try:
+        comparisons = [Comparison.from_dict(c) for c in manifest.controls or ()]
+    except ValueError as e:
+        raise ResultsError(f"{study_dir / MANIFEST_FILE}: {e}") from None
+    controls = judge_controls(df, comparisons) if kind == "controls" else None
     claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin) \
         if controls is None else []
     trials, search, importances = search_section.load(study_dir) if kind == "search" else (None, None, {})

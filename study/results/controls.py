@@ -1,8 +1,8 @@
 """The probe's controls: what the harness concludes on data whose answer the construction fixes.
 
-A control is a probe kind (`data.probe_kind`, study.data.synthetic) whose variants are named
-`<prefix>-<role>` (PRES-B1-MAX, LOC-FCN, ...). Each comparison "a vs b" carries the relation its construction
-implies for the paired seed differences Δ = a - b (mIoU points), with a margin M below which a difference does not
+A controls study (`kind: controls` in its study file) lists its comparisons as data: "a vs b", two of its variants
+trained on the same control data (`data.probe_kind`, study.data.synthetic), with the relation the construction
+implies for the paired seed differences Δ = a - b (mIoU points) and a margin M below which a difference does not
 matter:
 - better: a beats b (one-sided t-test of Δ <= 0);
 - non-inferior: a is at least as good as b up to M (one-sided test of Δ <= -M);
@@ -25,43 +25,33 @@ from scipy import stats
 from study.results.stats import MIN_SEEDS
 from study.results.table import ResultsError, trained_mask
 
-MARGIN = 2.0  # mIoU points; configs/studies/controls.yaml states it (a test checks)
 ALPHA = 0.05  # family-wise, over the study's control comparisons
 EXPECTATIONS = ("better", "non-inferior", "equivalent")
 
 
 @dataclass(frozen=True)
 class Comparison:
-    a: str  # role, e.g. "B1-MAX": the variant <prefix>-<role>
+    """One control comparison of a study file: variants a and b, what the data implies, the margin, why."""
+
+    a: str
     b: str
     expected: str  # one of EXPECTATIONS
+    margin: float  # mIoU points
     why: str
 
-
-@dataclass(frozen=True)
-class Control:
-    kind: str  # data.probe_kind
-    prefix: str
-    comparisons: tuple[Comparison, ...]
-
-
-CONTROLS = (
-    Control("presence", "PRES", (
-        Comparison("B1-MAX", "B1-AVE", "non-inferior", "a region is road when a red mark occurs in it at all: a "
-                                                       "max-pooled branch reads that directly"),
-        Comparison("B1-MAX", "FCN", "better", "most pixels lie beyond the receptive field of their region's 1-3 red "
-                                              "marks"))),
-    Control("local", "LOC", (
-        Comparison("B1-AVE", "FCN", "equivalent", "labels are decided within 11 px of each pixel; nothing beyond "
-                                                  "the receptive field carries information"),
-        Comparison("B1236-AVE-DR", "FCN", "equivalent", "labels are decided within 11 px of each pixel: no bin "
-                                                        "has anything to add"))),
-    Control("misaligned", "MIS", (
-        Comparison("B1236-AVE-DR", "FCN", "better", "the proportion cue still needs a region's share, beyond the "
-                                                    "receptive field, when cuts miss the bins"),
-        Comparison("B1236-AVE-DR", "B1-AVE", "better", "half the scenes are split and one global bin cannot place "
-                                                       "the cut; bins 2, 3, 6 still can, cell by cell"))),
-)
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "controls") -> Comparison:
+        """From a study file's or manifest's mapping; a one-line ValueError names the field."""
+        if not isinstance(data, dict) or set(data) != {"a", "b", "expected", "margin", "why"}:
+            raise ValueError(f"{where}: each comparison is {{a, b, expected, margin, why}}")
+        if data["expected"] not in EXPECTATIONS:
+            raise ValueError(f"{where}: expected must be one of {', '.join(EXPECTATIONS)}, got {data['expected']!r}")
+        margin = data["margin"]
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0:
+            raise ValueError(f"{where}: margin must be a positive number of mIoU points")
+        if not all(isinstance(data[k], str) and data[k] for k in ("a", "b", "why")):
+            raise ValueError(f"{where}: a, b and why must be non-empty strings")
+        return cls(data["a"], data["b"], data["expected"], float(margin), data["why"])
 
 
 def _p_above(mean: float, se: float, df: int, c: float) -> float:
@@ -151,28 +141,26 @@ def untrained_count(df: pd.DataFrame, variant: str) -> tuple[int, int]:
     return int((~trained_mask(done)).sum()), len(done)
 
 
-def _check_kind(df: pd.DataFrame, variant: str, kind: str) -> None:
+def _control_kind(df: pd.DataFrame, a: str, b: str) -> str:
+    """The control data both variants ran on (their probe_kind); a comparison across two kinds is an error."""
     if "probe_kind" not in df.columns:
-        return
-    kinds = set(df.loc[df["variant"] == variant, "probe_kind"].astype(str))
-    if kinds and kinds != {kind}:
-        raise ResultsError(f"control {kind}: variant {variant} runs on probe_kind {', '.join(sorted(kinds))}, "
-                           f"not {kind}")
+        return ""
+    kinds = set(df.loc[df["variant"].isin([a, b]), "probe_kind"].astype(str))
+    if len(kinds) > 1:
+        raise ResultsError(f"control {a} vs {b}: the two variants ran on different data "
+                           f"(probe_kind {', '.join(sorted(kinds))})")
+    return next(iter(kinds), "")
 
 
-def judge_controls(df: pd.DataFrame, *, margin: float = MARGIN, alpha: float = ALPHA,
+def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha: float = ALPHA,
                    metric: str = "miou") -> list[dict[str, Any]]:
-    """One row per control comparison whose two variants the study holds, in CONTROLS order."""
-    variants = set(df["variant"])
-    found = [(c, cmp) for c in CONTROLS for cmp in c.comparisons
-             if f"{c.prefix}-{cmp.a}" in variants and f"{c.prefix}-{cmp.b}" in variants]
-    k = max(1, len(found))
+    """One row per comparison of the study file, in its order (a variant without runs gives "too few seeds")."""
+    k = max(1, len(comparisons))
     level = alpha / k
     rows = []
-    for control, cmp in found:
-        a, b = f"{control.prefix}-{cmp.a}", f"{control.prefix}-{cmp.b}"
-        _check_kind(df, a, control.kind)
-        _check_kind(df, b, control.kind)
+    for cmp in comparisons:
+        a, b, margin = cmp.a, cmp.b, cmp.margin
+        kind = _control_kind(df, a, b)
         va, vb = _seed_values(df, a, metric), _seed_values(df, b, metric)
         seeds = sorted(set(va) & set(vb))
         t = paired_tests([va[s] - vb[s] for s in seeds], margin=margin, alpha=level)
@@ -180,7 +168,7 @@ def judge_controls(df: pd.DataFrame, *, margin: float = MARGIN, alpha: float = A
             t.update(ci_low=math.nan, ci_high=math.nan, p_better=math.nan, p_noninferior=math.nan,
                      p_equivalent=math.nan)
         p_key = {"better": "p_better", "non-inferior": "p_noninferior", "equivalent": "p_equivalent"}[cmp.expected]
-        rows.append({"control": control.kind, "a": a, "b": b, "expected": cmp.expected, "why": cmp.why,
+        rows.append({"control": kind, "a": a, "b": b, "expected": cmp.expected, "why": cmp.why,
                      "n": t["n"], "seeds": seeds, "diff": t["diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
                      "p_adjusted": min(1.0, k * t[p_key]) if math.isfinite(t[p_key]) else math.nan,
                      "concluded": concluded(t["ci_low"], t["ci_high"], margin),

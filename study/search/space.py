@@ -74,6 +74,9 @@ class StudySpec:
     # a claim row whose interval lies inside ±margin (mIoU points) reads "equivalent within ±margin"; None: no such
     # verdict. Fixed in the study file before it runs.
     equivalence_margin: float | None = None
+    # kind: controls: the comparisons (study.results.controls.Comparison as dicts) the report judges instead of the
+    # paper's claims
+    controls: tuple[dict[str, Any], ...] = ()
 
     @property
     def kind(self) -> str:
@@ -133,12 +136,40 @@ def _on_demand(path: Path, raw: Any) -> SequentialPlan:
         raise _err(path, key, str(e).removeprefix("seeds on demand: ")) from None
 
 
+def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """A controls study's comparisons, checked: each names two of the study's variants."""
+    from study.results.controls import Comparison
+
+    kind = raw.get("kind", "search" if "search" in raw else "grid")
+    if kind not in ("grid", "search", "controls") or (kind == "search") != ("search" in raw):
+        raise _err(path, "kind", "must be grid or controls (a study with search: is a search)")
+    if (kind == "controls") != ("controls" in raw):
+        raise _err(path, "controls", "a study of kind controls lists its comparisons under controls: (and only it)")
+    if kind != "controls":
+        return ()
+    items = raw["controls"]
+    if not isinstance(items, list) or not items:
+        raise _err(path, "controls", "expected a list of comparisons {a, b, expected, margin, why}")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            cmp = Comparison.from_dict(item, f"controls[{i}]")
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        for v in (cmp.a, cmp.b):
+            if v not in variants:
+                raise _err(path, f"controls[{i}]", f"names variant {v!r}, which the study does not have")
+        out.append(dict(item))
+    return tuple(out)
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; every cell's config is built once here so errors surface before training."""
     path = Path(path)
     raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
-             "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin"}
+             "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin", "kind",
+             "controls"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -227,11 +258,12 @@ def load_study(path: str | Path) -> StudySpec:
     if paper_table is not None and paper_table not in ("table1", "table2", "table3", "table4"):
         raise _err(path, "paper_table", "must be table1, table2, table3 or table4")
 
+    controls = _controls(path, raw, variants)
     spec = StudySpec(name=name, path=path, base_config=base_config, description=str(raw.get("description", "")),
                      paper_table=paper_table, baseline=baseline, seeds=tuple(seeds), metric=metric,
                      direction=direction, overrides=overrides, variants=variants, search=search,
                      max_retries=max_retries, throughput=throughput, on_demand=on_demand,
-                     equivalence_margin=float(margin) if margin is not None else None)
+                     equivalence_margin=float(margin) if margin is not None else None, controls=controls)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -353,4 +385,5 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
         throughput=spec.throughput,
         seeds_on_demand=spec.on_demand.to_dict() if spec.on_demand else None,
         equivalence_margin=spec.equivalence_margin,
+        controls=[dict(c) for c in spec.controls] or None,
     )
