@@ -46,3 +46,17 @@ def test_missing_keys_drop_their_columns_and_empty_columns_hide():
     assert row_digits({"ci_low": math.nan, "ci_high": math.nan}) == 2
     assert {c.header for c in COLUMNS if c.core} == {"claim", "better vs worse", "seeds", "Δ mIoU", "interval",
                                                      "verdict", "paper Δ"}
+
+
+def test_claims_no_pair_isolates_are_named_not_dropped(tmp_path):
+    from fabricate import fabricate
+
+    from study.report.blocks import to_markdown
+    from study.report.verdicts import claim_blocks
+    from study.results.claims import judge_claims
+    from study.results.table import build_table
+
+    df = build_table(fabricate(tmp_path, {"FCN": [0.5, 0.52, 0.51], "B1-AVE": [0.56, 0.57, 0.58]}))
+    md = to_markdown(claim_blocks(judge_claims(df), tmp_path))
+    assert ("No pair of variants in this study isolates: B1236 beats B1; AVE beats MAX; DR helps; aux 0.4 beats "
+            "none; deeper is better; augmentation helps.") in md

@@ -15,6 +15,7 @@ from typing import Any
 
 from study.report import plots
 from study.report.blocks import Block, ci, decimals, fmt, own_ci, signed
+from study.results.claims import CLAIMS
 from study.results.images import RESAMPLES, ImageBootstrap
 from study.results.stats import MIN_SEEDS
 
@@ -121,7 +122,7 @@ COLUMNS = (
 # keys that columns or the texts read, or that are not for the table
 KNOWN = {k for col in COLUMNS for k in col.keys} | {
     "look", "looks", "planned_looks", "prob_improvement_low", "prob_improvement_high", "p_value", "pooled",
-    "metric", "rule", "paper_source", "seeds", "columns", "noise_sd_low", "noise_sd_high"}
+    "metric", "rule", "paper_source", "seeds", "columns", "noise_sd_low", "noise_sd_high", "margin"}
 
 
 def _fallback(rows: Sequence[Row]) -> list[Column]:
@@ -171,6 +172,9 @@ def claim_blocks(claims: Sequence[Row], fig_dir: Path, images: ImageBootstrap | 
                                       "interval (grey), image-level interval (blue), paper's Δ (red x), 0 dashed",
                             items=[f"figures/{file}"]))
     blocks.append(Block("text", "Rule: " + str(claims[0].get("rule", ""))))
+    untested = [c.name for c in CLAIMS if c.name not in {r["claim"] for r in claims}]
+    if untested:
+        blocks.append(Block("text", "No pair of variants in this study isolates: " + "; ".join(untested) + "."))
     margin = claims[0].get("margin")
     if margin:
         blocks.append(Block("text", f"Equivalence: a row the rule leaves inconclusive whose interval (at the same "
