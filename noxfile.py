@@ -67,10 +67,10 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- CONFIG [overrides] [--settings fp32,bf16] [--compile-timeout S] [--rounds R]`."""
     install(session)
     args = list(session.posargs) or ["configs/probe.yaml"]
-    session.run("python", "-m", "study.bench_matrix", *args)
+    session.run("python", "-m", "study.throughput.matrix", *args)
     if not session.posargs:  # the CamVid training pipeline, when CamVid is there (exit 2: it is not)
         root = os.environ.get("STUDY_CAMVID_ROOT") or "data/camvid"
-        session.run("python", "-m", "study.data.bench", "--root", root, success_codes=[0, 2])
+        session.run("python", "-m", "study.throughput.data", "--root", root, success_codes=[0, 2])
 
 
 @nox.session(python=PYTHON)
@@ -79,7 +79,7 @@ def gpu_check(session: nox.Session) -> None:
     torchrun cell, the probe Table 1 with several workers per GPU; JSON + README table in results/gpu_check/.
     Without a GPU it says so and exits 0. `nox -s gpu_check -- [--out DIR] [--workers-per-gpu K] [--plan]`."""
     install(session)
-    session.run("python", "-m", "study.gpu_check", *session.posargs)
+    session.run("python", "-m", "study.throughput.gpu_check", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -162,8 +162,8 @@ class TrainConfig:
     eval_every: int = 0  # evaluate on val every N steps (0: only at the end)
     log_every: int = 50
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
-    amp: bool = True  # bf16 autocast where it pays: GPUs with bf16, CPUs with AMX / AVX-512 BF16 (study/speed.py)
-    channels_last: bool = True  # NHWC where it pays: GPUs, and CPUs with bf16 on AMX (study/speed.py)
+    amp: bool = True  # bf16 autocast where it pays: GPUs with bf16, CPUs with AMX / AVX-512 BF16 (study/throughput/settings.py)
+    channels_last: bool = True  # NHWC where it pays: GPUs, and CPUs with bf16 on AMX (study/throughput/settings.py)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
     force_settings: bool = added(False)  # take amp and channels_last as set, even where they measured slower
@@ -220,7 +220,7 @@ class BenchConfig:
     repeats: int = 3
     latency_iters: int = 20
     peak_seconds: float = added(0.4)  # time per kernel of the machine's own peak, half before and half after the
-    #                                   model's timing (study/peak.py); 0: not measured
+    #                                   model's timing (study/throughput/peak.py); 0: not measured
 
     def validate(self) -> None:
         _check(self.batch_size >= 1, "bench.batch_size", "must be >= 1")

@@ -19,7 +19,6 @@ import torch
 import torch.distributed as dist
 
 from study.atomic import atomic_write_text, atomic_write_with, disk_error
-from study.bench import benchmark
 from study.config import Config, ConfigError, config_hash
 from study.config_files import apply_overrides, from_dict
 from study.data.build import build_dataset, class_names
@@ -41,7 +40,8 @@ from study.record import (
     training_check,
     write_record,
 )
-from study.speed import resolve, widest_conv
+from study.throughput.bench import benchmark
+from study.throughput.settings import resolve, widest_conv
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT
 from study.train.distributed import World

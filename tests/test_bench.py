@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from study.bench import _percentile, benchmark, count_flops
 from study.config_files import load_config
+from study.throughput.bench import _percentile, benchmark, count_flops
 
 
 class TwoConvs(nn.Module):
@@ -56,7 +56,7 @@ def test_benchmark_reports_the_protocol_and_leaves_the_weights_alone():
 
 
 def test_bench_matrix_settings_and_ratios():
-    from study.bench_matrix import SETTINGS, ratios, setting_overrides, table
+    from study.throughput.matrix import SETTINGS, ratios, setting_overrides, table
 
     assert list(SETTINGS) == ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "default+compile"]
     assert setting_overrides("bf16") == ["train.amp=true", "train.channels_last=false", "train.compile=false",
@@ -73,8 +73,8 @@ def test_bench_matrix_settings_and_ratios():
 
 
 def test_bench_matrix_names_the_default_row_and_the_fastest():
-    from study.bench_matrix import auto_row, verdict
-    from study.speed import Speed
+    from study.throughput.matrix import auto_row, verdict
+    from study.throughput.settings import Speed
 
     row = {"latency_ms_p50": 1.0, "peak_mem_mb": 10.0}
     results = {"fp32": {**row, "dtype": "float32", "train_img_s": 10.0, "infer_img_s": 1.0},
@@ -91,7 +91,7 @@ def test_bench_matrix_names_the_default_row_and_the_fastest():
 
 
 def test_bench_matrix_rounds_take_medians_of_within_round_ratios():
-    from study.bench_matrix import summarize, table
+    from study.throughput.matrix import summarize, table
 
     row = {"dtype": "float32", "latency_ms_p50": 1.0, "peak_mem_mb": 10.0}
 
@@ -111,7 +111,7 @@ def test_bench_matrix_command_measures_each_setting_in_its_own_process(tmp_path)
 
     from conftest import write_tiny_yaml
 
-    from study.bench_matrix import main
+    from study.throughput.matrix import main
 
     config = write_tiny_yaml(tmp_path / "tiny.yaml")
     out = tmp_path / "m.json"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from study.config_files import load_config
-from study.gpu_check import Step, main, markdown, plan, run_steps
+from study.throughput.gpu_check import Step, main, markdown, plan, run_steps
 
 
 def _overrides(argv):

@@ -2,7 +2,7 @@
 
 import torch
 
-from study.peak import best_of, lookup, measure_peak, nominal_peak
+from study.throughput.peak import best_of, lookup, measure_peak, nominal_peak
 
 
 def test_datasheet_peaks_by_name_and_kind():

@@ -8,7 +8,7 @@ from conftest import write_tiny_yaml  # noqa: I001
 from study.config import ConfigError
 from study.record import RunRecord, run_dir, write_record
 from study.search.space import cell_config, load_study, variant_bench_config
-from study.search.variant_bench import bench_variants
+from study.throughput.variants import bench_variants
 
 
 @pytest.fixture

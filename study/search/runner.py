@@ -28,8 +28,8 @@ from study.search.slurm import check_storage, node_slots, submit_and_wait
 from study.search.space import cell_config, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
 from study.search.supervise import STORAGE_ENV, local_workers, supervise
-from study.search.variant_bench import bench_variants
 from study.search.worker import RunFn, work
+from study.throughput.variants import bench_variants
 
 RESTARTS_PER_WORKER = 3  # a study replaces at most 3 x N dead workers before it gives up (re-run to go on)
 

@@ -1,6 +1,6 @@
-"""`python -m study.bench_matrix CONFIG [overrides]`: fp32, bf16, channels_last and torch.compile side by side.
+"""`python -m study.throughput.matrix CONFIG [overrides]`: fp32, bf16, channels_last and torch.compile side by side.
 
-Every setting is timed by the throughput protocol (study/bench.py) on the same model and input, each in a fresh
+Every setting is timed by the throughput protocol (study/throughput/bench.py) on the same model and input, each in a fresh
 process (so peak memory is its own and one setting's allocator state does not help the next). On a shared machine
 use `--rounds R`: the settings are measured R times, interleaved (the order rotates each round), each ratio is
 taken within a round (against that round's fp32) and the table gives the medians over rounds. The table gives
@@ -8,7 +8,7 @@ train and inference images/s and their ratio to fp32; the JSON keeps every measu
 `--compile-timeout` seconds (default 120) and is reported as skipped, with the reason, when it fails or takes
 longer. Every row forces its setting (`train.force_settings=true`); a bf16 row is skipped where torch has no
 bf16 on the device (it would repeat an fp32 row). Before the table it prints what the config gets by default on
-this machine (study/speed.py) and why; after it, which row that is and how it compares with the fastest. Each row
+this machine (study/throughput/settings.py) and why; after it, which row that is and how it compares with the fastest. Each row
 also gives the achieved training FLOP/s as a share of the machine's own peak, measured in the same process.
 """
 
@@ -50,7 +50,7 @@ def auto_choice(config: str, overrides: list[str]):
     from study.data.build import class_names
     from study.env import bf16_supported, pick_device
     from study.models.build import build_model
-    from study.speed import resolve, widest_conv
+    from study.throughput.settings import resolve, widest_conv
 
     cfg = load_config(config, overrides)
     device = pick_device(cfg.run.device)
@@ -157,7 +157,7 @@ def table(results: dict[str, dict[str, Any]], rel: dict[str, dict] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.bench_matrix", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m study.throughput.matrix", description=__doc__.splitlines()[0])
     p.add_argument("config")
     p.add_argument("overrides", nargs="*")
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")

@@ -28,7 +28,7 @@ def lookup(name: str, kind: str) -> tuple[float | None, str]:
     for key, peaks in NOMINAL_TFLOPS.items():
         if key in name:
             return peaks[kind], f"{name}: dense {kind} datasheet peak"
-    return None, f"{name}: peak unknown (not in study/peak.py's table)"
+    return None, f"{name}: peak unknown (not in study/throughput/peak.py's table)"
 
 
 def nominal_peak(device: torch.device, dtype: str) -> tuple[float | None, str]:

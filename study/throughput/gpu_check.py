@@ -1,4 +1,4 @@
-"""`python -m study.gpu_check --out DIR`: what one GPU does with this harness, in under 8 minutes.
+"""`python -m study.throughput.gpu_check --out DIR`: what one GPU does with this harness, in under 8 minutes.
 
 Steps, each a process of its own with a timeout, all within one deadline (`--budget`, default 460 s):
 1. PSPNet with the dilated ResNet-50 (configs/base.yaml's model, random weights) at 512x512, batch 8, timed by the
@@ -188,7 +188,7 @@ def _why(step: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.gpu_check", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m study.throughput.gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/gpu_check", help="output folder (default results/gpu_check)")
     p.add_argument("--workers-per-gpu", type=int, default=4, help="probe cells side by side on the GPU")
     p.add_argument("--seeds", default="0,1", help="seeds of the probe Table 1 (default 0,1: 14 cells)")

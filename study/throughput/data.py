@@ -1,6 +1,6 @@
 """Data-pipeline benchmark: samples/s of a training split with its augmentation through a DataLoader.
 
-`python -m study.data.bench [--root data/camvid] [--crop 352] [--workers 2] [--seconds 20]`
+`python -m study.throughput.data [--root data/camvid] [--crop 352] [--workers 2] [--seconds 20]`
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def measure(cfg: DataConfig, batch_size: int, seconds: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.data.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m study.throughput.data", description=__doc__)
     p.add_argument("--name", default="camvid")
     p.add_argument("--root", default="data/camvid")
     p.add_argument("--crop", type=int, default=352)
