@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,17 @@ def unpack_counts(packed: dict[str, Any]) -> np.ndarray:
 
 def run_id(variant: str, seed: int) -> str:
     return f"{variant}__s{seed}"
+
+
+def seeds_text(seeds: Sequence[int]) -> str:
+    """Seeds as people write them: [0, 1, 2, 3, 4] -> "0-4", [0, 1, 2, 5] -> "0-2, 5", [0, 1] -> "0, 1"."""
+    runs: list[list[int]] = []
+    for s in sorted(seeds):
+        if runs and s == runs[-1][-1] + 1:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
 def run_dir(out_dir: str | Path, study: str, variant: str, seed: int) -> Path:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import fake_run  # noqa: I001
 from optuna.trial import TrialState
-from test_search_runner import fake_run  # noqa: I001
 
 from study.atomic import atomic_write_text
 from study.record import RECORD_FILE, read_record, run_dir, write_record

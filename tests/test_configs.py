@@ -49,3 +49,14 @@ def test_camvid_finetune_recipe():
 def test_configs_do_not_point_at_a_machine_specific_data_copy():
     for path in CONFIGS.glob("*.yaml"):
         assert "shared" not in load_config(path).data.root, path
+
+
+def test_docs_list_every_config_field():
+    import dataclasses
+
+    from study.config import SECTIONS
+
+    text = (CONFIGS.parent / "docs" / "configs.md").read_text()
+    missing = [f"{name}.{f.name}" for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+               if f"| `{name}.{f.name}` |" not in text]
+    assert missing == []

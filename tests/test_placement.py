@@ -135,7 +135,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(study_file, tmp_path):
 
 
 def test_cells_left_reads_the_storage(study_file, tmp_path):
-    from test_search_runner import fake_run
+    from helpers import fake_run
 
     from study.search import queue, worker
     from study.search.storage import open_storage

@@ -13,12 +13,12 @@ import threading
 import numpy as np
 import pytest
 import torch
+from helpers import fake_run
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from PIL import Image
 from test_chaos import stand_in_workers
-from test_search_runner import fake_run
 
 from study.atomic import INJECT, atomic_write_text, atomic_write_with, disk_error
 from study.record import read_record

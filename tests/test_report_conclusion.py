@@ -3,8 +3,9 @@
 import pandas as pd
 from fabricate import fabricate  # noqa: I001
 
+from study.record import seeds_text
 from study.report.__main__ import main as report_main
-from study.report.conclusion import caveats, claim_line, one_line, seeds_text, untrained_text, what_ran
+from study.report.conclusion import caveats, claim_line, one_line, untrained_text, what_ran
 from study.report.search_section import lead
 
 FACTS = {"runs": 6, "completed": 5, "failed": 1, "pruned": 0, "variants": 2, "seeds": [0, 1, 2],
@@ -30,6 +31,7 @@ def test_what_ran_and_the_claim_lines_in_sentences():
     assert claim_line(row) == ("**supported**: AVE beats MAX, B1-AVE vs B1-MAX: Δ +42.3 mIoU points, 95% interval "
                                "[37.9, 46.7], 5 seeds (paper: +0.13).")
     assert seeds_text([0, 1, 2, 3]) == "0-3" and seeds_text([0, 2]) == "0, 2" and seeds_text([0]) == "0"
+    assert seeds_text([5, 0, 1, 2]) == "0-2, 5" and seeds_text([]) == ""
 
 
 def test_untrained_runs_and_caveats():

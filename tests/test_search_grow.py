@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import fake_run
 from optuna.trial import TrialState
-from test_search_runner import fake_run
 
 from study.search import outputs, queue, runner
 from study.search.space import load_study

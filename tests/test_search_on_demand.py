@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import STAND_IN_BASE
+from helpers import stand_in_record
 from optuna.trial import TrialState
-from test_search_runner import _record
 
 from study.config import ConfigError
 from study.record import run_dir, write_record
@@ -52,7 +52,7 @@ class Trainer:
             raise OSError(errno.ENOSPC, "No space left on device", str(Path(cfg.run.out_dir) / "x"))
         self.cells.append(f"{cfg.run.variant}__s{cfg.run.seed}")
         value = miou(cfg.run.variant, cfg.run.seed)
-        rec = _record(cfg, "completed", {"miou": value, "pixel_acc": 0.9, "miou_present": value, "mean_acc": 0.6})
+        rec = stand_in_record(cfg, "completed", {"miou": value, "pixel_acc": 0.9, "miou_present": value, "mean_acc": 0.6})
         write_record(rec, run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed))
         return rec
 

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 from conftest import STAND_IN_BASE
+from helpers import slow_fake_run
 from optuna.trial import TrialState
-from test_search_runner import slow_fake_run
 
 from study.search import outputs, queue, worker
 from study.search.space import grid_cells, load_study

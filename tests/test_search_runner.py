@@ -1,6 +1,5 @@
 """The study runner with a stand-in for run_one: claiming, exactly-once, retries, dead workers, budgets."""
 
-import hashlib
 import multiprocessing as mp
 import os
 import socket
@@ -9,40 +8,14 @@ import time
 
 import pytest
 from conftest import STAND_IN_BASE
+from helpers import fake_run, slow_fake_run  # noqa: I001
 from optuna.trial import TrialState
 
-from study.config import ConfigError, config_hash
-from study.record import RunRecord, run_dir, write_record
+from study.config import ConfigError
+from study.record import run_dir, write_record
 from study.search import outputs, queue, worker
 from study.search.space import cell_config, grid_cells, load_study
 from study.search.storage import default_url, open_storage, study_lock
-
-
-def fake_run(cfg, on_eval=None, sleep=0.0):
-    """Writes a record like run_one: mIoU is a fixed function of (variant, seed); lr > 1 fails."""
-    time.sleep(sleep)
-    digest = hashlib.sha256(f"{cfg.run.variant}/{cfg.run.seed}".encode()).digest()
-    miou = 0.5 + digest[0] / 1000
-    failed = cfg.train.lr > 1
-    if on_eval is not None and not failed:
-        if on_eval(cfg.train.steps, {"miou": miou}):
-            rec = _record(cfg, "pruned", {})
-            write_record(rec, run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed))
-            return rec
-    rec = _record(cfg, "failed" if failed else "completed",
-                  {} if failed else {"miou": miou, "pixel_acc": 0.9, "miou_present": miou, "mean_acc": 0.6})
-    write_record(rec, run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed))
-    return rec
-
-
-def _record(cfg, status, metrics):
-    return RunRecord(id=f"{cfg.run.variant}__s{cfg.run.seed}", study=cfg.run.study, variant=cfg.run.variant,
-                     seed=cfg.run.seed, config=cfg.to_dict(), config_hash=config_hash(cfg), status=status,
-                     error="non-finite loss at step 1" if status == "failed" else "", metrics=metrics)
-
-
-def slow_fake_run(cfg, on_eval=None):
-    return fake_run(cfg, on_eval, sleep=0.3)
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import time
 
 import pytest
 from conftest import STAND_IN_BASE
+from helpers import fake_run
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from test_search_runner import fake_run
 
 from study.search import outputs, queue, runner, worker
 from study.search.space import load_study

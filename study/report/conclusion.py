@@ -13,19 +13,12 @@ from typing import Any
 
 import pandas as pd
 
+from study.record import seeds_text
 from study.report.blocks import Block, decimals, signed
 from study.report.verdicts import level_label, row_digits
 
 ORDER = ("supported", "contradicted", "equivalent", "inconclusive", "too few seeds")
 SPREAD_FACTOR = 3.0  # a variant whose seed sd exceeds this many times the median variant's is named
-
-
-def seeds_text(seeds: Sequence[int]) -> str:
-    """0-4 for a run of consecutive seeds, else the list."""
-    s = sorted(seeds)
-    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
-        return f"{s[0]}-{s[-1]}"
-    return ", ".join(str(v) for v in s)
 
 
 def _short(value: str) -> str:

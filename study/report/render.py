@@ -17,9 +17,10 @@ import pandas as pd
 
 from study.atomic import atomic_write_bytes, atomic_write_text
 from study.manifest import MANIFEST_FILE
+from study.record import seeds_text
 from study.report import plots, search_section
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
-from study.report.conclusion import conclusion_blocks, data_text, one_line, seeds_text
+from study.report.conclusion import conclusion_blocks, data_text, one_line
 from study.report.controls_block import controls_blocks, controls_lead, controls_line
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.verdicts import claim_blocks

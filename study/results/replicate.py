@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from study.record import seeds_text
 from study.results.claims import judge_claims, load_paper_table
 from study.results.table import ResultsError, load_manifest, read_table
 
@@ -62,7 +63,7 @@ def replicate(df: pd.DataFrame, groups: Sequence[Sequence[int]], paper: pd.DataF
 
 def markdown(rows: Sequence[dict[str, Any]], groups: Sequence[Sequence[int]]) -> str:
     """The comparison as a markdown table and a one-line summary."""
-    names = [_label(g) for g in groups]
+    names = [seeds_text(g) for g in groups]
     headers = ["claim", "pair", *(f"seeds {n}" for n in names), "moves?"]
     table = [[r["claim"], f"{r['better']} vs {r['worse']}",
               *(f"{v} ({d:+.1f}, n={n})" for v, d, n in zip(r["verdicts"], r["diffs"], r["ns"], strict=True)),
@@ -71,11 +72,6 @@ def markdown(rows: Sequence[dict[str, Any]], groups: Sequence[Sequence[int]]) ->
     reversed_ = sum(r["reverses"] for r in rows)
     return (tabulate(table, headers=headers, tablefmt="github")
             + f"\n\n{len(rows)} claim rows: {moved} move, {reversed_} reverse.\n")
-
-
-def _label(seeds: Sequence[int]) -> str:
-    s = sorted(seeds)
-    return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) else ",".join(map(str, s))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 
+from study.record import seeds_text
 from study.search.queue import StudyError
 from study.search.space import StudySpec, grid_cells, with_cells
 
@@ -72,17 +73,6 @@ def next_cells(spec: StudySpec, study_dir: Path, number: int) -> tuple[StudySpec
     added = ", ".join(f"{v} +seeds {seeds_text([s for w, s in sorted(new) if w == v])}"
                       for v in spec.variants if any(w == v for w, _ in new))
     return with_cells(spec, set(spec.cells) | new), f"{head}: {said}; next round adds {added}"
-
-
-def seeds_text(seeds: list[int]) -> str:
-    """[0, 1, 2, 5] -> "0-2, 5"."""
-    runs: list[list[int]] = []
-    for s in sorted(seeds):
-        if runs and s == runs[-1][-1] + 1:
-            runs[-1].append(s)
-        else:
-            runs.append([s])
-    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
 def plan_line(spec: StudySpec) -> str:

@@ -19,22 +19,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from study.config import Config
-from study.throughput.peak import best_of, measure_peak, nominal_peak
+from study.throughput.peak import best_of, measure_peak, nominal_peak, sync
 from study.throughput.settings import resolve, widest_conv
 from study.train.losses import segmentation_loss
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn, iters: int, device: torch.device) -> float:
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(iters):
         fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 

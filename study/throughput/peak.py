@@ -40,7 +40,8 @@ def nominal_peak(device: torch.device, dtype: str) -> tuple[float | None, str]:
     return lookup(torch.cuda.get_device_name(device), "tf32" if tf32 else dtype)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPUs): every timing here starts and ends with it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -48,13 +49,13 @@ def _sync(device: torch.device) -> None:
 def _rate(step, flops: float, device: torch.device, seconds: float) -> float:
     """GFLOP/s of `step` (which does `flops`), over as many calls as fit in `seconds` after one warm-up call."""
     step()
-    _sync(device)
+    sync(device)
     calls, t0 = 0, time.perf_counter()
     while True:
         for _ in range(4 if device.type == "cuda" else 1):
             step()
             calls += 1
-        _sync(device)
+        sync(device)
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
             return flops * calls / elapsed / 1e9

@@ -19,7 +19,7 @@ VARIANTS = {"FCN": "{model.ppm: false}", "B1-AVE": "{model.bins: [1]}", "B2-AVE"
 
 
 def sweep(study: Path) -> None:
-    code = ("import sys; sys.path.insert(0, 'tests'); from test_search_runner import fake_run; "
+    code = ("import sys; sys.path.insert(0, 'tests'); from helpers import fake_run; "
             "from study.search import runner; "
             f"sys.exit(runner.main([{str(study)!r}, '--out', {str(OUT / 'results')!r}], run_fn=fake_run))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
