@@ -184,3 +184,22 @@ def test_a_study_rule_rejudges_the_stored_training_check(tmp_path):
     (study / "study.json").write_text(json.dumps(manifest))
     df = build_table(study)
     assert df["trained"].tolist() == [None, None, None, True, True, True]
+
+
+def test_frozen_feature_runs_show_their_pixel_crop_and_head_only_rate(tmp_path):
+    import dataclasses
+
+    from study.record import read_record, write_record
+
+    study = fabricate(tmp_path, {"FCN": [0.5, 0.6]})
+    for seed in (0, 1):
+        path = study / "runs" / f"FCN__s{seed}" / "record.json"
+        rec = read_record(path)
+        config = {**rec.config, "model": {**rec.config["model"], "freeze_backbone": True, "output_stride": 8},
+                  "data": {**rec.config["data"], "feature_crop": [32, 40]}}
+        write_record(dataclasses.replace(rec, config=config, throughput={**rec.throughput, "head_train_img_s": 50.0 + seed}),
+                     path.parent)
+    df = build_table(study)
+    assert df["crop"].tolist() == ["256x320", "256x320"]  # 32 x 40 stored-map cells at stride 8
+    assert df["head_train_img_s"].tolist() == [50.0, 51.0]
+    assert "head_train_img_s" not in build_table(fabricate(tmp_path / "other", {"FCN": [0.5]}))

@@ -72,6 +72,8 @@ def what_ran(facts: Mapping[str, Any], amp: bool | None, kind: str = "grid") -> 
         machine += ", CPU model not recorded"
     weights = "from pretrained weights (" + ", ".join(facts["weights"]) + ")" if facts["pretrained"] \
         else "trained from scratch"
+    if facts.get("feature_caches"):
+        weights = "; ".join(facts["weights"]) + " (feature cache " + "; ".join(facts["feature_caches"]) + ")"
     runs = f"{facts['runs']} trials ({', '.join(counts)})" if kind == "search" else \
         f"{facts['runs']} runs ({', '.join(counts)}) of {facts['variants']} variants"
     seeds = seeds_text(facts["seeds"])
@@ -138,8 +140,13 @@ def caveats(facts: Mapping[str, Any], summary: pd.DataFrame, warnings: Sequence[
         out.append("The context probe is a mechanism check on data built so that the mechanism can show, not a "
                    "reproduction of the paper's ADE20K numbers: compare directions, not levels; see the controls "
                    "study for whether the harness can say no on it.")
-    out.append("Pretrained backbone: " + ", ".join(facts["weights"]) + "." if facts["pretrained"] else
-               "Trained from scratch (the paper fine-tunes ImageNet-pretrained backbones).")
+    if facts.get("feature_caches"):
+        out.append("Frozen backbone: every variant and seed trained its pyramid and head on the same stored ImageNet "
+                   "features; the paper fine-tunes the whole network, so these verdicts are about the head on fixed "
+                   "features.")
+    else:
+        out.append("Pretrained backbone: " + ", ".join(facts["weights"]) + "." if facts["pretrained"] else
+                   "Trained from scratch (the paper fine-tunes ImageNet-pretrained backbones).")
     if kind == "search":
         out.append("One seed per trial, and pruned trials stopped early: a search ranks configurations, it does not "
                    "test a claim.")

@@ -49,6 +49,7 @@ def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | Non
     mem = memory_label(list(done["memory_kind"].astype(str))) if "memory_kind" in done else memory_label([])
     base = summary[summary["variant"] == baseline].iloc[0] if baseline in set(summary["variant"]) else None
     acc, cost = [], []
+    head = "head_train_img_s" in summary and bool(summary["head_train_img_s"].notna().any())
     for _, s in summary.iterrows():
         d, da = decimals(s["miou_std"]), decimals(s["acc_std"])
         acc.append([s["variant"], f"{s['n']}/{s['runs']}", pm(s["miou_mean"], s["miou_std"]),
@@ -63,7 +64,14 @@ def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | Non
               Block("text", "mIoU and mean class accuracy: all classes, absent classes counting 0. 95% CI: "
                             "t-interval over seeds, clipped to [0, 100]."),
               Block("table", headers=["variant", "train img/s", "infer img/s", "latency p50 ms", mem, "params M",
-                                      "GFLOPs", "PPM MFLOPs", "train s"], rows=cost)]
+                                      "GFLOPs", "PPM MFLOPs", "train s"] + (["head-only train img/s"] if head else []),
+                    rows=[row + [fmt(h, 1)] for row, h in zip(cost, summary["head_train_img_s"], strict=True)]
+                    if head else cost)]
+    if head:
+        blocks.append(Block("text", "Frozen features: train/infer img/s, latency, memory and FLOPs time the whole "
+                                    "network on images; head-only train img/s is the rate at which the pyramid and "
+                                    "head trained on the stored maps (median over seeds), and train s that "
+                                    "training's wall time."))
     benched = sorted(v for v, src in zip(summary["variant"], summary["throughput_source"], strict=True)
                      if "bench/" in str(src))
     if benched:

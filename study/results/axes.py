@@ -90,9 +90,18 @@ OUTPUT_STRIDE = Axis("output_stride", ("model.output_stride",), lambda c: int(c[
 AUGMENT = Axis("augment", ("data.augment",), lambda c: tuple(c["data"]["augment"]),
                lambda v: "+".join(v) if v else "none", lambda cell: () if cell == "none" else tuple(cell.split("+")),
                "training augmentations, e.g. scale+rotate+blur+flip; none", shown=True)
-CROP = Axis("crop", ("data.crop_size",), lambda c: tuple(int(v) for v in c["data"]["crop_size"]),
+def _crop(c: dict[str, Any]) -> tuple[int, ...]:
+    """The training crop in pixels: data.crop_size, or with frozen features the stored-map window times the stride
+    (the whole resized image without one)."""
+    if not c["model"].get("freeze_backbone"):
+        return tuple(int(v) for v in c["data"]["crop_size"])
+    cells, stride = c["data"].get("feature_crop"), int(c["model"]["output_stride"])
+    return tuple(int(v) * stride for v in cells) if cells else tuple(int(v) for v in c["data"]["resize"] or ())
+
+
+CROP = Axis("crop", ("data.crop_size", "data.feature_crop"), _crop,
             lambda v: "x".join(str(x) for x in v), lambda cell: tuple(int(v) for v in str(cell).split("x")),
-            "training crop (h x w)")
+            "training crop (h x w, pixels; frozen features: the stored-map window x the output stride)")
 STEPS = Axis("steps", ("train.steps",), lambda c: int(c["train"]["steps"]), int, int, "training iterations")
 BATCH = Axis("batch", ("train.batch_size",), lambda c: int(c["train"]["batch_size"]), int, int,
              "global batch size")

@@ -19,7 +19,7 @@ BOUNDS = (0.0, 100.0)
 PROTOCOL_KEYS = ("device", "dtype", "bench_batch", "bench_size", "eval_mode", "effective_batch", "bn", "world_size",
                  "steps", "crop", "data", "memory_kind")
 MEDIANS = ("train_img_s", "infer_img_s", "latency_ms_p50", "latency_ms_p95", "peak_mem_mb", "params_m", "gflops",
-           "ppm_gflops", "train_seconds")
+           "ppm_gflops", "train_seconds", "head_train_img_s")
 
 
 def summarize_variants(df: pd.DataFrame) -> pd.DataFrame:
@@ -95,6 +95,8 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
     precision = precision or ", ".join(dtypes)
     pretrained = sorted({str((r.config.get("model") or {}).get("pretrained") or "") for r in records})
     weights = sorted({str(r.provenance.get("weights", "")) for r in records} - {""})
+    caches = sorted({f"{fc.get('train_key')} ({r.config['data']['train_split']}), {fc.get('val_key')} "
+                     f"({r.config['data']['val_split']})" for r in records if (fc := r.provenance.get("feature_cache"))})
     days = sorted({r.finished_at[:10] for r in records if r.finished_at})
     flags = trained_mask(done)
     return {
@@ -107,6 +109,7 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
         "cpus": sorted({str(r.provenance.get("cpu")) for r in records if r.provenance.get("cpu")}),
         "cpu_unrecorded": sum(not r.provenance.get("cpu") for r in records),
         "precision": str(precision), "precision_from": source, "pretrained": pretrained != [""], "weights": weights,
+        "feature_caches": caches,
         "dates": (days[0], days[-1]) if days else None,
         "untrained": [(str(v), int(s)) for v, s, ok in zip(done["variant"], done["seed"], flags, strict=True)
                       if not ok],

@@ -109,6 +109,8 @@ def row_of(record: RunRecord, bench: dict[str, Any] | None = None, rule: float |
     for key in THROUGHPUT:
         value = th.get(key)
         row[key] = float(value) if isinstance(value, (int, float)) else float("nan")
+    if "head_train_img_s" in record.throughput:  # frozen features: the pyramid and head alone, on stored maps
+        row["head_train_img_s"] = float(record.throughput["head_train_img_s"])
     row["train_seconds"] = float(cost.get("train_seconds", float("nan")))
     row["eval_seconds"] = float(cost.get("eval_seconds", float("nan")))
     row["device"] = str(prov.get("device", ""))
