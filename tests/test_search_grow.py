@@ -145,3 +145,40 @@ def test_an_old_search_grows_by_trials(tmp_path):
     code, cells = sweep(search_file(tmp_path, 5, name="old_search"), out)
     assert code == 0 and cells == ["trial-0003__s0", "trial-0004__s0"]
     assert len(completed_once(url, load_study(search_file(tmp_path, 5, name="old_search")))) == 5
+
+
+def test_a_study_resumes_from_shipped_records_alone(tmp_path):
+    """A fresh machine with only the committed records (reports/_inputs/<study>) continues the study: the cells
+    they hold are not trained again; a record of another config is not taken."""
+    import shutil
+
+    from study.record import completed_record
+
+    path = grid_file(tmp_path, ["FCN", "B1-AVE"], [0, 1])
+    assert sweep(path, tmp_path / "first")[0] == 0
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tmp_path / "first" / "grow" / "runs", shipped / "runs",
+                    ignore=shutil.ignore_patterns("*.pt", "checkpoint*"))
+    shutil.rmtree(shipped / "runs" / "B1-AVE__s1")  # not finished when the records were committed
+
+    class Resuming(Trainer):  # as run_one: a completed record of the cell's config is returned, not retrained
+        def __call__(self, cfg, on_eval=None):
+            from study.config import config_hash
+            from study.record import run_dir
+
+            done = completed_record(run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed),
+                                    config_hash(cfg))
+            return done if done is not None else super().__call__(cfg, on_eval)
+
+    trainer = Resuming()
+    code = runner.main([str(path), "--out", str(tmp_path / "fresh"), "--resume-from", str(shipped)], run_fn=trainer)
+    assert code == 0 and trainer.cells == ["B1-AVE__s1"]
+    assert sorted(p.name for p in (tmp_path / "fresh" / "grow" / "runs").iterdir()) == \
+        ["B1-AVE__s0", "B1-AVE__s1", "FCN__s0", "FCN__s1"]
+    (tmp_path / "changed").mkdir()
+    other = grid_file(tmp_path / "changed", ["FCN"], [0], name="grow", changed="FCN")  # FCN's config changed: its old record is not taken
+    trainer = Resuming()
+    assert runner.main([str(other), "--out", str(tmp_path / "third"), "--resume-from", str(shipped)],
+                       run_fn=trainer) == 0
+    assert trainer.cells == ["FCN__s0"]
+    assert runner.main([str(path), "--out", str(tmp_path / "x"), "--resume-from", str(tmp_path / "nothing")]) == 2

@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 from study.atomic import disk_error, disk_error_line
-from study.config import ConfigError
+from study.config import ConfigError, config_hash
 from study.manifest import write_manifest
 from study.search.outputs import audit, export_records, progress, write_search_outputs
 from study.search.placement import PlacementError, Slot, describe, local_plan
 from study.search.queue import StudyError, cells_left, open_study, prepare
 from study.search.rounds import check_plan, keep_plan, next_cells, plan_line, start_cells
 from study.search.slurm import check_storage, node_slots, submit_and_wait
-from study.search.space import cell_config, load_study, study_manifest
+from study.search.space import cell_config, grid_cells, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
 from study.search.supervise import STORAGE_ENV, local_workers, supervise
 from study.search.worker import RunFn, work
@@ -59,6 +59,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default="results", help="results folder (default results)")
     p.add_argument("--retry-failed", action="store_true", help="run cells that exhausted their retries again")
     p.add_argument("--seeds", help="comma-separated seeds replacing the study file's (e.g. 0,1)")
+    p.add_argument("--resume-from", metavar="DIR",
+                   help="take finished cells from another copy of the study's records (DIR/runs/<cell>/record.json, "
+                        "e.g. reports/_inputs/<study>): a record with the cell's config hash and data is not retrained")
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_intermixed_args(argv)
     args.storage = args.storage or os.environ.get(STORAGE_ENV) or None
@@ -162,6 +165,36 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
         return 2
 
 
+def take_finished(spec, source: Path, out_dir: str, cli: tuple[str, ...]) -> int:
+    """Copy into results/<study>/runs/ every completed record under source/runs/ whose config hash is its cell's and
+    whose data fingerprint is what the cell reads now (a mismatch is refused: StudyError); returns how many."""
+    from study.atomic import atomic_write_bytes
+    from study.data.fingerprint import data_fingerprint
+    from study.record import RECORD_FILE, completed_record, read_record, run_dir
+
+    if not (source / "runs").is_dir():
+        raise StudyError(f"--resume-from: {source / 'runs'} not found")
+    taken, data = 0, {}
+    for variant, seed in grid_cells(spec):
+        cfg = cell_config(spec, variant, seed, None, out_dir, cli)
+        src = source / "runs" / run_dir("", "", variant, seed).name / RECORD_FILE
+        dest = run_dir(out_dir, spec.name, variant, seed)
+        if not src.exists() or completed_record(dest, config_hash(cfg)) is not None:
+            continue
+        if completed_record(src.parent, config_hash(cfg)) is None:
+            continue  # another config, or not completed: the cell trains
+        old = read_record(src).provenance.get("data_fingerprint")
+        if old:
+            key = repr(cfg.data)
+            data[key] = data.get(key) or data_fingerprint(cfg.data, (cfg.data.train_split, cfg.data.val_split))
+            if data[key] != old:
+                raise StudyError(f"--resume-from: {src} was trained on other data (fingerprint {old}, now "
+                                 f"{data[key]} at data.root {cfg.data.root})")
+        atomic_write_bytes(dest / RECORD_FILE, src.read_bytes())
+        taken += 1
+    return taken
+
+
 def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
     try:
         spec = load_study(args.study_file)
@@ -186,6 +219,9 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
         if args.dry_run:
             dry_run(args, spec, url, slots)
             return 0
+        if args.resume_from:
+            taken = take_finished(spec, Path(args.resume_from), args.out, cli)
+            print(f"[{spec.name}] {taken} finished cell(s) taken from {args.resume_from}", flush=True)
         storage = open_storage(url)
         study = open_study(spec, storage)
         if spec.on_demand:
