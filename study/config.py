@@ -43,7 +43,7 @@ class ModelConfig:
     pretrained_partial: bool = False  # allow a checkpoint that matches < 99% of the backbone's tensors
     ppm: bool = True  # false (or bins=[]) gives the dilated-FCN baseline
     bins: tuple[int, ...] = (1, 2, 3, 6)
-    pool: str = "avg"  # avg | max
+    pool: str = "avg"  # avg | max | none (branches on the unpooled map: the FCN matched to a pyramid's capacity)
     reduction: bool = True  # DR: each branch's 1x1 conv gives C/len(bins) channels (without DR: C)
     ppm_branch: str = "conv"  # conv: pool -> 1x1 conv -> BN -> ReLU (paper); raw: pooled maps as they are (no paper row)
     align_corners: bool = True
@@ -62,7 +62,9 @@ class ModelConfig:
         _check(len(self.out_indices) in (1, 2), "model.out_indices", "must name 1 or 2 stages (aux, last)")
         _check(all(b >= 1 for b in self.bins), "model.bins", "every bin must be >= 1")
         _check(len(set(self.bins)) == len(self.bins), "model.bins", "bins must be distinct")
-        _check(self.pool in ("avg", "max"), "model.pool", "must be 'avg' or 'max'")
+        _check(self.pool in ("avg", "max", "none"), "model.pool", "must be 'avg', 'max' or 'none'")
+        _check(not (self.pool == "none" and self.ppm_branch == "raw"), "model.pool",
+               "'none' (unpooled branches) needs conv branches: leave model.ppm_branch at conv")
         _check(self.ppm_branch in ("conv", "raw"), "model.ppm_branch", "must be 'conv' or 'raw'")
         _check(not (self.ppm_branch == "raw" and self.reduction and self.pyramid_bins), "model.ppm_branch",
                "raw branches concatenate pooled maps at full width: set model.reduction=false")

@@ -136,3 +136,23 @@ def test_matches_a_functional_reference_with_the_same_weights(pool, reduction, b
     x = torch.randn(2, 16, 13, 17)
     with torch.no_grad():
         assert torch.allclose(ppm(x), _paper_ppm(x, ppm, bins, pool, branch == "raw"), atol=1e-5)
+
+
+def test_the_capacity_matched_fcn_has_the_pyramids_parameters_and_no_context():
+    import torch
+    from conftest import tiny_model
+
+    from study.models.build import build_model
+
+    pyramid = build_model(tiny_model(bins=(1, 2, 3, 6), pool="avg", reduction=True), 4)
+    matched = build_model(tiny_model(bins=(1, 2, 3, 6), pool="none", reduction=True), 4)
+    fcn = build_model(tiny_model(ppm=False), 4)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(matched) == count(pyramid) > count(fcn)
+    ppm = matched.ppm.eval()
+    x = torch.randn(1, ppm.out_channels // 2, 6, 6)
+    y = ppm(x)
+    assert y.shape == (1, ppm.out_channels, 6, 6)
+    x2 = x.clone()
+    x2[..., 0, 0] += 5.0  # a far-away change moves no other cell: no pooling, 1x1 convs only
+    assert torch.equal(ppm(x2)[..., 3:, 3:], y[..., 3:, 3:])

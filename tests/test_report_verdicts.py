@@ -58,5 +58,6 @@ def test_claims_no_pair_isolates_are_named_not_dropped(tmp_path):
 
     df = build_table(fabricate(tmp_path, {"FCN": [0.5, 0.52, 0.51], "B1-AVE": [0.56, 0.57, 0.58]}))
     md = to_markdown(claim_blocks(judge_claims(df), tmp_path))
-    assert ("No pair of variants in this study isolates: B1236 beats B1; AVE beats MAX; DR helps; aux 0.4 beats "
+    assert ("No pair of variants in this study isolates: the pyramid beats the capacity-matched FCN; B1236 beats B1; AVE "
+            "beats MAX; DR helps; aux 0.4 beats "
             "none; deeper is better; augmentation helps.") in md

@@ -217,3 +217,14 @@ def test_the_claims_rule_reads_equivalent_through_the_study_margin(tmp_path):
     assert row["claim"] == "PPM beats the FCN baseline" and -0.5 < row["ci_low"] < row["ci_high"] < 0.5
     assert row["verdict"] == "equivalent within ±0.5" and row["margin"] == 0.5
     assert judge_claims(df)[0]["verdict"] == "inconclusive"
+
+
+def test_the_capacity_matched_fcn_is_compared_with_its_pyramid_not_counted_as_one(tmp_path):
+    variants = {"FCN": {"model.ppm": False},
+                "B1236-AVE-DR": {"model.bins": [1, 2, 3, 6], "model.pool": "avg", "model.reduction": True},
+                "FCN-CAP-DR": {"model.bins": [1, 2, 3, 6], "model.pool": "none", "model.reduction": True}}
+    df = build_table(fabricate(tmp_path, {"FCN": [0.5, 0.51, 0.52], "B1236-AVE-DR": [0.6, 0.61, 0.6],
+                                          "FCN-CAP-DR": [0.52, 0.5, 0.53]}, variants=variants))
+    rows = {(r["claim"], r["better"], r["worse"]) for r in judge_claims(df)}
+    assert rows == {("PPM beats the FCN baseline", "B1236-AVE-DR", "FCN"),
+                    ("the pyramid beats the capacity-matched FCN", "B1236-AVE-DR", "FCN-CAP-DR")}

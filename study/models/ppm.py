@@ -10,11 +10,13 @@ from torch import nn
 
 
 def _pool(kind: str, bin_size: int) -> nn.Module:
+    if kind == "none":  # the capacity-matched FCN: the branch sees the unpooled map
+        return nn.Identity()
     if kind == "avg":
         return nn.AdaptiveAvgPool2d(bin_size)
     if kind == "max":
         return nn.AdaptiveMaxPool2d(bin_size)
-    raise ValueError(f"pool: must be 'avg' or 'max', got {kind!r}")
+    raise ValueError(f"pool: must be 'avg', 'max' or 'none', got {kind!r}")
 
 
 BRANCHES = ("conv", "raw")
@@ -42,6 +44,8 @@ class PyramidPooling(nn.Module):
     does with one bin. `branch="raw"` concatenates the raw pooled maps (no conv, BN or ReLU; full width, so no
     DR): a separate option for study that maps to no row of the paper. `norm` replaces the branch's BatchNorm:
     "none" (the conv gets a bias; as detectron2's ASPP image-pooling branch) or "gn" (GroupNorm, per image).
+    `pool="none"` is the capacity-matched FCN: the same branches, convolutions and concatenation on the unpooled
+    map, so it has the pyramid's parameters and sees no context beyond the backbone's receptive field.
     """
 
     def __init__(self, in_channels: int, *, bins: Sequence[int] = (1, 2, 3, 6), pool: str = "avg",
@@ -82,5 +86,7 @@ class PyramidPooling(nn.Module):
         size = x.shape[-2:]
         outs = [x]
         for branch in self.branches:
-            outs.append(F.interpolate(branch(x), size=size, mode="bilinear", align_corners=self.align_corners))
+            y = branch(x)
+            outs.append(y if y.shape[-2:] == size else
+                        F.interpolate(y, size=size, mode="bilinear", align_corners=self.align_corners))
         return torch.cat(outs, dim=1)

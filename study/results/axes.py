@@ -71,7 +71,8 @@ PPM = Axis("ppm", ("model.ppm", "model.bins"), lambda c: bool(_bins(c)), bool, b
 BINS = Axis("bins", ("model.ppm", "model.bins"), _bins, _join, _ints,
             "pyramid bin sizes, e.g. 1,2,3,6; none for the FCN baseline", shown=True)
 POOL = Axis("pool", ("model.pool",), _if_pyramid(lambda m: str(m["pool"])), _dash(), _undash(),
-            "pooling of each pyramid branch: avg or max", shown=True)
+            "pooling of each pyramid branch: avg or max; none: the capacity-matched FCN (unpooled branches)",
+            shown=True)
 REDUCTION = Axis(
     "reduction", ("model.reduction",), _if_pyramid(lambda m: bool(m["reduction"])),
     _dash(lambda v: "DR" if v else "no DR"), _undash(lambda cell: str(cell) == "DR"),

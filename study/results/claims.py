@@ -60,7 +60,9 @@ def _depth_rank(axes: Axes) -> tuple[int, int]:
 
 CLAIMS = (
     Claim("PPM beats the FCN baseline", (PPM, BINS, POOL, REDUCTION, BRANCH),
-          lambda a, b: a[PPM] and not b[PPM], "Table 1, Table 4"),
+          lambda a, b: a[PPM] and a[POOL] != "none" and not b[PPM], "Table 1, Table 4"),
+    Claim("the pyramid beats the capacity-matched FCN", (POOL,),
+          lambda a, b: a[POOL] in ("avg", "max") and b[POOL] == "none", "a control (no paper row)"),
     Claim("B1236 beats B1", (BINS,), lambda a, b: a[BINS] == (1, 2, 3, 6) and b[BINS] == (1,), "Table 1"),
     Claim("AVE beats MAX", (POOL,), lambda a, b: a[POOL] == "avg" and b[POOL] == "max", "Table 1"),
     Claim("DR helps", (REDUCTION,), lambda a, b: a[REDUCTION] is True and b[REDUCTION] is False, "Table 1"),
