@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from study.data.names import DATASETS, PROBE_KINDS, ROOTLESS
 
@@ -26,6 +26,13 @@ def added(default: Any) -> Any:
     so finished cells of existing studies keep their hash (recipe changes go into config files, not defaults).
     """
     return field(default=default, metadata={"added": True})
+
+
+# The values a pyramid option may take: the config checks them, the model builds them (study/models/ppm.py).
+Pool = Literal["avg", "max", "none"]  # none: branches on the unpooled map (the capacity-matched FCN)
+Branch = Literal["conv", "raw"]
+PpmNorm = Literal["bn", "none", "gn"]
+POOLS, BRANCHES, PPM_NORMS = get_args(Pool), get_args(Branch), get_args(PpmNorm)
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,13 @@ class ModelConfig:
         _check(len(self.out_indices) in (1, 2), "model.out_indices", "must name 1 or 2 stages (aux, last)")
         _check(all(b >= 1 for b in self.bins), "model.bins", "every bin must be >= 1")
         _check(len(set(self.bins)) == len(self.bins), "model.bins", "bins must be distinct")
-        _check(self.pool in ("avg", "max", "none"), "model.pool", "must be 'avg', 'max' or 'none'")
+        _check(self.pool in POOLS, "model.pool", f"must be one of {', '.join(POOLS)}")
         _check(not (self.pool == "none" and self.ppm_branch == "raw"), "model.pool",
                "'none' (unpooled branches) needs conv branches: leave model.ppm_branch at conv")
-        _check(self.ppm_branch in ("conv", "raw"), "model.ppm_branch", "must be 'conv' or 'raw'")
+        _check(self.ppm_branch in BRANCHES, "model.ppm_branch", f"must be one of {', '.join(BRANCHES)}")
         _check(not (self.ppm_branch == "raw" and self.reduction and self.pyramid_bins), "model.ppm_branch",
                "raw branches concatenate pooled maps at full width: set model.reduction=false")
-        _check(self.ppm_norm in ("bn", "none", "gn"), "model.ppm_norm", "must be 'bn', 'none' or 'gn'")
+        _check(self.ppm_norm in PPM_NORMS, "model.ppm_norm", f"must be one of {', '.join(PPM_NORMS)}")
         _check(not (self.ppm_branch == "raw" and self.ppm_norm != "bn"), "model.ppm_norm",
                "raw branches have no conv or norm: leave model.ppm_norm at bn")
         _check(self.head_channels >= 1, "model.head_channels", "must be >= 1")

@@ -59,3 +59,43 @@ def test_variants_that_differ_in_a_key_no_axis_reads_are_never_paired(tmp_path, 
     ave_beats_max = next(c for c in CLAIMS if c.name == "AVE beats MAX")
     assert df["pool"].tolist() == ["max", "avg", "avg"] and df["recipe"].nunique() == 2
     assert find_pairs(df, ave_beats_max) == [("B1-AVE", "B1-MAX")]
+
+
+def test_docs_show_the_axes_table():
+    from pathlib import Path
+
+    from study.results.axes import docs_table
+
+    assert docs_table() in (Path(__file__).resolve().parents[1] / "docs" / "configs.md").read_text()
+
+
+def test_a_new_axis_reaches_the_table_the_claims_and_the_report_with_no_other_edit(tmp_path, monkeypatch):
+    """A fabricated pyramid-only axis, added in its own module: before it, variants that differ in model.ppm_norm
+    have different recipes and are never paired; with it, the table has its column, "PPM beats the FCN" pairs the
+    GroupNorm pyramid too, and the report's variants table shows it."""
+    import types
+
+    from fabricate import fabricate
+
+    from study.report.__main__ import main as report_main
+    from study.results import axes
+    from study.results.claims import judge_claims
+    from study.results.table import build_table
+
+    variants = {"FCN": {"model.ppm": False}, "B1-AVE": {"model.bins": [1], "model.pool": "avg"},
+                "B1-AVE-GN": {"model.bins": [1], "model.pool": "avg", "model.ppm_norm": "gn"}}
+    study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.51, 0.52], "B1-AVE": [0.6, 0.61, 0.62],
+                                             "B1-AVE-GN": [0.58, 0.6, 0.6]}, variants=variants)
+    before = {(r["better"], r["worse"]) for r in judge_claims(build_table(study))}
+    assert before == {("B1-AVE", "FCN")}
+    extra = types.ModuleType("extra_axis")
+    extra.NORM = axes.pyramid_axis("ppm_norm", "model.ppm_norm", lambda m: str(m.get("ppm_norm", "bn")),
+                                   "the pyramid branches' norm: bn, none or gn")
+    monkeypatch.setattr(axes, "AXES", (*axes.AXES, extra.NORM))
+    df = build_table(study)
+    assert df["ppm_norm"].tolist() == ["-"] * 3 + ["bn"] * 3 + ["gn"] * 3
+    after = {(r["better"], r["worse"]) for r in judge_claims(df)}
+    assert after == {("B1-AVE", "FCN"), ("B1-AVE-GN", "FCN")}
+    assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
+    md = (tmp_path / "reports" / "table1" / "index.md").read_text()
+    assert "| ppm_norm " in md and "| gn " in md

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from study.config import BRANCHES, POOLS, PPM_NORMS
+
 
 def _pool(kind: str, bin_size: int) -> nn.Module:
     if kind == "none":  # the capacity-matched FCN: the branch sees the unpooled map
@@ -16,11 +18,9 @@ def _pool(kind: str, bin_size: int) -> nn.Module:
         return nn.AdaptiveAvgPool2d(bin_size)
     if kind == "max":
         return nn.AdaptiveMaxPool2d(bin_size)
-    raise ValueError(f"pool: must be 'avg', 'max' or 'none', got {kind!r}")
+    raise ValueError(f"pool: must be one of {POOLS}, got {kind!r}")
 
 
-BRANCHES = ("conv", "raw")
-NORMS = ("bn", "none", "gn")
 GN_GROUP_CHANNELS = 8  # "gn": GroupNorm over groups of (up to) 8 channels, per image
 
 
@@ -32,7 +32,7 @@ def _norm(kind: str, channels: int) -> list[nn.Module]:
         return [nn.GroupNorm(max(1, channels // GN_GROUP_CHANNELS), channels)]
     if kind == "none":
         return []
-    raise ValueError(f"norm: must be one of {NORMS}, got {kind!r}")
+    raise ValueError(f"norm: must be one of {PPM_NORMS}, got {kind!r}")
 
 
 class PyramidPooling(nn.Module):
@@ -57,8 +57,8 @@ class PyramidPooling(nn.Module):
             raise ValueError(f"bins: every bin must be >= 1, got {tuple(bins)}")
         if branch not in BRANCHES:
             raise ValueError(f"branch: must be one of {BRANCHES}, got {branch!r}")
-        if norm not in NORMS:
-            raise ValueError(f"norm: must be one of {NORMS}, got {norm!r}")
+        if norm not in PPM_NORMS:
+            raise ValueError(f"norm: must be one of {PPM_NORMS}, got {norm!r}")
         if branch == "raw" and reduction:
             raise ValueError("branch 'raw' concatenates pooled maps at full width: it takes no reduction (DR)")
         if branch == "raw" and norm != "bn":

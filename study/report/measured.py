@@ -12,12 +12,18 @@ import pandas as pd
 
 from study.report import plots
 from study.report.blocks import Block, ci, decimals, fmt, pm, signed
-from study.results.axes import AXES
+from study.results import axes
 from study.results.summary import memory_label
 
-SEMANTICS = " ".join(["Model semantics: in this harness every pyramid branch is pool -> 1x1 conv -> BN -> ReLU.",
-                      *(a.note for a in AXES if a.note)])
-AXES_SHOWN = tuple(a.column for a in AXES if a.shown)
+
+def semantics() -> str:
+    return " ".join(["Model semantics: in this harness every pyramid branch is pool -> 1x1 conv -> BN -> ReLU.",
+                     *(a.note for a in axes.AXES if a.note)])
+
+
+def axes_shown() -> tuple[str, ...]:
+    """The axis columns every variants table shows (the others only when they vary)."""
+    return tuple(a.column for a in axes.AXES if a.shown)
 
 def short(v: Any) -> str:
     """An axis value: floats to 3 significant digits, the rest as printed by fmt."""
@@ -89,10 +95,10 @@ def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | Non
                                     "cache; CUDA figures are allocator peaks); FLOPs: "
                                     f"{th.get('flop_counter') or 'n/a'}."))
     first = done.drop_duplicates("variant") if len(done) else df.drop_duplicates("variant")
-    varying = [a.column for a in AXES if a.column in first and a.column not in AXES_SHOWN
+    varying = [a.column for a in axes.AXES if a.column in first and a.column not in axes_shown()
                and first[a.column].astype(str).nunique() > 1]
-    cols = [a for a in AXES_SHOWN if a in first] + varying
-    blocks += [Block("text", SEMANTICS),
+    cols = [a for a in axes_shown() if a in first] + varying
+    blocks += [Block("text", semantics()),
                Block("table", headers=["variant", *cols],
                      rows=[[r["variant"], *(short(r[a]) for a in cols)] for _, r in first.iterrows()])]
     return blocks

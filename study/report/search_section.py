@@ -13,7 +13,7 @@ import pandas as pd
 
 from study.report import plots
 from study.report.blocks import Block, decimals, fmt
-from study.results.axes import AXES
+from study.results import axes
 from study.results.search import pruned_steps, search_summary
 
 PAPER_CHOICE = "the paper's pyramid (bins 1,2,3,6, average pooling, DR)"
@@ -64,12 +64,12 @@ def load(study_dir: Path) -> tuple[pd.DataFrame | None, dict[str, Any] | None, d
 def _trial_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Completed trials best first: rank, trial, accuracies, the axes that vary between them, training time."""
     done = df[df["status"] == "completed"].sort_values(["miou", "variant"], ascending=[False, True], kind="stable")
-    axes = [a.column for a in AXES if a.column in done and done[a.column].astype(str).nunique() > 1]
-    headers = ["rank", "trial", "mIoU", "pixel acc", "mean class acc", *axes, "train s"]
+    varying = [a.column for a in axes.AXES if a.column in done and done[a.column].astype(str).nunique() > 1]
+    headers = ["rank", "trial", "mIoU", "pixel acc", "mean class acc", *varying, "train s"]
     rows = []
     for rank, (_, r) in enumerate(done.iterrows(), start=1):
         rows.append([rank, r["variant"], fmt(100 * r["miou"]), fmt(100 * r["pixel_acc"]), fmt(100 * r["mean_acc"]),
-                     *(param(r[a]) for a in axes), fmt(r.get("train_seconds", math.nan), 1)])
+                     *(param(r[a]) for a in varying), fmt(r.get("train_seconds", math.nan), 1)])
     return headers, rows
 
 

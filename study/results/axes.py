@@ -29,6 +29,7 @@ class Axis:
     meaning: str  # what the axis is
     note: str = ""  # the report's model-semantics paragraph repeats it under the variants table
     shown: bool = False  # always a column of the report's variants table (otherwise only when it varies)
+    pyramid_only: bool = False  # a property of the pyramid ('-' for the FCN): "PPM beats the FCN" may differ in it
 
     def cell(self, config: dict[str, Any]) -> Any:
         return self.show(self.value(config))
@@ -61,6 +62,14 @@ def _if_pyramid(read: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, An
     return lambda config: read(config["model"]) if _bins(config) else None
 
 
+def pyramid_axis(column: str, key: str, read: Callable[[dict[str, Any]], Any], meaning: str, *,
+                 show: Callable[[Any], Any] = str, parse: Callable[[Any], Any] = str, note: str = "",
+                 shown: bool = True) -> Axis:
+    """An axis of the pyramid only: read from the model section when a pyramid is built, '-' (None) for the FCN."""
+    return Axis(column, (key,), _if_pyramid(read), _dash(show), _undash(parse), meaning, note=note, shown=shown,
+                pyramid_only=True)
+
+
 BACKBONE = Axis("backbone", ("model.backbone",), lambda c: str(c["model"]["backbone"]), str, str,
                 "timm backbone name", shown=True)
 DEPTH = Axis("depth", ("model.layers",), lambda c: tuple(c["model"].get("layers") or ()) or None,
@@ -70,17 +79,16 @@ PPM = Axis("ppm", ("model.ppm", "model.bins"), lambda c: bool(_bins(c)), bool, b
            "whether a pyramid pooling module is built (false: the dilated-FCN baseline)")
 BINS = Axis("bins", ("model.ppm", "model.bins"), _bins, _join, _ints,
             "pyramid bin sizes, e.g. 1,2,3,6; none for the FCN baseline", shown=True)
-POOL = Axis("pool", ("model.pool",), _if_pyramid(lambda m: str(m["pool"])), _dash(), _undash(),
-            "pooling of each pyramid branch: avg or max; none: the capacity-matched FCN (unpooled branches)",
-            shown=True)
-REDUCTION = Axis(
-    "reduction", ("model.reduction",), _if_pyramid(lambda m: bool(m["reduction"])),
-    _dash(lambda v: "DR" if v else "no DR"), _undash(lambda cell: str(cell) == "DR"),
+POOL = pyramid_axis("pool", "model.pool", lambda m: str(m["pool"]),
+                    "pooling of each pyramid branch: avg or max; none: the capacity-matched FCN (unpooled branches)")
+REDUCTION = pyramid_axis(
+    "reduction", "model.reduction", lambda m: bool(m["reduction"]),
+    show=lambda v: "DR" if v else "no DR", parse=lambda cell: str(cell) == "DR", meaning=
     "dimension reduction: each branch's 1x1 conv gives C/N channels for N bins (DR) or C (no DR)",
     note="DR (`model.reduction: true`) sets each branch's width to C/N for N bins (the paper's rule); no DR keeps "
          "it at C (what the official code does with one bin).", shown=True)
-BRANCH = Axis(
-    "branch", ("model.ppm_branch",), _if_pyramid(lambda m: str(m.get("ppm_branch", "conv"))), _dash(), _undash(),
+BRANCH = pyramid_axis(
+    "branch", "model.ppm_branch", lambda m: str(m.get("ppm_branch", "conv")),
     "what a pyramid branch is: conv (pool -> 1x1 conv -> BN -> ReLU, the paper's) or raw (the pooled maps)",
     note="A separate option `model.ppm_branch: raw` (raw pooled maps concatenated without conv/BN/ReLU, column "
          "`branch`) exists for study only and maps to no paper row.", shown=True)
@@ -91,6 +99,8 @@ OUTPUT_STRIDE = Axis("output_stride", ("model.output_stride",), lambda c: int(c[
 AUGMENT = Axis("augment", ("data.augment",), lambda c: tuple(c["data"]["augment"]),
                lambda v: "+".join(v) if v else "none", lambda cell: () if cell == "none" else tuple(cell.split("+")),
                "training augmentations, e.g. scale+rotate+blur+flip; none", shown=True)
+
+
 def _crop(c: dict[str, Any]) -> tuple[int, ...]:
     """The training crop in pixels: data.crop_size, or with frozen features the stored-map window times the stride
     (the whole resized image without one)."""
@@ -115,7 +125,6 @@ PROBE_KIND = Axis("probe_kind", ("data.probe_kind",),
 
 AXES: tuple[Axis, ...] = (BACKBONE, DEPTH, PPM, BINS, POOL, REDUCTION, BRANCH, AUX_WEIGHT, OUTPUT_STRIDE, AUGMENT,
                           CROP, STEPS, BATCH, LR, DATA, PROBE_KIND)
-COLUMNS = tuple(a.column for a in AXES)
 RECIPE_COLUMN = "recipe"  # results-table column: hash of the config less its axes (recipe_of)
 NOT_RECIPE = {("run", "seed")}  # hashed, yet differs within a variant: never part of the recipe
 
@@ -156,3 +165,10 @@ def recipe_hash(config: dict[str, Any]) -> str:
     """12 hex digits of recipe_of: variants with different recipes are never compared by a claim."""
     blob = json.dumps(recipe_of(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def docs_table() -> str:
+    """The markdown table of the axes in docs/configs.md (a test keeps the two the same)."""
+    rows = ["| column | config keys | what it is |", "|---|---|---|"]
+    rows += [f"| `{a.column}` | {', '.join(f'`{k}`' for k in a.keys)} | {a.meaning} |" for a in AXES]
+    return "\n".join(rows)
