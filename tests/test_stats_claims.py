@@ -228,3 +228,17 @@ def test_the_capacity_matched_fcn_is_compared_with_its_pyramid_not_counted_as_on
     rows = {(r["claim"], r["better"], r["worse"]) for r in judge_claims(df)}
     assert rows == {("PPM beats the FCN baseline", "B1236-AVE-DR", "FCN"),
                     ("the pyramid beats the capacity-matched FCN", "B1236-AVE-DR", "FCN-CAP-DR")}
+
+
+def test_the_papers_rows_are_matched_on_axis_values_not_names(tmp_path):
+    from study.results.claims import match_paper
+
+    variants = {"baseline": {"model.ppm": False},
+                "pyramid-4": {"model.bins": [1, 2, 3, 6], "model.pool": "avg", "model.reduction": True},
+                "one-bin-max": {"model.bins": [1], "model.pool": "max", "model.reduction": False}}
+    df = build_table(fabricate(tmp_path, {"baseline": [0.5, 0.51, 0.52], "pyramid-4": [0.6, 0.61, 0.62],
+                                          "one-bin-max": [0.55, 0.56, 0.57]}, variants=variants))
+    paper = load_paper_table("table1")
+    assert match_paper(paper, df) == {"baseline": "FCN", "pyramid-4": "B1236-AVE-DR", "one-bin-max": "B1-MAX"}
+    row = next(r for r in judge_claims(df, paper) if r["better"] == "pyramid-4" and r["worse"] == "baseline")
+    assert row["paper_diff"] == pytest.approx(41.68 - 37.23)

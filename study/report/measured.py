@@ -111,8 +111,13 @@ def _delta(s: pd.Series, base: pd.Series | None) -> str:
     return signed(s["miou_mean"] - base["miou_mean"], decimals(math.hypot(s["miou_std"], base["miou_std"])))
 
 
-def paper_blocks(paper: pd.DataFrame, summary: pd.DataFrame, table_name: str) -> list[Block]:
-    measured = {s["variant"]: s for _, s in summary.iterrows()}
+def paper_blocks(paper: pd.DataFrame, summary: pd.DataFrame, table_name: str, matched: dict[str, str]
+                 ) -> list[Block]:
+    """The paper's table beside this study's variants, matched on the axes' values (`matched`: study variant ->
+    paper row, study.results.claims.match_paper)."""
+    by_row = {name: v for v, name in reversed(list(matched.items()))}  # a paper row's first study variant
+    measured = {name: s for _, s in summary.iterrows() if (name := matched.get(s["variant"])) is not None
+                and by_row[name] == s["variant"]}
     p_base = paper["miou"].iloc[0]
     m_base = measured.get(paper["variant"].iloc[0])
 
@@ -120,8 +125,8 @@ def paper_blocks(paper: pd.DataFrame, summary: pd.DataFrame, table_name: str) ->
         s = measured.get(v)
         return "" if s is None else fmt(s[key], decimals(s["miou_std"] if key == "miou_mean" else s["acc_std"]))
 
-    prow = [[v, fmt(pmiou), fmt(pa), signed(pmiou - p_base), mine(v, "miou_mean"), mine(v, "acc_mean"),
-             _delta(measured[v], m_base) if v in measured else ""]
+    prow = [[v if by_row.get(v, v) == v else f"{v} ({by_row[v]})", fmt(pmiou), fmt(pa), signed(pmiou - p_base),
+             mine(v, "miou_mean"), mine(v, "acc_mean"), _delta(measured[v], m_base) if v in measured else ""]
             for v, pmiou, pa in zip(paper["variant"], paper["miou"], paper["pixel_acc"], strict=True)]
     blocks = [Block("heading", f"Beside the paper ({table_name})"),
               Block("text", "Paper: ADE20K val, ResNet backbones, 150 classes (Zhao et al., CVPR 2017), mIoU over "
@@ -129,8 +134,10 @@ def paper_blocks(paper: pd.DataFrame, summary: pd.DataFrame, table_name: str) ->
                             "levels."),
               Block("table", headers=["variant", "paper mIoU", "paper pixel acc", "paper Δ", "measured mIoU",
                                       "measured pixel acc", "measured Δ"], rows=prow)]
-    unmatched = [v for v in summary["variant"] if v not in set(paper["variant"])]
+    unmatched = [v for v in summary["variant"] if v not in matched]
     if unmatched:
-        blocks.append(Block("text", "Variants without a paper row (named differently from the paper's, or "
-                                    "study-only options such as branch raw): " + ", ".join(unmatched) + "."))
+        on_axes = any(a.column in paper.columns for a in axes.AXES)
+        why = ("no row of the paper's table has their axis values, e.g. study-only options such as branch raw"
+               if on_axes else "named differently from the paper's, or study-only options such as branch raw")
+        blocks.append(Block("text", f"Variants without a paper row ({why}): " + ", ".join(unmatched) + "."))
     return blocks

@@ -24,7 +24,7 @@ from study.report.conclusion import conclusion_blocks, data_text, one_line
 from study.report.controls_block import controls_blocks, controls_lead, controls_line
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.verdicts import claim_blocks
-from study.results.claims import judge_claims, load_paper_table
+from study.results.claims import judge_claims, load_paper_table, match_paper
 from study.results.controls import Comparison, judge_controls
 from study.results.images import bootstrap_mious
 from study.results.search import pruned_steps
@@ -95,7 +95,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         blocks += every_run_blocks(summary, facts["untrained"], fig_dir)
         blocks += measured_blocks(df, summary, manifest.baseline, records)
     if paper is not None:
-        blocks += paper_blocks(paper, summary, str(manifest.paper_table))
+        blocks += paper_blocks(paper, summary, str(manifest.paper_table), match_paper(paper, df))
     if warnings:
         blocks += [Block("heading", "Protocol warnings"), Block("list", items=warnings)]
     blocks += _figure_blocks(df, summary, records, fig_dir)

@@ -80,13 +80,35 @@ CLAIMS = (
 
 
 def load_paper_table(name: str | None, paper_dir: Path = PAPER_DIR) -> pd.DataFrame | None:
-    """configs/paper/<name>.csv (variant, miou, pixel_acc[, ...], percentages), or None."""
+    """configs/paper/<name>.csv (variant, miou, pixel_acc[, ...] in percent, and the axis columns that say which
+    model each row is, as the results table prints them), or None."""
     if not name:
         return None
     path = paper_dir / f"{name}.csv"
     if not path.exists():
         return None
-    return pd.read_csv(path, comment="#")
+    table = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
+    for column in table.columns:
+        if column not in {a.column for a in axes.AXES} and column != "variant":
+            table[column] = table[column].astype(float)
+    return table
+
+
+def match_paper(paper: pd.DataFrame | None, df: pd.DataFrame) -> dict[str, str]:
+    """{study variant: paper row}: matched on the values of the axes the paper table states (columns named as the
+    results table's), whatever the variants are called; a paper table without axis columns matches by name."""
+    if paper is None:
+        return {}
+    columns = [a.column for a in axes.AXES if a.column in paper.columns]
+    first = df.drop_duplicates("variant", keep="first")
+    if not columns:
+        return {v: v for v in first["variant"] if v in set(paper["variant"])}
+    out = {}
+    for _, row in first.iterrows():
+        hits = [p["variant"] for _, p in paper.iterrows() if all(str(row[c]) == str(p[c]) for c in columns)]
+        if len(hits) == 1:
+            out[row["variant"]] = hits[0]
+    return out
 
 
 def variant_axes(df: pd.DataFrame) -> dict[str, tuple[Axes, Any]]:
@@ -139,7 +161,8 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
     ok = done[trained_mask(done).to_numpy(dtype=bool)]
     by_variant = {v: {int(s): float(x) for s, x in zip(g["seed"], g[metric], strict=True)}
                   for v, g in ok.groupby("variant", sort=False)}
-    paper_miou = dict(zip(paper["variant"], paper["miou"], strict=True)) if paper is not None else {}
+    paper_row = dict(zip(paper["variant"], paper["miou"], strict=True)) if paper is not None else {}
+    paper_miou = {v: paper_row[name] for v, name in match_paper(paper, df).items()}
     found = [(claim, better, worse) for claim in CLAIMS for better, worse in find_pairs(df, claim)]
     names = list(dict.fromkeys(v for _, b, w in found for v in (b, w)))
     seeds = list(plan.seeds) if plan is not None else sorted({int(s) for s in df["seed"]})
