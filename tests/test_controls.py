@@ -89,10 +89,14 @@ def _kind(variant: str) -> str:
     return {"PRES": "presence", "LOC": "local", "MIS": "misaligned"}.get(variant.split("-")[0], "proportion")
 
 
-def _comparisons(df: pd.DataFrame) -> list[Comparison]:
-    """The shipped controls study's comparisons whose two variants are in `df`."""
+def _comparisons(df: pd.DataFrame, margin: float = 2.0) -> list[Comparison]:
+    """The shipped controls study's comparisons whose two variants are in `df`, at one margin (the hand-computed
+    cases below use 2 points)."""
+    import dataclasses
+
     held = set(df["variant"])
-    return [c for c in (Comparison.from_dict(d) for d in load_study(STUDY).controls) if {c.a, c.b} <= held]
+    return [dataclasses.replace(c, margin=margin) for c in (Comparison.from_dict(d) for d in load_study(STUDY).controls)
+            if {c.a, c.b} <= held]
 
 
 FCN = [0.80, 0.81, 0.79, 0.80, 0.82]
@@ -167,9 +171,12 @@ def test_block_renders_the_table_and_the_rule():
 def test_the_study_file_runs_every_control_with_its_probe_and_margin():
     spec = load_study(STUDY)
     assert len(spec.seeds) >= 5 and len(spec.controls) == 6
-    margin = re.search(r"margin ([0-9.]+) mIoU", spec.description)
     comparisons = [Comparison.from_dict(c) for c in spec.controls]
-    assert margin and {c.margin for c in comparisons} == {float(margin.group(1))}
+    presence = re.search(r"margin ([0-9.]+) mIoU points on the\s+presence", spec.description)
+    local = re.search(r"margin ([0-9.]+) points on the local null", spec.description)
+    assert presence and local
+    assert {c.margin for c in comparisons if c.a.startswith("PRES")} == {float(presence.group(1))}
+    assert {c.margin for c in comparisons if c.a.startswith("LOC")} == {float(local.group(1))} == {0.5}
     for cmp in comparisons:
         kinds = {spec.variants[v]["data.probe_kind"] for v in (cmp.a, cmp.b)}
         assert len(kinds) == 1
@@ -189,3 +196,16 @@ def test_runs_that_did_not_train_leave_the_pairs_and_are_counted():
 
     md = to_markdown(controls_blocks(df, [row]))
     assert "Did not train (runs that never left the training plateau" in md and "PRES-B1-MAX: 1 of 5 runs" in md
+
+
+def test_the_claims_rule_judges_every_control_and_can_call_a_null_false():
+    """On the local null a pyramid 0.5 points above the FCN on every seed: the claims rule says "supported", a
+    verdict the construction rules out, and the row says so; the equivalent row is found equivalent."""
+    df = _table({"LOC-FCN": FCN, "LOC-B1236-AVE-DR": [f + d / 100 for f, d in zip(FCN, [0.5, 0.6, 0.4, 0.5, 0.55],
+                                                                                 strict=True)],
+                 "LOC-B1-AVE": [f + d / 100 for f, d in zip(FCN, [0.05, -0.05, 0.0, 0.02, -0.02], strict=True)]})
+    rows = {r["a"]: r for r in judge_controls(df, _comparisons(df, margin=0.5))}
+    assert rows["LOC-B1236-AVE-DR"]["rule_verdict"] == "supported" and rows["LOC-B1236-AVE-DR"]["rule_as_implied"] == "no"
+    assert rows["LOC-B1-AVE"]["rule_verdict"] == "equivalent within ±0.5" and rows["LOC-B1-AVE"]["rule_as_implied"] == "yes"
+    md = to_markdown(controls_blocks(df, list(rows.values())))
+    assert "| claims rule " in md and "as implied? (claims rule)" in md

@@ -101,7 +101,7 @@ def to_markdown(blocks: list[Block]) -> str:
 # colours of a verdict (or a control's "as implied?") by the start of its text
 TONES = (("too few seeds", "none"), ("no decision", "none"), ("supported", "ok"), ("yes", "ok"), ("equivalent", "ok"),
          ("contradicted", "bad"), ("no", "bad"), ("inconclusive", "open"), ("undecided", "open"))
-TONED_HEADERS = ("verdict", "as implied?")
+TONED_HEADERS = ("verdict", "as implied?", "claims rule", "as implied? (claims rule)")
 
 CSS = ("body{font-family:system-ui,sans-serif;font-size:15px;line-height:1.45;max-width:1200px;margin:1.5em auto;"
        "padding:0 1em;color:#222}h1{font-size:1.6em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}"

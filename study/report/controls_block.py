@@ -17,7 +17,8 @@ def controls_lead(rows: list[dict]) -> list[Block]:
         return [Block("text", "No control comparison in this study.")]
     lines = [f"{r['control']}, {r['a']} vs {r['b']} (expected: {_expected(r)}): {r['concluded']}, "
              f"Δ {fmt(r['diff'])} mIoU points{_interval(r)}, {r['n']} seeds; "
-             f"as implied: {r['as_implied']}" for r in rows]
+             f"as implied: {r['as_implied']}; the claims rule: {r['rule_verdict']} "
+             f"(as implied: {r['rule_as_implied']})" for r in rows]
     return [Block("text", f"The controls (data whose answer the construction fixes): {controls_line(rows)}."),
             Block("list", items=lines)]
 
@@ -25,8 +26,10 @@ def controls_lead(rows: list[dict]) -> list[Block]:
 def controls_line(rows: list[dict]) -> str:
     """The index's summary: how many control comparisons came out as their construction implies."""
     counts = {k: sum(r["as_implied"] == k for r in rows) for k in ("yes", "no", "undecided")}
+    rule = {k: sum(r["rule_as_implied"] == k for r in rows) for k in ("yes", "no", "undecided")}
     return (f"{counts['yes']} of {len(rows)} control comparisons as implied, {counts['no']} against, "
-            f"{counts['undecided']} undecided")
+            f"{counts['undecided']} undecided; judged by the claims rule, {rule['yes']} as implied, {rule['no']} "
+            f"against, {rule['undecided']} undecided")
 
 
 def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
@@ -40,11 +43,13 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
         expected = _expected(r)
         table.append([r["control"], f"{r['a']} vs {r['b']}", expected, r["n"], fmt(r["diff"]),
                       ci(r["ci_low"], r["ci_high"]), _p(r["p_adjusted"]), r["concluded"],
-                      r["as_implied"]])
+                      r["as_implied"], r["rule_verdict"], ci(r["rule_ci_low"], r["rule_ci_high"]),
+                      r["rule_as_implied"]])
     first = rows[0]
     blocks.append(Block("table", headers=["control", "a vs b", "expected", "seeds", "Δ mIoU",
                                           f"{100 * first['level']:.1f}% CI", "p (expected, Bonferroni)",
-                                          "concluded", "as implied?"], rows=table))
+                                          "concluded", "as implied?", "claims rule", "its interval",
+                                          "as implied? (claims rule)"], rows=table))
     blocks.append(Block("list", items=[f"{r['control']}, {r['a']} vs {r['b']}: {r['why']}." for r in rows]))
     untrained = sorted({(v, k, n) for r in rows for v, (k, n) in r["untrained"].items() if k})
     blocks.append(Block("text", "Did not train (runs that never left the training plateau; each comparison uses the "
@@ -52,13 +57,21 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
                         ("; ".join(f"{v}: {k} of {n} runs" for v, k, n in untrained) if untrained else "none")
                         + "."))
     blocks.append(Block("text", (
-        f"Rule: Δ = a - b over the seeds both completed and trained (mIoU points); margin M = {first['margin']:g} points. "
+        "Rule: Δ = a - b over the seeds both completed and trained (mIoU points); M is the comparison's margin (shown with "
+        "what it expects). "
         f"Each test is one-sided at 0.05/{first['k']} (Bonferroni over the {first['k']} comparisons), read off the "
         f"two-sided {100 * first['level']:.1f}% t-interval [lo, hi]. Expected 'beats': yes when lo > 0, no when "
         "hi < M (a gain of the margin is excluded). 'At least as good': non-inferiority, yes when lo > -M, no when "
         "hi < 0. 'No difference': equivalence by TOST, yes when -M < lo and hi < M, no when a difference is shown "
         "(lo > 0 or hi < 0) but not within the margin. Otherwise undecided: a non-significant difference is never "
         "read as no difference. Fewer than 3 shared seeds: no decision.")))
+    blocks.append(Block("text", (
+        "Claims rule: the same comparisons judged by the code that judges the paper's claims (a paired t-test of "
+        "'a beats b', Holm over this study's comparisons, the interval at the level Holm tested the row at, and "
+        "'equivalent within ±M' for an undecided row whose interval lies inside the comparison's margin). As "
+        "implied when its verdict is the one the construction implies ('beats': supported; 'at least as good': "
+        "supported or equivalent; 'no difference': equivalent); against when it decides otherwise, e.g. "
+        "'supported' on data where the pyramid has nothing to add: a false verdict the claims path would publish.")))
     return blocks
 
 

@@ -152,10 +152,44 @@ def _control_kind(df: pd.DataFrame, a: str, b: str) -> str:
     return next(iter(kinds), "")
 
 
+def rule_expected(expected: str, margin: float) -> tuple[str, ...]:
+    """The verdicts of the claims rule (study.results.stats.decide, Holm, with the margin's equivalence reading)
+    that agree with what the construction implies for "a vs b"."""
+    equivalent = f"equivalent within ±{margin:g}"
+    return {"better": ("supported",), "non-inferior": ("supported", equivalent), "equivalent": (equivalent,)}[expected]
+
+
+def rule_as_implied(expected: str, verdict: str, margin: float) -> str:
+    """yes: the claims rule's verdict is one the construction implies; no: it decided otherwise (a false verdict
+    on data whose answer is known); undecided: inconclusive or too few seeds."""
+    if verdict in rule_expected(expected, margin):
+        return "yes"
+    return "undecided" if verdict in ("inconclusive", "too few seeds") else "no"
+
+
+def _claims_rule(df: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float, metric: str
+                 ) -> list[dict[str, Any]]:
+    """Each comparison judged exactly as a paper claim is: "a beats b" rows of the paired t-test, Holm over the
+    study's comparisons, the rule's intervals, and "equivalent within ±m" for an inconclusive row inside the margin."""
+    from study.results.claims import equivalence
+    from study.results.stats import decide
+
+    names = list(dict.fromkeys(v for c in comparisons for v in (c.a, c.b)))
+    values = {v: _seed_values(df, v, metric) for v in names}
+    seeds = sorted({s for v in names for s in values[v]})
+    y = np.array([[values[v].get(s, np.nan) for s in seeds] for v in names], dtype=float).reshape(len(names), len(seeds))
+    rows = decide(y, [(names.index(c.a), names.index(c.b)) for c in comparisons], alpha)
+    return [{"rule_verdict": equivalence(r["verdict"], r["ci_low"], r["ci_high"], c.margin),
+             "rule_ci_low": r["ci_low"], "rule_ci_high": r["ci_high"], "rule_confidence": r["confidence"]}
+            for r, c in zip(rows, comparisons, strict=True)]
+
+
 def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha: float = ALPHA,
                    metric: str = "miou") -> list[dict[str, Any]]:
-    """One row per comparison of the study file, in its order (a variant without runs gives "too few seeds")."""
+    """One row per comparison of the study file, in its order (a variant without runs gives "too few seeds"):
+    the control rule's reading (below) and, beside it, the verdict of the rule that judges the paper's claims."""
     k = max(1, len(comparisons))
+    by_rule = _claims_rule(df, comparisons, alpha, metric) if comparisons else []
     level = alpha / k
     rows = []
     for cmp in comparisons:
@@ -174,5 +208,6 @@ def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha
                      "concluded": concluded(t["ci_low"], t["ci_high"], margin),
                      "as_implied": as_implied(cmp.expected, t["ci_low"], t["ci_high"], margin),
                      "margin": margin, "level": 1 - 2 * level, "k": k,
-                     "untrained": {v: untrained_count(df, v) for v in (a, b)}})
+                     "untrained": {v: untrained_count(df, v) for v in (a, b)}, **by_rule[len(rows)],
+                     "rule_as_implied": rule_as_implied(cmp.expected, by_rule[len(rows)]["rule_verdict"], margin)})
     return rows
