@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from study.config import ModelConfig
+from study.models.backbone import build_backbone
 from study.models.heads import SegHead
 from study.models.ppm import PyramidPooling
 
@@ -35,6 +37,15 @@ class PSPNet(nn.Module):
             if len(channels) < 2:
                 raise ValueError("model.out_indices: an aux head needs two backbone stages")
             self.aux_head = SegHead(channels[-2], aux_channels, num_classes, dropout)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, num_classes: int) -> PSPNet:
+        """The network a ModelConfig describes: its backbone (study.models.backbone) and every pyramid and head
+        option, read here, beside the constructor that takes them."""
+        return cls(build_backbone(cfg), num_classes, bins=cfg.pyramid_bins, pool=cfg.pool, reduction=cfg.reduction,
+                   align_corners=cfg.align_corners, head_channels=cfg.head_channels,
+                   aux_channels=cfg.aux_channels, dropout=cfg.dropout, aux_weight=cfg.aux_weight,
+                   branch=cfg.ppm_branch, ppm_norm=cfg.ppm_norm)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.decode(self.backbone(x), x.shape[-2:])
