@@ -126,3 +126,16 @@ def test_bench_matrix_command_measures_each_setting_in_its_own_process(tmp_path)
     assert data["results"]["fp32"]["dtype"] == "float32" and data["ratios_vs_fp32"]["fp32"]["train_img_s"] == 1.0
     assert len(data["rounds"]) == 1
     assert main([str(config), "--settings", "fp16"]) == 2
+
+
+def test_a_batch_of_one_times_training_on_two_images_through_the_pyramids_1x1_bin(tiny_cfg):
+    """BatchNorm in training mode cannot run on one value per channel (a 1x1 bin of one image): training is timed
+    on 2 images and the record says so; inference and latency keep bench.batch_size."""
+    import torch
+
+    from study.models.build import build_model
+    from study.throughput.bench import benchmark
+
+    cfg = tiny_cfg("bench.batch_size=1", "model.bins=[1, 2]", "model.reduction=true", "bench.peak_seconds=0")
+    result = benchmark(build_model(cfg.model, 4), cfg, torch.device("cpu"), 4)
+    assert result["batch_size"] == 1 and result["train_batch_size"] == 2 and result["train_img_s"] > 0

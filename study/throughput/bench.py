@@ -60,8 +60,12 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
     autocast = speed.autocast(device)
     h, w = bc.image_size
     g = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn(bc.batch_size, 3, h, w, generator=g).to(device).contiguous(memory_format=memory_format)
-    y = torch.randint(0, num_classes, (bc.batch_size, h, w), generator=g).to(device)
+    # BatchNorm in training mode needs two values per channel and a 1x1 pyramid bin holds one per image: a
+    # training step is timed on at least 2 images (the record says how many), inference on bench.batch_size
+    train_batch = max(bc.batch_size, 2)
+    xt = torch.randn(train_batch, 3, h, w, generator=g).to(device).contiguous(memory_format=memory_format)
+    y = torch.randint(0, num_classes, (train_batch, h, w), generator=g).to(device)
+    x = xt[:bc.batch_size].contiguous(memory_format=memory_format)
     x1 = x[:1].contiguous(memory_format=memory_format)
     half = bc.peak_seconds / 2
     peak_before = measure_peak(device, speed.dtype, memory_format, half) if half else None
@@ -73,7 +77,7 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
 
     def train_step() -> None:
         with autocast:
-            out = runner(x)
+            out = runner(xt)
         loss = segmentation_loss(out, y, cfg.model.aux_weight, cfg.data.ignore_index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,7 +92,7 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
     model.train()
     for _ in range(bc.warmup):
         train_step()
-    train_rates = [bc.batch_size * bc.iters / _timed(train_step, bc.iters, device) for _ in range(bc.repeats)]
+    train_rates = [train_batch * bc.iters / _timed(train_step, bc.iters, device) for _ in range(bc.repeats)]
     model.eval()
     for _ in range(bc.warmup):
         infer(x)()
@@ -134,6 +138,7 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
         "flop_counter": "torch.utils.flop_counter (convolutions and matmuls; pooling, BN and interpolation "
                         "not counted)",
         "batch_size": bc.batch_size,
+        "train_batch_size": train_batch,
         "image_size": list(bc.image_size),
         "dtype": speed.dtype,
         "channels_last": speed.channels_last,
