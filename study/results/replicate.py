@@ -38,15 +38,15 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(seeds)
 
 
-def replicate(df: pd.DataFrame, groups: Sequence[Sequence[int]], paper: pd.DataFrame | None = None
-              ) -> list[dict[str, Any]]:
+def replicate(df: pd.DataFrame, groups: Sequence[Sequence[int]], paper: pd.DataFrame | None = None,
+              margin: float | None = None) -> list[dict[str, Any]]:
     """One row per claim row: its verdict and Δ in each seed group, whether it moves and whether it reverses."""
     if len(groups) < 2:
         raise ValueError("--groups: at least two groups of seeds are needed to compare")
     flat = [s for g in groups for s in g]
     if len(flat) != len(set(flat)):
         raise ValueError("--groups: the groups share seeds; replications must be disjoint")
-    judged = [judge_claims(df[df["seed"].isin(list(g))], paper) for g in groups]
+    judged = [judge_claims(df[df["seed"].isin(list(g))], paper, margin=margin) for g in groups]
     keys = [(r["claim"], r["better"], r["worse"]) for r in judged[0]]
     by_group = [{(r["claim"], r["better"], r["worse"]): r for r in rows} for rows in judged]
     out = []
@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         groups = [parse_seeds(g) for g in args.groups]
         study = Path(args.study_dir)
         df = read_table(study)
-        rows = replicate(df, groups, load_paper_table(load_manifest(study).paper_table))
+        manifest = load_manifest(study)
+        rows = replicate(df, groups, load_paper_table(manifest.paper_table), manifest.equivalence_margin)
     except (ValueError, ResultsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
