@@ -52,30 +52,30 @@ RANDOM = "random initialisation (seed 0)"
 MIN_MATCH = 0.99  # share of the backbone's tensors a checkpoint must supply unless pretrained_partial
 
 
+def _weights_file(cfg: ModelConfig) -> tuple[Path, str]:
+    """(path, sha256) of model.pretrained: a named source checked against its pinned digest, or a local file."""
+    if named.is_named(cfg.pretrained):
+        return named.verified_file(cfg.pretrained)
+    path = Path(cfg.pretrained)
+    if not path.is_file():
+        raise ValueError(f"model.pretrained: checkpoint {cfg.pretrained} not found")
+    return path, file_sha256(path)
+
+
 def pretrained_source(cfg: ModelConfig) -> str:
     """"from scratch", or "pretrained (<file name>, sha256 <first 8 hex>)" for the record and the report."""
     if not cfg.pretrained:
         return "from scratch"
-    if named.is_named(cfg.pretrained):
-        path, digest = named.verified_file(cfg.pretrained)
-        return f"pretrained ({path.name}, sha256 {digest[:8]})"
-    path = Path(cfg.pretrained)
-    if not path.is_file():
-        raise ValueError(f"model.pretrained: checkpoint {cfg.pretrained} not found")
-    return f"pretrained ({path.name}, sha256 {file_sha256(path)[:8]})"
+    path, digest = _weights_file(cfg)
+    return f"pretrained ({path.name}, sha256 {digest[:8]})"
 
 
 def weights_digest(cfg: ModelConfig) -> str:
-    """"<file name>, sha256 <full digest>" of the backbone's initial weights, or "random initialisation"."""
+    """"<file name>, sha256 <full digest>" of the backbone's initial weights (the feature cache's key), or RANDOM."""
     if not cfg.pretrained:
         return RANDOM
-    if named.is_named(cfg.pretrained):
-        path, digest = named.verified_file(cfg.pretrained)
-        return f"{path.name}, sha256 {digest}"
-    path = Path(cfg.pretrained)
-    if not path.is_file():
-        raise ValueError(f"model.pretrained: checkpoint {cfg.pretrained} not found")
-    return f"{path.name}, sha256 {file_sha256(path)}"
+    path, digest = _weights_file(cfg)
+    return f"{path.name}, sha256 {digest}"
 
 
 def load_backbone_weights(backbone: nn.Module, path: str, partial: bool = False) -> tuple[int, int]:
