@@ -248,6 +248,9 @@ def evaluate_model_file(path: Path, *, data_root: str | None = None, split: str 
     config = saved["config"]
     extra = list(overrides) + ([f"data.root={data_root}"] if data_root else [])
     config["model"]["pretrained"] = ""  # the weights come from model.pt
+    if config["model"].get("freeze_backbone"):  # the whole network on images: no stored maps, any eval mode
+        config["model"]["freeze_backbone"] = False
+        config["data"].update(feature_flip=False, feature_crop=None)
     cfg = from_dict(apply_overrides(config, extra))
     split = split or cfg.data.val_split
     dataset = build_dataset(cfg.data, split, train=False)

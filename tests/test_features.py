@@ -201,6 +201,8 @@ def test_a_frozen_run_saves_the_whole_network_and_evaluating_it_on_images_gives_
     result, _ = evaluate_model_file(folder / "model.pt")  # on the val images, through the backbone
     assert abs(result["miou"] - record.metrics["miou"]) < 1e-3
     assert result["pixel_acc"] == pytest.approx(record.metrics["pixel_acc"], abs=1e-3)
+    slide, _ = evaluate_model_file(folder / "model.pt", overrides=["eval.mode=slide", "eval.crop_size=[16, 24]"])
+    assert slide["eval_mode"] == "slide" and 0 <= slide["miou"] <= 1  # any mode once the network runs on images
 
 
 @pytest.mark.slow  # a fresh interpreter runs the CLI
