@@ -17,7 +17,6 @@ the user); what was half-written is never used.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ import numpy as np
 import timm
 import torch
 
-from study.atomic import atomic_write_text
+from study.atomic import atomic_write_text, file_lock
 from study.config import Config
 from study.data.build import build_dataset
 from study.data.common import SegDataset
@@ -99,7 +98,7 @@ def ensure_cache(cfg: Config, split: str, *, log: Callable[[str], None] = print)
     if valid(folder, key):
         return folder, 0.0
     root.mkdir(parents=True, exist_ok=True)
-    with _lock(root / f"{key}.lock"):
+    with file_lock(root / f"{key}.lock"):
         if valid(folder, key):  # built by another worker while this one waited
             return folder, 0.0
         if folder.exists():
@@ -133,16 +132,6 @@ def open_split(folder: Path) -> tuple[SplitArrays, dict[str, Any]]:
     features = np.load(folder / manifest["features"]["file"], mmap_mode="r")
     labels = np.load(folder / manifest["labels"]["file"], mmap_mode="r")
     return SplitArrays(features, labels, list(manifest["ids"])), manifest
-
-
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -28,6 +28,8 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 
+from study.atomic import file_lock
+
 JOURNAL = "optuna.journal"
 TAIL_BYTES = 1 << 20  # how far back from the end to look for the last complete line
 
@@ -183,10 +185,5 @@ def study_lock(storage: optuna.storages.BaseStorage, url: str, study_name: str) 
     else:  # another database: its own transactions are all we have
         yield
         return
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(lock_path):
+        yield
