@@ -18,6 +18,7 @@ the user); what was half-written is never used.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -173,8 +174,7 @@ def _image_and_label(dataset: SegDataset, index: int, train: bool) -> tuple[torc
 
 
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
-    import io
-
+    """The .npy header of an array of `shape` (the data follows it, written chunk by chunk)."""
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
                                                "fortran_order": False, "shape": shape})
