@@ -31,7 +31,6 @@ class FeatureDataset(Dataset):
         self.num_classes = len(self.class_names)
         self.ignore_index = cfg.data.ignore_index
         self.stride = int(manifest["stride"])
-        self.channels = list(manifest["channels"])
         self.copies = manifest["copies"]
         self.crop = cfg.data.feature_crop if train else None
         h, w = self.arrays.features.shape[-2:]
