@@ -253,6 +253,9 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = True
     threads: int = 0  # torch intra-op threads (0: torch's default)
+    # A/A twin: 0 is the run itself; k > 0 draws the pyramid and heads (and so the dropout masks) from a stream of
+    # its own, keeping the seed's backbone draw, data order and augmentation, as two variants of one seed differ
+    twin: int = added(0)
 
     def validate(self) -> None:
         _check(bool(self.study) and "/" not in self.study, "run.study", "must be a non-empty name without '/'")
@@ -261,6 +264,7 @@ class RunConfig:
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "run.device",
                "must be auto, cpu, cuda or cuda:N")
         _check(self.threads >= 0, "run.threads", "must be >= 0")
+        _check(self.twin >= 0, "run.twin", "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,13 @@ class StudyManifest:
     seeds_on_demand: dict[str, Any] | None = None
     equivalence_margin: float | None = None  # mIoU points: a claim interval inside ±margin reads "equivalent"
     controls: list[dict[str, Any]] | None = None  # a controls study's comparisons (study.results.controls)
+    aa: dict[str, Any] | None = None  # a controls study's A/A pair {a, b, seeds_per_group} (study.results.aa)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for key in ("seeds", "variant_order"):
             d[key] = list(d[key])
-        for key in ("equivalence_margin", "controls"):  # absent unless the study file sets them: older manifests
+        for key in ("equivalence_margin", "controls", "aa"):  # absent unless the study file sets them: older manifests
             if d[key] is None:                          # stay as written
                 del d[key]
         return d
@@ -92,6 +93,8 @@ class StudyManifest:
         controls = data.get("controls")
         if controls is not None and (not isinstance(controls, list) or not all(isinstance(c, dict) for c in controls)):
             raise ManifestError("study manifest: field 'controls' must be a list of comparisons or null")
+        if data.get("aa") is not None and not isinstance(data["aa"], dict):
+            raise ManifestError("study manifest: field 'aa' must be an A/A pair {a, b, seeds_per_group} or null")
         if data.get("throughput", "per_run") not in ("per_variant", "per_run"):
             raise ManifestError("study manifest: field 'throughput' must be per_variant or per_run")
         known = {f.name for f in dataclasses.fields(cls)}

@@ -29,7 +29,7 @@ from study.features.cache import MANIFEST, describe, ensure_cache
 from study.features.dataset import FeatureDataset
 from study.features.head import FrozenFeatureHead
 from study.models.backbone import pretrained_source
-from study.models.build import build_model
+from study.models.build import build_model, redraw_new_layers
 from study.models.pretrained import check_normalisation
 from study.record import (
     RunRecord,
@@ -125,7 +125,9 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     else:
         train_set = build_dataset(cfg.data, cfg.data.train_split)
         val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    model = build_model(cfg.model, train_set.num_classes).to(device)
+    model = build_model(cfg.model, train_set.num_classes)
+    redraw_new_layers(model, cfg.run.seed, cfg.run.twin)
+    model = model.to(device)
     # what trains: the whole network, or (frozen features) its pyramid and heads on the stored maps
     trainee: torch.nn.Module = FrozenFeatureHead(model, cfg.model.output_stride) if frozen else model
     speed = resolve(device, cfg.train, widest_conv(trainee))

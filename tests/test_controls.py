@@ -56,6 +56,8 @@ def test_identical_differences_decide_without_spread():
 @pytest.mark.parametrize("expected, lo, hi, answer", [
     ("better", 0.5, 6.0, "yes"), ("better", -1.0, 1.5, "no"), ("better", -1.0, 3.0, "undecided"),
     ("better", -5.0, -1.0, "no"),
+    ("worse", -6.0, -0.5, "yes"), ("worse", -1.5, 1.0, "no"), ("worse", -3.0, 1.0, "undecided"),
+    ("worse", 1.0, 5.0, "no"),
     ("non-inferior", -1.5, 1.0, "yes"), ("non-inferior", -1.5, -0.2, "yes"), ("non-inferior", -9.0, -3.0, "no"),
     ("non-inferior", -3.0, 1.0, "undecided"),
     ("equivalent", -1.9, 1.9, "yes"), ("equivalent", 0.2, 1.5, "yes"), ("equivalent", 0.5, 4.0, "no"),
@@ -73,7 +75,7 @@ def test_concluded_words():
     assert concluded(-3.0, 1.0, 2.0) == "not better by 2 or more"
     assert concluded(math.nan, math.nan, 2.0) == "too few seeds"
     with pytest.raises(ValueError, match="expected"):
-        as_implied("worse", 0.0, 1.0, 2.0)
+        as_implied("sideways", 0.0, 1.0, 2.0)
 
 
 def _table(values: dict[str, list[float]], kinds: dict[str, str] | None = None) -> pd.DataFrame:
@@ -170,18 +172,19 @@ def test_block_renders_the_table_and_the_rule():
 
 def test_the_study_file_runs_every_control_with_its_probe_and_margin():
     spec = load_study(STUDY)
-    assert len(spec.seeds) >= 5 and len(spec.controls) == 6
+    assert len(spec.seeds) >= 5 and len(spec.controls) == 8
     comparisons = [Comparison.from_dict(c) for c in spec.controls]
-    presence = re.search(r"margin ([0-9.]+) mIoU points on the\s+presence", spec.description)
+    presence = re.search(r"margin ([0-9.]+) mIoU points on the\s+presence controls", spec.description)
     local = re.search(r"margin ([0-9.]+) points on the local null", spec.description)
     assert presence and local
-    assert {c.margin for c in comparisons if c.a.startswith("PRES")} == {float(presence.group(1))}
+    assert {c.margin for c in comparisons if c.a.startswith(("PRES", "DIL"))} == {float(presence.group(1))}
     assert {c.margin for c in comparisons if c.a.startswith("LOC")} == {float(local.group(1))} == {0.5}
     for cmp in comparisons:
         kinds = {spec.variants[v]["data.probe_kind"] for v in (cmp.a, cmp.b)}
         assert len(kinds) == 1
         for v in (cmp.a, cmp.b):
-            assert v.endswith("FCN") or spec.variants[v]["model.pool"] == ("max" if "MAX" in v else "avg")
+            pool = "none" if "-CAP" in v else "max" if "MAX" in v else "avg"
+            assert v.endswith("FCN") or spec.variants[v]["model.pool"] == pool
 
 
 def test_runs_that_did_not_train_leave_the_pairs_and_are_counted():
@@ -209,3 +212,18 @@ def test_the_claims_rule_judges_every_control_and_can_call_a_null_false():
     assert rows["LOC-B1-AVE"]["rule_verdict"] == "equivalent within ±0.5" and rows["LOC-B1-AVE"]["rule_as_implied"] == "yes"
     md = to_markdown(controls_blocks(df, list(rows.values())))
     assert "| claims rule " in md and "as implied? (claims rule)" in md
+
+
+def test_a_control_expected_contradicted_is_judged_so_by_both_rules():
+    """Diluted presence: average pooling 1 to 2 points below max on every seed. "a beats b" with a = AVE comes
+    out contradicted under the claims rule, which is what the construction implies (expected: worse)."""
+    maxed = [0.70, 0.72, 0.69, 0.71, 0.70]
+    df = _table({"DIL-B1-AVE": [m - d / 100 for m, d in zip(maxed, [1.0, 1.5, 2.0, 1.2, 1.8], strict=True)],
+                 "DIL-B1-MAX": maxed}, {"DIL-B1-AVE": "diluted", "DIL-B1-MAX": "diluted"})
+    cmp = Comparison("DIL-B1-AVE", "DIL-B1-MAX", "worse", 2.0, "specks dilute an average")
+    (row,) = judge_controls(df, [cmp])
+    assert row["diff"] == pytest.approx(-1.5) and row["p_adjusted"] < 0.05
+    assert row["as_implied"] == "yes" and row["concluded"] == "worse, by less than 2"
+    assert row["rule_verdict"] == "contradicted" and row["rule_as_implied"] == "yes"
+    md = to_markdown(controls_blocks(df, [row]))
+    assert "b beats a (a beats b: contradicted)" in md

@@ -202,6 +202,37 @@ def test_presence_region_class_is_whether_red_occurs_in_it():
     assert 20 < roads < 60 and len(marks) >= 2
 
 
+def _whole_red_square(red: np.ndarray, side: int) -> np.ndarray:
+    """Top-left corners where a side x side square is all red."""
+    s = np.zeros((red.shape[0] + 1, red.shape[1] + 1), dtype=np.int64)
+    s[1:, 1:] = red.cumsum(0).cumsum(1)
+    return (s[side:, side:] - s[:-side, side:] - s[side:, :-side] + s[:-side, :-side]) == side * side
+
+
+def test_diluted_region_class_is_whether_a_red_mark_occurs_in_it_among_red_specks():
+    """Red occurs on every surface (4 px specks, 4-16 a scene); a region is road exactly when a whole 6 px red
+    square lies in it; the red on a region is mostly specks, whose number varies."""
+    speck_share, specks_seen = [], set()
+    for index in range(60):
+        image, label, surface = synthetic.render_scene(0, "train", index, kind="diluted")
+        red = _colour(image, RED)
+        marks = np.zeros_like(red)
+        for top, left in zip(*np.nonzero(_whole_red_square(red, synthetic.MARK)), strict=True):
+            marks[top: top + synthetic.MARK, left: left + synthetic.MARK] = True
+        for cls in (synthetic.ROAD, synthetic.WATER):
+            region = surface == cls
+            if region.any():
+                assert marks[region].any() == (cls == synthetic.ROAD)
+        if (surface == synthetic.WATER).any() and red[surface == synthetic.WATER].any():
+            specks_seen.add(index)
+        speck_share.append((red & ~marks).sum() / max(1, red.sum()))
+    assert len(specks_seen) > 20  # water carries red too
+    assert np.mean(speck_share) > 0.5  # most red is specks
+    presence = synthetic.render_scene(0, "train", 0, kind="presence")
+    diluted = synthetic.render_scene(0, "train", 0, kind="diluted")
+    assert np.array_equal(presence[1], diluted[1])  # the same layout and labels: only the specks are added
+
+
 def test_window_sum_by_hand():
     a = np.array([[1, 0, 2], [0, 3, 0]])
     assert synthetic.window_sum(a, 1).tolist() == [[4, 6, 5], [4, 6, 5]]

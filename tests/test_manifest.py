@@ -39,6 +39,7 @@ def test_absent_is_none_and_unknown_keys_are_ignored(tmp_path):
     ({"name": "x", "baseline": 3}, "'baseline'"),
     ({"name": "x", "seeds_on_demand": [5, 5, 20]}, "'seeds_on_demand'"),
     ({"name": "x", "equivalence_margin": -1}, "'equivalence_margin'"),
+    ({"name": "x", "aa": ["AA", "B"]}, "'aa'"),
 ])
 def test_bad_fields_are_named_in_one_line(data, field):
     with pytest.raises(ManifestError, match=field) as info:
@@ -61,5 +62,5 @@ def test_reads_what_the_runner_writes(study_file, tmp_path):
 
     data = json.loads(json.dumps(study_manifest(load_study(study_file), "python -m study sweep x", Path.cwd()).to_dict()))
     m = StudyManifest.from_dict(data)
-    extra = [k for k in ("equivalence_margin", "controls") if getattr(m, k) is not None]  # only where set
+    extra = [k for k in ("equivalence_margin", "controls", "aa") if getattr(m, k) is not None]  # only where set
     assert m.to_dict() == data and sorted(data) == sorted(RUNNER_KEYS + extra)

@@ -175,3 +175,23 @@ def test_ppm_norm_reaches_every_branch():
         tiny(bins=(1,), reduction=False, ppm_branch="raw", ppm_norm="none").validate()
     with pytest.raises(TypeError):
         PSPNet(plain.backbone, 3, (1,))  # arguments after num_classes are keyword-only
+
+
+def test_a_twin_redraws_the_pyramid_and_heads_and_keeps_the_backbone():
+    from study.models.build import redraw_new_layers
+
+    def built(twin: int):
+        torch.manual_seed(7)
+        model = build_model(tiny(bins=(1, 2), aux_weight=0.4), num_classes=3)
+        redraw_new_layers(model, 7, twin)
+        return model.state_dict(), torch.rand(1)  # and where the global stream (dropout masks) stands
+
+    (plain, after0), (one, after1), (one_again, after1_again), (two, _) = (built(t) for t in (0, 1, 1, 2))
+    backbone = [k for k in plain if k.startswith("backbone.")]
+    new = [k for k in plain if k.split(".")[0] in ("ppm", "head", "aux_head") and plain[k].is_floating_point()
+           and not k.endswith(("running_var", "running_mean")) and plain[k].std() > 0]
+    assert backbone and {k.split(".")[0] for k in new} == {"ppm", "head", "aux_head"}
+    assert all(torch.equal(plain[k], one[k]) and torch.equal(plain[k], two[k]) for k in backbone)
+    assert all(not torch.equal(plain[k], one[k]) and not torch.equal(one[k], two[k]) for k in new)
+    assert all(torch.equal(one[k], one_again[k]) for k in one) and torch.equal(after1, after1_again)
+    assert not torch.equal(after0, after1)  # the twin's dropout masks come from its own stream

@@ -150,3 +150,15 @@ def test_other_errors_end_in_a_failed_record(tiny_cfg, monkeypatch):
     rec = run_one(cfg)
     assert rec.status == "failed" and rec.error == "RuntimeError: disk on fire"
     assert "Traceback" in (folder(cfg) / "error.txt").read_text()
+
+
+def test_a_twin_is_its_own_run_on_the_seed_s_data(tiny_cfg):
+    """run.twin: the same seed's data and backbone, its own head draw: another run (and config hash) of the same
+    model; twin 0 is the run itself (the hash of every existing config stays)."""
+    from study.config import config_hash
+
+    plain = run_one(tiny_cfg("bench.enabled=false", "run.variant=a"))
+    twin = run_one(tiny_cfg("bench.enabled=false", "run.variant=b", "run.twin=1"))
+    assert config_hash(tiny_cfg("run.twin=0")) == config_hash(tiny_cfg()) != config_hash(tiny_cfg("run.twin=1"))
+    assert twin.config["run"]["twin"] == 1 and twin.config_hash != plain.config_hash
+    assert [c.get("loss") for c in twin.curves] != [c.get("loss") for c in plain.curves]

@@ -8,5 +8,5 @@ from __future__ import annotations
 
 DATASETS = ("probe", "camvid", "ade20k", "cityscapes", "voc", "folder")
 ROOTLESS = ("probe",)  # built in memory: no data.root
-# The context probe's cue (study.data.synthetic): the measured probe and its three controls.
-PROBE_KINDS = ("proportion", "presence", "local", "misaligned")
+# The context probe's cue (study.data.synthetic): the measured probe and its four controls.
+PROBE_KINDS = ("proportion", "presence", "local", "misaligned", "diluted")

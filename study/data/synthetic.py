@@ -19,6 +19,9 @@ Controls (`data.probe_kind`, docs/context_probe.md), each a question whose answe
   decided inside the backbone's receptive field and nothing beyond it carries information (ties: ignore label).
 - `misaligned`: the proportion cue, split at 1/4, 5/12 or 3/4: half-way between bin-6 cell boundaries, 10.7 px
   (at 128) from every boundary of bins 2, 3 and 6.
+- `diluted`: the presence control plus 4-16 red specks (4 px squares) scattered over every surface: a region is
+  still road exactly when a red mark (6 px) occurs in it, but the amount of red in a region is mostly specks, so
+  an average of any red-responsive feature is diluted by their varying number while a maximum still picks the mark.
 
 Scenes are a pure function of (data_seed, split, index, kind): the same on every worker, in every order.
 """
@@ -50,9 +53,12 @@ TOWER_PROB = 0.6  # share of scenes with a tower (extras)
 TALL_SHARE = 0.35  # share of towers that are skyscrapers: short buildings are more often drawn, fewer pixels
 BED_PROB = 0.5  # share of scenes with a bed and 1-3 pillows (extras)
 # Where split scenes are cut, as a share of the width or height.
-SPLIT_AT = {"proportion": (1 / 3, 1 / 2, 2 / 3), "presence": (1 / 3, 1 / 2, 2 / 3), "misaligned": (1 / 4, 5 / 12, 3 / 4)}
+SPLIT_AT = {"proportion": (1 / 3, 1 / 2, 2 / 3), "presence": (1 / 3, 1 / 2, 2 / 3), "misaligned": (1 / 4, 5 / 12, 3 / 4),
+            "diluted": (1 / 3, 1 / 2, 2 / 3)}
 PRESENCE_MARKS = (1, 3)  # red marks in a road region, blue marks in a scene (inclusive range); water has no red
 MARK = 6  # px, the side of a presence mark
+SPECK = 4  # px, the side of a diluted-control speck: red, on every surface, smaller than a mark
+SPECKS = (4, 16)  # specks in a scene (inclusive range)
 LOCAL_DENSITY = 0.15  # local control: share of 2x2 cells holding a dot, red or blue with even odds
 LOCAL_CELLS = 5  # local control: a pixel counts the dots of the cells within 5 cells of its own, i.e. within
 LOCAL_RADIUS = 2 * LOCAL_CELLS + 1  # 11 px of it (Chebyshev): well inside the probe backbone's ~71 px field
@@ -145,21 +151,26 @@ def _render_local(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray,
     return image, label, label.copy()
 
 
-def _place_marks(rng: np.random.Generator, image: np.ndarray, free: np.ndarray, colour_class: int) -> None:
-    """1-3 MARK x MARK squares in the cue colour of `colour_class`, each wholly inside the `free` mask."""
+def _place_marks(rng: np.random.Generator, image: np.ndarray, free: np.ndarray, colour_class: int,
+                 side: int = MARK, count_range: tuple[int, int] = PRESENCE_MARKS) -> None:
+    """1-3 (count_range) side x side squares in the cue colour of `colour_class`, each wholly inside `free`."""
     s = np.zeros((free.shape[0] + 1, free.shape[1] + 1), dtype=np.int64)  # integral image of `free`
     s[1:, 1:] = free.cumsum(0).cumsum(1)
-    count = s[MARK:, MARK:] - s[:-MARK, MARK:] - s[MARK:, :-MARK] + s[:-MARK, :-MARK]  # per top-left corner
-    spots = np.flatnonzero(count == MARK * MARK)
-    n = int(rng.integers(PRESENCE_MARKS[0], PRESENCE_MARKS[1] + 1)) if len(spots) else 0
+    count = s[side:, side:] - s[:-side, side:] - s[side:, :-side] + s[:-side, :-side]  # per top-left corner
+    spots = np.flatnonzero(count == side * side)
+    n = int(rng.integers(count_range[0], count_range[1] + 1)) if len(spots) else 0
     for spot in spots[rng.integers(0, len(spots), size=n)]:  # marks may overlap
         top, left = np.unravel_index(spot, count.shape)
-        image[top: top + MARK, left: left + MARK] = CUE_RGB[colour_class]
+        image[top: top + side, left: left + side] = CUE_RGB[colour_class]
 
 
-def _presence_marks(rng: np.random.Generator, image: np.ndarray, label: np.ndarray) -> None:
-    """Blue marks on any surface, then red marks on road only, drawn last so that every red mark stays whole."""
-    _place_marks(rng, image, (label == ROAD) | (label == WATER), WATER)
+def _presence_marks(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, specks: bool = False) -> None:
+    """Blue marks on any surface (and, diluted, red specks on any surface), then red marks on road only, drawn last
+    so that every red mark stays whole."""
+    surfaces = (label == ROAD) | (label == WATER)
+    _place_marks(rng, image, surfaces, WATER)
+    if specks:
+        _place_marks(rng, image, surfaces, ROAD, side=SPECK, count_range=SPECKS)
     _place_marks(rng, image, label == ROAD, ROAD)
 
 
@@ -185,7 +196,7 @@ def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] =
     gh, gw = h // 2, w // 2
     has_dot = rng.random((gh, gw)) < DOT_DENSITY
     rows, cols = np.nonzero(has_dot)
-    if kind == "presence":
+    if kind in ("presence", "diluted"):
         colour_class = np.full(len(rows), WATER)
     else:
         own = rng.random((gh, gw)) < OWN_SHARE
@@ -229,8 +240,8 @@ def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] =
             image[pt: pt + ps, pl: pl + ps] = stripes[pt - top: pt - top + ps, pl - left: pl - left + ps, None]
             label[pt: pt + ps, pl: pl + ps] = PILLOW
 
-    if kind == "presence":
-        _presence_marks(rng, image, label)
+    if kind in ("presence", "diluted"):
+        _presence_marks(rng, image, label, specks=kind == "diluted")
     return image, label, surface
 
 

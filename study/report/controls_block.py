@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import pandas as pd
 
+from study.report.aa_block import aa_line
 from study.report.blocks import Block, ci, fmt
 
-EXPECTED = {"better": "a beats b", "non-inferior": "a at least as good as b (within {m})",
+EXPECTED = {"better": "a beats b", "worse": "b beats a (a beats b: contradicted)",
+            "non-inferior": "a at least as good as b (within {m})",
             "equivalent": "no difference (within ±{m})"}
 
 
-def controls_lead(rows: list[dict]) -> list[Block]:
-    """The conclusion's lead for a controls study: how many comparisons came out as built, then one line per row."""
+def controls_lead(rows: list[dict], aa: dict | None = None) -> list[Block]:
+    """The conclusion's lead for a controls study: how many comparisons came out as built, then one line per row;
+    and the A/A result when the study has a pair (study.results.aa)."""
+    first = [Block("text", aa_line(aa) + ".")] if aa is not None else []
     if not rows:
-        return [Block("text", "No control comparison in this study.")]
+        return first or [Block("text", "No control comparison in this study.")]
     lines = [f"{r['control']}, {r['a']} vs {r['b']} (expected: {_expected(r)}): {r['concluded']}, "
              f"Δ {fmt(r['diff'])} mIoU points{_interval(r)}, {r['n']} seeds; "
              f"as implied: {r['as_implied']}; the claims rule: {r['rule_verdict']} "
              f"(as implied: {r['rule_as_implied']})" for r in rows]
-    return [Block("text", f"The controls (data whose answer the construction fixes): {controls_line(rows)}."),
-            Block("list", items=lines)]
+    return first + [Block("text", f"The controls (data whose answer the construction fixes): {controls_line(rows)}."),
+                    Block("list", items=lines)]
 
 
 def controls_line(rows: list[dict]) -> str:
@@ -62,7 +66,8 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
         "what it expects). "
         f"Each test is one-sided at 0.05/{first['k']} (Bonferroni over the {first['k']} comparisons), read off the "
         f"two-sided {100 * first['level']:.1f}% t-interval [lo, hi]. Expected 'beats': yes when lo > 0, no when "
-        "hi < M (a gain of the margin is excluded). 'At least as good': non-inferiority, yes when lo > -M, no when "
+        "hi < M (a gain of the margin is excluded). 'b beats a': yes when hi < 0, no when lo > -M. 'At least as "
+        "good': non-inferiority, yes when lo > -M, no when "
         "hi < 0. 'No difference': equivalence by TOST, yes when -M < lo and hi < M, no when a difference is shown "
         "(lo > 0 or hi < 0) but not within the margin. Otherwise undecided: a non-significant difference is never "
         "read as no difference. Fewer than 3 shared seeds: no decision.")))
@@ -70,7 +75,8 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
         "Claims rule: the same comparisons judged by the code that judges the paper's claims (a paired t-test of "
         "'a beats b', Holm over this study's comparisons, the interval at the level Holm tested the row at, and "
         "'equivalent within ±M' for an undecided row whose interval lies inside the comparison's margin). As "
-        "implied when its verdict is the one the construction implies ('beats': supported; 'at least as good': "
+        "implied when its verdict is the one the construction implies ('beats': supported; 'b beats a': "
+        "contradicted; 'at least as good': "
         "supported or equivalent; 'no difference': equivalent); against when it decides otherwise, e.g. "
         "'supported' on data where the pyramid has nothing to add: a false verdict the claims path would publish.")))
     return blocks

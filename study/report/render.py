@@ -19,11 +19,13 @@ from study.atomic import atomic_write_bytes, atomic_write_text
 from study.manifest import MANIFEST_FILE
 from study.record import seeds_text
 from study.report import plots, search_section
+from study.report.aa_block import aa_blocks, aa_line
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
 from study.report.conclusion import conclusion_blocks, data_text, one_line
 from study.report.controls_block import controls_blocks, controls_lead, controls_line
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.verdicts import claim_blocks
+from study.results.aa import judge_aa, parse_aa
 from study.results.claims import judge_claims, load_paper_table, match_paper
 from study.results.controls import Comparison, judge_controls
 from study.results.images import bootstrap_mious
@@ -40,8 +42,8 @@ SUMMARY_FILE = "summary.json"  # reports/<study>/summary.json: the index's line 
 
 
 def study_kind(manifest: Any) -> str:
-    """search | controls (a study file of kind controls: its manifest lists the comparisons) | grid."""
-    return "search" if manifest.kind == "search" else "controls" if manifest.controls else "grid"
+    """search | controls (a study file of kind controls: its manifest lists comparisons or an A/A pair) | grid."""
+    return "search" if manifest.kind == "search" else "controls" if manifest.controls or manifest.aa else "grid"
 
 
 def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str, Any]]:
@@ -66,9 +68,11 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     # a controls study is judged by what its data's construction implies, not by the paper's claims
     try:
         comparisons = [Comparison.from_dict(c) for c in manifest.controls or ()]
+        pair = parse_aa(manifest.aa, set(df["variant"]) | set(manifest.variants)) if manifest.aa else None
     except ValueError as e:
         raise ResultsError(f"{study_dir / MANIFEST_FILE}: {e}") from None
     controls = judge_controls(df, comparisons) if kind == "controls" else None
+    aa = judge_aa(df, pair, margin=manifest.equivalence_margin) if pair else None
     claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin) \
         if controls is None else []
     trials, search, importances = search_section.load(study_dir) if kind == "search" else (None, None, {})
@@ -80,15 +84,17 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         blocks.append(Block("text", manifest.description))
     blocks += conclusion_blocks(facts=facts, claims=claims, summary=summary, warnings=warnings, kind=kind, amp=amp,
                                 lead=search_section.lead(search) if search else
-                                controls_lead(controls) if controls is not None else ())
+                                controls_lead(controls, aa) if controls is not None else ())
     if facts["completed"] == 0:
         blocks.append(Block("text", "No run completed: there is nothing to compare. The failures are listed below."))
     if kind == "search":
         blocks += search_section.search_blocks(summary=search, trials=trials, importances=importances, df=df,
                                                records=records, fig_dir=fig_dir,
                                                direction=manifest.objective.get("direction", "maximize"))
-    if controls is not None:
+    if controls:
         blocks += controls_blocks(df, controls)
+    if aa is not None:
+        blocks += aa_blocks(aa)
     if claims or kind == "grid":
         blocks += claim_blocks(claims, fig_dir, images)
     if kind != "search":
@@ -103,7 +109,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     blocks += _failure_blocks(df, records, pruned=kind != "search")
     blocks += _provenance_blocks(df, records, manifest)
     days = facts["dates"]
-    line = controls_line(controls) if controls is not None else one_line(kind, claims, search)
+    line = "; ".join([controls_line(controls)] * bool(controls) + [aa_line(aa)] * (aa is not None)) \
+        if controls is not None else one_line(kind, claims, search)
     entry = {"kind": kind, "description": manifest.description, "conclusion": line,
              "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else ""}
     return blocks, entry

@@ -5,6 +5,7 @@ trained on the same control data (`data.probe_kind`, study.data.synthetic), with
 implies for the paired seed differences Δ = a - b (mIoU points) and a margin M below which a difference does not
 matter:
 - better: a beats b (one-sided t-test of Δ <= 0);
+- worse: b beats a, so the claim "a beats b" should come out contradicted (one-sided t-test of Δ >= 0);
 - non-inferior: a is at least as good as b up to M (one-sided test of Δ <= -M);
 - equivalent: |Δ| < M (TOST: both one-sided tests of Δ <= -M and Δ >= M).
 A non-significant p is never read as "no difference". Every test is one-sided at alpha/k (Bonferroni over the k
@@ -26,7 +27,7 @@ from study.results.stats import MIN_SEEDS
 from study.results.table import ResultsError, trained_mask
 
 ALPHA = 0.05  # family-wise, over the study's control comparisons
-EXPECTATIONS = ("better", "non-inferior", "equivalent")
+EXPECTATIONS = ("better", "worse", "non-inferior", "equivalent")
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,14 @@ def paired_tests(diffs: Sequence[float], *, margin: float, alpha: float) -> dict
     n = len(d)
     nan = math.nan
     out = {"n": n, "diff": float(d.mean()) if n else nan, "ci_low": nan, "ci_high": nan, "p_better": nan,
-           "p_noninferior": nan, "p_equivalent": nan}
+           "p_worse": nan, "p_noninferior": nan, "p_equivalent": nan}
     if n < 2:
         return out
     mean, df = float(d.mean()), n - 1
     se = float(d.std(ddof=1)) / math.sqrt(n)
     half = float(stats.t.ppf(1 - alpha, df)) * se
     out.update(ci_low=mean - half, ci_high=mean + half, p_better=_p_above(mean, se, df, 0.0),
-               p_noninferior=_p_above(mean, se, df, -margin))
+               p_worse=_p_below(mean, se, df, 0.0), p_noninferior=_p_above(mean, se, df, -margin))
     out["p_equivalent"] = max(out["p_noninferior"], _p_below(mean, se, df, margin))  # TOST
     return out
 
@@ -107,7 +108,8 @@ def concluded(lo: float, hi: float, margin: float) -> str:
 def as_implied(expected: str, lo: float, hi: float, margin: float) -> str:
     """yes: the expected test passes; no: the interval shows what the construction rules out; else undecided.
 
-    better: yes when lo > 0, no when hi < M (a gain of the margin is excluded). non-inferior: yes when lo > -M,
+    better: yes when lo > 0, no when hi < M (a gain of the margin is excluded). worse: yes when hi < 0, no when
+    lo > -M (a loss of the margin is excluded). non-inferior: yes when lo > -M,
     no when hi < 0 (shown worse, and a loss of M not excluded). equivalent: yes when -M < lo and hi < M, no when
     a difference is shown (lo > 0 or hi < 0) without being shown to lie within the margin.
     """
@@ -117,6 +119,8 @@ def as_implied(expected: str, lo: float, hi: float, margin: float) -> str:
         return "undecided"
     if expected == "better":
         yes, no = lo > 0, hi < margin
+    elif expected == "worse":
+        yes, no = hi < 0, lo > -margin
     elif expected == "non-inferior":
         yes, no = lo > -margin, hi < 0
     else:
@@ -128,7 +132,7 @@ def _completed(df: pd.DataFrame, variant: str) -> pd.DataFrame:
     return df[(df["variant"] == variant) & (df["status"] == "completed")]
 
 
-def _seed_values(df: pd.DataFrame, variant: str, metric: str) -> dict[int, float]:
+def seed_values(df: pd.DataFrame, variant: str, metric: str) -> dict[int, float]:
     """seed -> metric (percent) over the variant's completed runs that trained."""
     done = _completed(df, variant)
     done = done[trained_mask(done)]
@@ -156,7 +160,7 @@ def rule_expected(expected: str, margin: float) -> tuple[str, ...]:
     """The verdicts of the claims rule (study.results.stats.decide, Holm, with the margin's equivalence reading)
     that agree with what the construction implies for "a vs b"."""
     equivalent = f"equivalent within ±{margin:g}"
-    return {"better": ("supported",), "non-inferior": ("supported", equivalent), "equivalent": (equivalent,)}[expected]
+    return {"better": ("supported",), "worse": ("contradicted",), "non-inferior": ("supported", equivalent), "equivalent": (equivalent,)}[expected]
 
 
 def rule_as_implied(expected: str, verdict: str, margin: float) -> str:
@@ -175,7 +179,7 @@ def _claims_rule(df: pd.DataFrame, comparisons: Sequence[Comparison], alpha: flo
     from study.results.stats import decide
 
     names = list(dict.fromkeys(v for c in comparisons for v in (c.a, c.b)))
-    values = {v: _seed_values(df, v, metric) for v in names}
+    values = {v: seed_values(df, v, metric) for v in names}
     seeds = sorted({s for v in names for s in values[v]})
     y = np.array([[values[v].get(s, np.nan) for s in seeds] for v in names], dtype=float).reshape(len(names), len(seeds))
     rows = decide(y, [(names.index(c.a), names.index(c.b)) for c in comparisons], alpha)
@@ -195,13 +199,13 @@ def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha
     for cmp in comparisons:
         a, b, margin = cmp.a, cmp.b, cmp.margin
         kind = _control_kind(df, a, b)
-        va, vb = _seed_values(df, a, metric), _seed_values(df, b, metric)
+        va, vb = seed_values(df, a, metric), seed_values(df, b, metric)
         seeds = sorted(set(va) & set(vb))
         t = paired_tests([va[s] - vb[s] for s in seeds], margin=margin, alpha=level)
         if t["n"] < MIN_SEEDS:  # no decision on fewer seeds, as for the claims
-            t.update(ci_low=math.nan, ci_high=math.nan, p_better=math.nan, p_noninferior=math.nan,
-                     p_equivalent=math.nan)
-        p_key = {"better": "p_better", "non-inferior": "p_noninferior", "equivalent": "p_equivalent"}[cmp.expected]
+            t.update(ci_low=math.nan, ci_high=math.nan, p_better=math.nan, p_worse=math.nan,
+                     p_noninferior=math.nan, p_equivalent=math.nan)
+        p_key = {"better": "p_better", "worse": "p_worse", "non-inferior": "p_noninferior", "equivalent": "p_equivalent"}[cmp.expected]
         rows.append({"control": kind, "a": a, "b": b, "expected": cmp.expected, "why": cmp.why,
                      "n": t["n"], "seeds": seeds, "diff": t["diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
                      "p_adjusted": min(1.0, k * t[p_key]) if math.isfinite(t[p_key]) else math.nan,

@@ -77,6 +77,8 @@ class StudySpec:
     # kind: controls: the comparisons (study.results.controls.Comparison as dicts) the report judges instead of the
     # paper's claims
     controls: tuple[dict[str, Any], ...] = ()
+    # kind: controls: an A/A pair {a, b, seeds_per_group} (study.results.aa): twins judged by the claims rule
+    aa: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -136,19 +138,28 @@ def _on_demand(path: Path, raw: Any) -> SequentialPlan:
         raise _err(path, key, str(e).removeprefix("seeds on demand: ")) from None
 
 
-def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    """A controls study's comparisons, checked: each names two of the study's variants."""
+def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]
+              ) -> tuple[tuple[dict[str, Any], ...], dict[str, Any] | None]:
+    """A controls study's comparisons and its A/A pair, checked: each names the study's variants."""
+    from study.results.aa import parse_aa
     from study.results.controls import Comparison
 
     kind = raw.get("kind", "search" if "search" in raw else "grid")
     if kind not in ("grid", "search", "controls") or (kind == "search") != ("search" in raw):
         raise _err(path, "kind", "must be grid or controls (a study with search: is a search)")
-    if (kind == "controls") != ("controls" in raw):
-        raise _err(path, "controls", "a study of kind controls lists its comparisons under controls: (and only it)")
+    if (kind == "controls") != ("controls" in raw or "aa" in raw):
+        raise _err(path, "controls", "a study of kind controls lists its comparisons under controls: or its A/A "
+                                     "pair under aa: (and only it)")
     if kind != "controls":
-        return ()
-    items = raw["controls"]
-    if not isinstance(items, list) or not items:
+        return (), None
+    aa = None
+    if "aa" in raw:
+        try:
+            aa = parse_aa(raw["aa"], variants)
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    items = raw.get("controls", [])
+    if not isinstance(items, list) or (not items and aa is None):
         raise _err(path, "controls", "expected a list of comparisons {a, b, expected, margin, why}")
     out = []
     for i, item in enumerate(items):
@@ -160,7 +171,7 @@ def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]) -> tupl
             if v not in variants:
                 raise _err(path, f"controls[{i}]", f"names variant {v!r}, which the study does not have")
         out.append(dict(item))
-    return tuple(out)
+    return tuple(out), aa
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -169,7 +180,7 @@ def load_study(path: str | Path) -> StudySpec:
     raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
              "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin", "kind",
-             "controls"}
+             "controls", "aa"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -258,12 +269,13 @@ def load_study(path: str | Path) -> StudySpec:
     if paper_table is not None and paper_table not in ("table1", "table2", "table3", "table4"):
         raise _err(path, "paper_table", "must be table1, table2, table3 or table4")
 
-    controls = _controls(path, raw, variants)
+    controls, aa = _controls(path, raw, variants)
     spec = StudySpec(name=name, path=path, base_config=base_config, description=str(raw.get("description", "")),
                      paper_table=paper_table, baseline=baseline, seeds=tuple(seeds), metric=metric,
                      direction=direction, overrides=overrides, variants=variants, search=search,
                      max_retries=max_retries, throughput=throughput, on_demand=on_demand,
-                     equivalence_margin=float(margin) if margin is not None else None, controls=controls)
+                     equivalence_margin=float(margin) if margin is not None else None, controls=controls,
+                     aa=aa)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -386,4 +398,5 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
         seeds_on_demand=spec.on_demand.to_dict() if spec.on_demand else None,
         equivalence_margin=spec.equivalence_margin,
         controls=[dict(c) for c in spec.controls] or None,
+        aa=dict(spec.aa) if spec.aa else None,
     )

@@ -1,0 +1,116 @@
+"""A/A through the claims rule (study.results.aa) and its report section, on hand-computed cases."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from study.config import ConfigError
+from study.report.aa_block import aa_blocks, aa_line
+from study.report.blocks import to_markdown
+from study.results.aa import clopper_pearson, judge_aa, parse_aa
+from study.search.space import load_study
+
+A = [0.80, 0.81, 0.79, 0.70, 0.72, 0.71, 0.75]
+# points: group 0-2 differs by 1.0, 1.1, 0.9 (a twin 1 point worse: a false verdict); group 3-5 by 0.5, -0.5, 0
+B = [0.79, 0.799, 0.781, 0.695, 0.725, 0.71, 0.74]
+T_975_DF2 = 4.302653  # t table, two-sided 95% at 2 degrees of freedom
+
+
+def _table(**values: list[float]) -> pd.DataFrame:
+    return pd.DataFrame([{"variant": v, "seed": s, "status": "completed", "miou": x}
+                         for v, xs in values.items() for s, x in enumerate(xs)])
+
+
+def test_groups_are_judged_by_the_claims_rule_by_hand():
+    aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3})
+    first, second = aa["groups"]
+    assert first["seeds"] == [0, 1, 2] and second["seeds"] == [3, 4, 5] and aa["leftover"] == [6]
+    # Δ = 1.0, 1.1, 0.9: mean 1, sd 0.1; t = 1 / (0.1 / sqrt 3) = 17.32 on 2 df; two-sided p = 1 - t / sqrt(t^2 + 2)
+    t = 1 / (0.1 / math.sqrt(3))
+    assert first["diff"] == pytest.approx(1.0) and first["p_value"] == pytest.approx(1 - t / math.sqrt(t * t + 2))
+    assert first["confidence"] == pytest.approx(0.95)  # a family of one: Holm's level is alpha itself
+    assert first["ci_low"] == pytest.approx(1 - T_975_DF2 * 0.1 / math.sqrt(3), abs=1e-6)
+    assert first["verdict"] == "supported" and first["false"]
+    assert second["verdict"] == "inconclusive" and not second["false"]
+    assert (aa["false"], aa["n"], aa["rate"], aa["equivalent"]) == (1, 2, 0.5, 0)
+    # Clopper-Pearson for 1 of 2: [1 - 0.975^(1/2), 0.975^(1/2)]
+    assert (aa["rate_low"], aa["rate_high"]) == pytest.approx((1 - 0.975 ** 0.5, 0.975 ** 0.5))
+
+
+def test_the_study_margin_reads_a_tight_group_as_equivalent():
+    # group 3-5: Δ = 0.5, -0.5, 0; sd 0.5, interval ±4.303 x 0.2887 = ±1.242, inside ±2 but not ±1
+    assert judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3}, margin=2)["groups"][1]["verdict"] \
+        == "equivalent within ±2"
+    aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3}, margin=1)
+    assert aa["groups"][1]["verdict"] == "inconclusive" and aa["equivalent"] == 0
+
+
+def test_untrained_and_missing_runs_leave_the_groups():
+    df = _table(A=A, B=B)
+    df["trained"] = [True] * 7 + [False] + [True] * 6  # B seed 0 did not train: seeds 1-6 remain, two groups
+    aa = judge_aa(df, {"a": "A", "b": "B", "seeds_per_group": 3})
+    assert [g["seeds"] for g in aa["groups"]] == [[1, 2, 3], [4, 5, 6]] and aa["leftover"] == []
+    empty = judge_aa(_table(A=A[:2], B=B[:2]), {"a": "A", "b": "B", "seeds_per_group": 3})
+    assert empty["n"] == 0 and math.isnan(empty["rate"]) and "no group of 3" in aa_line(empty)
+
+
+def test_clopper_pearson_by_hand():
+    assert clopper_pearson(0, 36)[1] == pytest.approx(1 - 0.025 ** (1 / 36))  # the upper end at k = 0
+    assert clopper_pearson(36, 36)[0] == pytest.approx(0.025 ** (1 / 36))
+    assert all(math.isnan(x) for x in clopper_pearson(0, 0))
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"a": "A", "b": "B"}, "expected {a, b, seeds_per_group}"),
+    ({"a": "A", "b": "A", "seeds_per_group": 3}, "two different variants"),
+    ({"a": "A", "b": "B", "seeds_per_group": 2}, "seeds_per_group must be an integer >= 3"),
+    ({"a": "A", "b": "C", "seeds_per_group": 3}, "b names variant 'C'"),
+])
+def test_bad_pairs_are_one_line_errors(bad, message):
+    with pytest.raises(ValueError, match=message):
+        parse_aa(bad, {"A", "B"})
+
+
+def test_the_report_section_states_rate_interval_and_rule():
+    aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3})
+    md = to_markdown(aa_blocks(aa))
+    assert "1 false verdict of 2, rate 50.0% (95% interval 1.3-98.7%)" in md
+    assert "| 0, 1, 2 " in md and "| supported " in md and "Clopper-Pearson" in md and "Seeds in no group" in md
+    assert "cannot yet show the rate is at most 5%" in md
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    path = tmp_path / "aa.yaml"
+    path.write_text("name: aa\nbase_config: base.yaml\nseeds: [0, 1, 2]\nvariants:\n  A: {}\n  B: {run.twin: 1}\n"
+                    + body)
+    return path
+
+
+def test_study_files_carry_the_pair(tmp_path):
+    spec = load_study(_write(tmp_path, "kind: controls\naa: {a: A, b: B, seeds_per_group: 3}\n"))
+    assert spec.aa == {"a": "A", "b": "B", "seeds_per_group": 3} and spec.controls == ()
+    with pytest.raises(ConfigError, match="aa: b names variant 'C'"):
+        load_study(_write(tmp_path, "kind: controls\naa: {a: A, b: C, seeds_per_group: 3}\n"))
+    with pytest.raises(ConfigError, match="controls: a study of kind controls"):
+        load_study(_write(tmp_path, "aa: {a: A, b: B, seeds_per_group: 3}\n"))
+
+
+def test_an_aa_study_renders_its_section_and_index_line(tmp_path):
+    from fabricate import fabricate
+
+    from study.report.__main__ import main as report_main
+
+    study = fabricate(tmp_path / "results", {"AA": A, "AA-TWIN": B},
+                      variants={"AA": {"model.ppm": False}, "AA-TWIN": {"model.ppm": False, "run.twin": 1}},
+                      name="aa_probe", paper_table=None, baseline=None,
+                      aa={"a": "AA", "b": "AA-TWIN", "seeds_per_group": 3})
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    md = (out / "aa_probe" / "index.md").read_text()
+    assert "## A/A: does the claims rule decide between twins?" in md and "## Controls" not in md
+    assert md.count("1 false verdict of 2") >= 2  # in the conclusion and the section
+    assert "equivalent within ±0.5" not in md.split("## A/A")[1].split("Rule:")[0]  # group 3-5 is ±1.24 wide
+    assert "1 false verdict of 2" in (out / "index.md").read_text()
