@@ -37,6 +37,13 @@ def test_richer_rows_gain_columns_split_into_parts_and_unknown_keys_fall_back():
     assert cells["did not train [95%]"] == "B1-AVE: 2 of 5 [12, 77]%" and cells["new_statistic"] == "0.12"
 
 
+def test_rows_at_different_holm_levels_print_each_row_s_level():
+    rows = [{**ROW, "confidence": 0.9962}, {**ROW, "better": "B1236-MAX", "confidence": 0.9833}]
+    core, *_ = verdict_tables(rows)
+    assert core.headers[4] == "interval (at its row's level)" and core.headers[-1] == "level"
+    assert [r[-1] for r in core.rows] == ["99.62%", "98.33%"]
+
+
 def test_missing_keys_drop_their_columns_and_empty_columns_hide():
     row = {k: v for k, v in ROW.items() if k not in ("p_adjusted", "paper_diff")}
     row["image_ci_low"] = row["image_ci_high"] = math.nan

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +135,18 @@ def _fallback(rows: Sequence[Row]) -> list[Column]:
 def verdict_tables(claims: Sequence[Row]) -> list[Block]:
     """The core table, and the other columns folded under it (both keyed by claim and pair)."""
     shown = []
+    # Holm tests rows at different levels: one level in the header only when every row has it
+    levels = {level_label(c) for c in claims}
     for col in [*COLUMNS, *_fallback(claims)]:
         if all(k in c for c in claims for k in col.keys):
             cells = [col.cell(c, claims) for c in claims]
             if any(cells):
                 header = col.header
                 if header == "interval":
-                    header = f"interval ({level_label(claims[0])})" if "confidence" in claims[0] else "seed 95% CI"
+                    header = "seed 95% CI" if "confidence" not in claims[0] else \
+                        f"interval ({next(iter(levels))})" if len(levels) == 1 else "interval (at its row's level)"
+                if header == "level" and len(levels) > 1:
+                    col = replace(col, core=True)
                 shown.append((col, header, cells))
     core = [(h, cells) for col, h, cells in shown if col.core]
     more = [(h, cells) for col, h, cells in shown if not col.core]
