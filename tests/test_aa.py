@@ -47,10 +47,12 @@ def test_the_study_margin_reads_a_tight_group_as_equivalent():
     assert aa["groups"][1]["verdict"] == "inconclusive" and aa["equivalent"] == 0
 
 
-def test_untrained_and_missing_runs_leave_the_groups():
+def test_untrained_runs_count_and_missing_runs_leave_the_groups():
     df = _table(A=A, B=B)
-    df["trained"] = [True] * 7 + [False] + [True] * 6  # B seed 0 did not train: seeds 1-6 remain, two groups
-    aa = judge_aa(df, {"a": "A", "b": "B", "seeds_per_group": 3})
+    df["trained"] = [True] * 7 + [False] + [True] * 6  # B seed 0 did not train: it still counts
+    assert [g["seeds"] for g in judge_aa(df, {"a": "A", "b": "B", "seeds_per_group": 3})["groups"]] == [[0, 1, 2],
+                                                                                                      [3, 4, 5]]
+    aa = judge_aa(df[df.index != 7], {"a": "A", "b": "B", "seeds_per_group": 3})  # B seed 0 never completed
     assert [g["seeds"] for g in aa["groups"]] == [[1, 2, 3], [4, 5, 6]] and aa["leftover"] == []
     empty = judge_aa(_table(A=A[:2], B=B[:2]), {"a": "A", "b": "B", "seeds_per_group": 3})
     assert empty["n"] == 0 and math.isnan(empty["rate"]) and "no group of 3" in aa_line(empty)

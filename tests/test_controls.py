@@ -187,18 +187,18 @@ def test_the_study_file_runs_every_control_with_its_probe_and_margin():
             assert v.endswith("FCN") or spec.variants[v]["model.pool"] == pool
 
 
-def test_runs_that_did_not_train_leave_the_pairs_and_are_counted():
+def test_runs_that_did_not_train_count_and_are_counted():
     df = _table({"PRES-B1-MAX": [0.70, 0.25, 0.71, 0.72, 0.70], "PRES-B1-AVE": [0.60, 0.62, 0.61, 0.60, 0.59]})
     df["trained"] = pd.array([True, False, True, None, True] + [True] * 5, dtype="boolean")
     (row,) = judge_controls(df, _comparisons(df))
-    assert row["seeds"] == [0, 2, 3, 4] and row["n"] == 4  # seed 1 did not train; a missing flag counts as trained
-    assert row["untrained"] == {"PRES-B1-MAX": (1, 5), "PRES-B1-AVE": (0, 5)}
-    assert row["diff"] == pytest.approx(((70 - 60) + (71 - 61) + (72 - 60) + (70 - 59)) / 4)
+    assert row["seeds"] == [0, 1, 2, 3, 4] and row["n"] == 5  # every completed run counts, flagged or not
+    assert row["untrained"] == {"PRES-B1-MAX": (1, 5), "PRES-B1-AVE": (0, 5)}  # a missing flag counts as trained
+    assert row["diff"] == pytest.approx(((70 - 60) + (25 - 62) + (71 - 61) + (72 - 60) + (70 - 59)) / 5)
     from study.report.blocks import to_markdown
     from study.report.controls_block import controls_blocks
 
     md = to_markdown(controls_blocks(df, [row]))
-    assert "Did not train (runs that never left the training plateau" in md and "PRES-B1-MAX: 1 of 5 runs" in md
+    assert "Did not train (runs the training check flagged" in md and "PRES-B1-MAX: 1 of 5 runs" in md
 
 
 def test_the_claims_rule_judges_every_control_and_can_call_a_null_false():

@@ -185,7 +185,7 @@ def test_untrained_runs_and_looks_are_shown_beside_the_verdict(tmp_path):
     rows = judge_claims(df, plan=SequentialPlan(first=3, step=3, max_seeds=9))
     md = to_markdown(claim_blocks(rows, tmp_path / "figures"))
     assert "did not train [95%]" in md and "| B1-AVE: 1 of 6 [3, 56]%" in md  # Wilson, 1 of 6
-    assert "| 5 (look 2 of 3) " in md and "a row is judged on the seeds where both variants trained" in md.lower()
+    assert "| 6 (look 2 of 3) " in md and "they count in the verdicts, as every completed run does" in md.lower()
     assert "Empty here: no per-image counts" in md
 
 

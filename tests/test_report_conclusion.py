@@ -35,10 +35,11 @@ def test_what_ran_and_the_claim_lines_in_sentences():
 
 
 def test_untrained_runs_and_caveats():
-    assert untrained_text(FACTS) == ("Did not train: 1 of 5 completed runs (B1-MAX seed 2); claims are judged on "
-                                     "the runs that trained.")
-    assert untrained_text(FACTS, "controls").endswith("each control comparison uses the seeds where both its "
-                                                      "variants trained.")
+    assert untrained_text(FACTS) == ("Did not train: 1 of 5 completed runs (B1-MAX seed 2); the verdicts count "
+                                     "every completed run; leaving these out is the sensitivity analysis under the "
+                                     "verdicts.")
+    assert untrained_text(FACTS, "controls").endswith("they count in the control comparisons, as every completed "
+                                                      "run does.")
     assert untrained_text({**FACTS, "untrained": []}).startswith("Did not train: none (every completed run")
     assert untrained_text({**FACTS, "untrained": [], "unjudged": ["PRES-FCN"]}) == (
         "Did not train: none flagged (every run the training check judged passed it; not judged: PRES-FCN).")

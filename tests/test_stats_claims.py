@@ -176,19 +176,30 @@ def test_judge_claims_rows_carry_every_field(tmp_path):
     assert all(r["p_adjusted"] >= r["p_value"] for r in rows) and "Holm" in dr["rule"] and "3 claim rows" in dr["rule"]
 
 
-def test_a_row_is_judged_on_the_seeds_both_variants_trained(tmp_path):
+def test_every_completed_run_counts_and_leaving_out_untrained_runs_is_the_sensitivity(tmp_path):
     miou = {"FCN": [0.50, 0.52, 0.51, 0.50, 0.49], "B1-AVE": [0.60, 0.20, 0.61, 0.59, 0.62]}
     df = build_table(fabricate(tmp_path, miou))
     df["trained"] = [True] * 5 + [True, False, True, True, True]  # B1-AVE seed 1 never left the plateau
     row = judge_claims(df)[0]
-    assert row["n"] == 4 and row["seeds"] == [0, 2, 3, 4]
-    assert row["diff"] == pytest.approx(100 * np.mean([0.10, 0.10, 0.09, 0.13]))
+    assert row["n"] == 5 and row["seeds"] == [0, 1, 2, 3, 4] and row["verdict"] == "inconclusive"
+    assert row["diff"] == pytest.approx(100 * np.mean([0.10, -0.32, 0.10, 0.09, 0.13]))
+    assert "on every completed run" in row["rule"]
     assert row["untrained"]["B1-AVE"] == pytest.approx((1, 5, *wilson(1, 5)))
-    assert row["untrained"]["FCN"][:2] == (0, 5) and row["verdict"] == "supported"
+    assert row["untrained"]["FCN"][:2] == (0, 5)
+    left_out = judge_claims(df, exclude_untrained=True)[0]
+    assert left_out["n"] == 4 and left_out["seeds"] == [0, 2, 3, 4] and left_out["verdict"] == "supported"
+    assert left_out["diff"] == pytest.approx(100 * np.mean([0.10, 0.10, 0.09, 0.13]))
+    assert "on the runs that trained" in left_out["rule"]
+    from study.report.verdicts import sensitivity_text
+
+    assert sensitivity_text([row], [left_out]) == ("Sensitivity (the runs that did not train left out, the same "
+                                                   "rule): PPM beats the FCN baseline, B1-AVE vs FCN: inconclusive "
+                                                   "-> supported (Δ +10.5, 4 seeds).")
+    assert sensitivity_text([row], [row]).endswith("no verdict moves.")
     df["trained"] = pd.Series([None] * 10, dtype=object)  # no value: trained (records from before the flag)
-    assert judge_claims(df)[0]["n"] == 5
+    assert judge_claims(df, exclude_untrained=True)[0]["n"] == 5
     df["trained"] = pd.array([True] * 6 + [False, pd.NA, True, True], dtype="boolean")  # as parquet reads it back
-    assert judge_claims(df)[0]["seeds"] == [0, 2, 3, 4]
+    assert judge_claims(df, exclude_untrained=True)[0]["seeds"] == [0, 2, 3, 4]
 
 
 def test_a_plan_tests_at_its_looks(tmp_path):

@@ -44,8 +44,8 @@ def aa_blocks(aa: dict[str, Any]) -> list[Block]:
         f"Rule: {aa['b']} is {aa['a']} with run.twin set: the same network, its pyramid and heads (and so its dropout "
         "masks) drawn from a stream of its own, the seed's backbone draw, data order and augmentation kept, as two "
         "variants of one seed differ. The shared seeds, in order, are cut into disjoint groups; each group is one "
-        "comparison 'a beats b' judged by the code that judges the paper's claims (the paired t-test on the runs "
-        f"that trained, its interval{margin}), as a Holm family of one row, the most liberal family the rule "
+        "comparison 'a beats b' judged by the code that judges the paper's claims (the paired t-test on every "
+        f"completed run, its interval{margin}), as a Holm family of one row, the most liberal family the rule "
         f"forms (a study of m rows tests each at alpha/m to alpha = {aa['alpha']:g}). A false verdict is supported or "
         "contradicted; the rate's interval is the exact (Clopper-Pearson) 95% binomial interval.")))
     return blocks

@@ -106,8 +106,9 @@ def untrained_text(facts: Mapping[str, Any], kind: str = "grid") -> str:
     runs = facts["untrained"]
     if runs:
         listed = ", ".join(f"{v} seed {s}" for v, s in runs)
-        judged = ("each control comparison uses the seeds where both its variants trained" if kind == "controls"
-                  else "claims are judged on the runs that trained")
+        judged = ("they count in the control comparisons, as every completed run does" if kind == "controls"
+                  else "the verdicts count every completed run; leaving these out is the sensitivity analysis under "
+                       "the verdicts")
         return f"Did not train: {len(runs)} of {facts['completed']} completed runs ({listed}); {judged}."
     if facts["checked"] and facts.get("unjudged"):
         return ("Did not train: none flagged (every run the training check judged passed it; not judged: "

@@ -57,12 +57,12 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
                                ci(r["rule_ci_low"], r["rule_ci_high"]), r["rule_as_implied"]] for r in rows]))
     blocks.append(Block("list", items=[f"{r['control']}, {r['a']} vs {r['b']}: {r['why']}." for r in rows]))
     untrained = sorted({(v, k, n) for r in rows for v, (k, n) in r["untrained"].items() if k})
-    blocks.append(Block("text", "Did not train (runs that never left the training plateau; each comparison uses the "
-                                "seeds where both variants trained): " +
+    blocks.append(Block("text", "Did not train (runs the training check flagged as never leaving the plateau; they "
+                                "count, as every completed run does): " +
                         ("; ".join(f"{v}: {k} of {n} runs" for v, k, n in untrained) if untrained else "none")
                         + "."))
     blocks.append(Block("text", (
-        "Rule: Δ = a - b over the seeds both completed and trained (mIoU points); M is the comparison's margin (shown with "
+        "Rule: Δ = a - b over the seeds both completed (mIoU points); M is the comparison's margin (shown with "
         "what it expects). "
         f"Each test is one-sided at 0.05/{first['k']} (Bonferroni over the {first['k']} comparisons), read off the "
         f"two-sided {100 * first['level']:.1f}% t-interval [lo, hi]. Expected 'beats': yes when lo > 0, no when "

@@ -75,6 +75,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     aa = judge_aa(df, pair, margin=manifest.equivalence_margin) if pair else None
     claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin) \
         if controls is None else []
+    sensitivity = judge_claims(df, paper, plan=plan, margin=manifest.equivalence_margin, exclude_untrained=True) \
+        if claims and facts["untrained"] else None
     trials, search, importances = search_section.load(study_dir) if kind == "search" else (None, None, {})
     amp = next((bool(r.config.get("train", {}).get("amp")) for r in records if "amp" in r.config.get("train", {})),
                None)
@@ -96,7 +98,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     if aa is not None:
         blocks += aa_blocks(aa)
     if claims or kind == "grid":
-        blocks += claim_blocks(claims, fig_dir, images)
+        blocks += claim_blocks(claims, fig_dir, images, sensitivity)
     if kind != "search":
         blocks += every_run_blocks(summary, facts["untrained"], fig_dir)
         blocks += measured_blocks(df, summary, manifest.baseline, records)
@@ -109,8 +111,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     blocks += _failure_blocks(df, records, pruned=kind != "search")
     blocks += _provenance_blocks(df, records, manifest)
     days = facts["dates"]
-    line = "; ".join([controls_line(controls)] * bool(controls) + [aa_line(aa)] * (aa is not None)) \
-        if controls is not None else one_line(kind, claims, search)
+    parts = ([controls_line(controls)] if controls else []) + ([aa_line(aa)] if aa is not None else [])
+    line = "; ".join(parts) if controls is not None else one_line(kind, claims, search)
     entry = {"kind": kind, "description": manifest.description, "conclusion": line,
              "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else ""}
     return blocks, entry

@@ -161,8 +161,19 @@ def verdict_tables(claims: Sequence[Row]) -> list[Block]:
     return blocks
 
 
-def claim_blocks(claims: Sequence[Row], fig_dir: Path, images: ImageBootstrap | None = None) -> list[Block]:
-    """Heading, the verdict table (core, then folded details), the forest plot, the rule, what the intervals answer."""
+def sensitivity_text(claims: Sequence[Row], sensitivity: Sequence[Row]) -> str:
+    """Which verdicts move when the runs that did not train are left out (the rows in the same order)."""
+    moved = [f"{c['claim']}, {c['better']} vs {c['worse']}: {c['verdict']} -> {s['verdict']} "
+             f"(Δ {signed(s['diff'], row_digits(s))}, {s['n']} seeds)"
+             for c, s in zip(claims, sensitivity, strict=True) if c["verdict"] != s["verdict"]]
+    head = "Sensitivity (the runs that did not train left out, the same rule): "
+    return head + ("; ".join(moved) + "." if moved else "no verdict moves.")
+
+
+def claim_blocks(claims: Sequence[Row], fig_dir: Path, images: ImageBootstrap | None = None,
+                 sensitivity: Sequence[Row] | None = None) -> list[Block]:
+    """Heading, the verdict table (core, then folded details), the forest plot, the rule, what the intervals answer;
+    `sensitivity` (the same rows judged without the runs that did not train) adds the verdicts that would move."""
     blocks = [Block("heading", "The paper's claims: verdicts")]
     if not claims:
         return blocks + [Block("text", "No pair of variants in this study isolates one of the paper's claims.")]
@@ -188,9 +199,11 @@ def claim_blocks(claims: Sequence[Row], fig_dir: Path, images: ImageBootstrap | 
                                     f"that size is excluded."))
     if any(k for c in claims for k, *_ in (c.get("untrained") or {}).values()):
         blocks.append(Block("text", "Did not train: runs flagged in their record as never leaving the training "
-                                    "plateau. A row is judged on the seeds where both variants trained; the count "
-                                    "of runs that did not train (of the variant's completed runs) stands beside it, "
-                                    "with its 95% Wilson interval, in percent."))
+                                    "plateau. They count in the verdicts, as every completed run does; the count "
+                                    "of runs that did not train (of the variant's completed runs) stands beside each "
+                                    "row, with its 95% Wilson interval, in percent."))
+    if sensitivity is not None:
+        blocks.append(Block("text", sensitivity_text(claims, sensitivity)))
     blocks.append(Block("text", _image_text(images)))
     return blocks
 

@@ -4,7 +4,7 @@ A study's `aa: {a, b, seeds_per_group}` names two variants that compute the same
 (`run.twin`: its own draw of the pyramid and heads and so of the dropout masks, the seed's backbone draw, data order
 and augmentation kept, as two variants of one seed differ). Their shared seeds, in order, are cut into disjoint
 groups of `seeds_per_group`; each group is one A/A comparison "a beats b", judged by exactly the code that judges a
-claim row (study.results.stats.decide on the paired differences of the runs that trained, the rule's interval,
+claim row (study.results.stats.decide on the paired differences of every completed run, the rule's interval,
 and "equivalent within ±m" for an inconclusive row inside the study's equivalence margin). Each comparison is
 its own Holm family of one row, the most liberal family the rule forms: in a study of m rows Holm tests every row
 at alpha/m to alpha, so a study's per-row false-verdict rate is at most the one measured here.

@@ -145,11 +145,13 @@ FINAL = ("completed", "failed")  # a run with one of these statuses has ended: i
 
 def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou",
                  images: ImageBootstrap | None = None, alpha: float = ALPHA,
-                 plan: SequentialPlan | None = None, margin: float | None = None) -> list[dict[str, Any]]:
+                 plan: SequentialPlan | None = None, margin: float | None = None,
+                 exclude_untrained: bool = False) -> list[dict[str, Any]]:
     """Every claim the study can test: one row per variant pair, differences in points.
 
-    The rule is `study.results.stats.decide` over all rows together (row["rule"] describes it), on the runs that
-    trained; each variant's "did not train: k of n" count comes along with its Wilson interval. `images`
+    The rule is `study.results.stats.decide` over all rows together (row["rule"] describes it), on every completed
+    run; `exclude_untrained` leaves out the runs the training check flagged (the sensitivity analysis beside the
+    verdicts). Each variant's "did not train: k of n" count comes along with its Wilson interval. `images`
     (study.results.images.bootstrap_mious) adds the image-level and two-level intervals; `plan` (seeds added in
     rounds) makes the rule test at the plan's looks, each with its share of alpha. With `margin` (points, fixed in
     the study file), a row the rule leaves inconclusive whose interval lies inside (-margin, margin) reads
@@ -158,7 +160,7 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
     """
     ended = df[df["status"].isin(FINAL)]
     done = df[df["status"] == "completed"]
-    ok = done[trained_mask(done).to_numpy(dtype=bool)]
+    ok = done[trained_mask(done).to_numpy(dtype=bool)] if exclude_untrained else done
     by_variant = {v: {int(s): float(x) for s, x in zip(g["seed"], g[metric], strict=True)}
                   for v, g in ok.groupby("variant", sort=False)}
     paper_row = dict(zip(paper["variant"], paper["miou"], strict=True)) if paper is not None else {}
@@ -178,7 +180,8 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
     decided = decide(scale * y, [(names.index(b), names.index(w)) for _, b, w in found], alpha, looks=looks,
                      spend=plan.shares if plan is not None else None, finished=finished)
     m = sum(math.isfinite(d["p_adjusted"]) for d in decided)
-    rule = rule_text(m, alpha, looks or (), plan.shares if plan is not None else ())
+    rule = rule_text(m, alpha, looks or (), plan.shares if plan is not None else (),
+                     runs="the runs that trained" if exclude_untrained else "every completed run")
     boot = images.mious if images is not None else {}
     rows = []
     for (claim, better, worse), d in zip(found, decided, strict=True):

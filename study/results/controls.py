@@ -132,10 +132,11 @@ def _completed(df: pd.DataFrame, variant: str) -> pd.DataFrame:
     return df[(df["variant"] == variant) & (df["status"] == "completed")]
 
 
-def seed_values(df: pd.DataFrame, variant: str, metric: str) -> dict[int, float]:
-    """seed -> metric (percent) over the variant's completed runs that trained."""
+def seed_values(df: pd.DataFrame, variant: str, metric: str, trained_only: bool = False) -> dict[int, float]:
+    """seed -> metric (percent) over the variant's completed runs (those that trained, with `trained_only`)."""
     done = _completed(df, variant)
-    done = done[trained_mask(done)]
+    if trained_only:
+        done = done[trained_mask(done)]
     return {int(s): 100.0 * float(v) for s, v in zip(done["seed"], done[metric], strict=True) if math.isfinite(v)}
 
 

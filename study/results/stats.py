@@ -161,7 +161,7 @@ def decide(y: np.ndarray, pairs: Sequence[tuple[int, int]], alpha: float = ALPHA
     return out
 
 
-RULE = ("Δ is the mean over shared seeds of (better - worse), on the runs that trained. Noise model, fixed before "
+RULE = ("Δ is the mean over shared seeds of (better - worse), on {runs}. Noise model, fixed before "
         "the data: each row uses only its own two variants' paired differences (their sd, df = seeds - 1, shown "
         "per row); nothing is pooled across variants, so a noisier variant widens only its own rows. Each row's "
         "p-value is a paired t-test of Δ{looks_rule}; Holm's step-down over all {m} claim rows keeps the chance of "
@@ -177,12 +177,14 @@ RULE = ("Δ is the mean over shared seeds of (better - worse), on the runs that 
         "clipped to [0, 100].")
 
 
-def rule_text(m: int, alpha: float = ALPHA, looks: Sequence[int] = (), shares: Sequence[float] = ()) -> str:
-    """RULE filled in for a study of m rows (and the planned looks with their shares of alpha, if any)."""
+def rule_text(m: int, alpha: float = ALPHA, looks: Sequence[int] = (), shares: Sequence[float] = (),
+              runs: str = "every completed run") -> str:
+    """RULE filled in for a study of m rows (and the planned looks with their shares of alpha, if any), judged on
+    `runs`."""
     if len(looks) > 1:
         split = ", ".join(f"{n} seeds: {share:.3g}" for n, share in zip(looks, shares, strict=True))
-        return RULE.format(m=m, alpha=alpha, looks_rule=f" at each planned look (seeds added in rounds to the "
+        return RULE.format(m=m, alpha=alpha, runs=runs, looks_rule=f" at each planned look (seeds added in rounds to the "
                            f"variants of undecided rows; looks and their shares of alpha fixed in advance: {split}), "
                            "the row's p being the smallest over its looks of p / share (Bonferroni over looks)",
                            looks_level=" times the deciding look's share", looks_first=" times the look's share")
-    return RULE.format(m=m, alpha=alpha, looks_rule="", looks_level="", looks_first="")
+    return RULE.format(m=m, alpha=alpha, runs=runs, looks_rule="", looks_level="", looks_first="")
