@@ -47,12 +47,13 @@ class StudyManifest:
     equivalence_margin: float | None = None  # mIoU points: a claim interval inside ±margin reads "equivalent"
     controls: list[dict[str, Any]] | None = None  # a controls study's comparisons (study.results.controls)
     aa: dict[str, Any] | None = None  # a controls study's A/A pair {a, b, seeds_per_group} (study.results.aa)
+    confirms: str | None = None  # the study this one re-runs on fresh seeds (its folder sits beside this one's)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for key in ("seeds", "variant_order"):
             d[key] = list(d[key])
-        for key in ("equivalence_margin", "controls", "aa"):  # absent unless the study file sets them: older manifests
+        for key in ("equivalence_margin", "controls", "aa", "confirms"):  # absent unless the study file sets them: older manifests
             if d[key] is None:                          # stay as written
                 del d[key]
         return d
@@ -68,7 +69,7 @@ class StudyManifest:
                 raise ManifestError(f"study manifest: field {key!r} must be a string")
         if data.get("kind", "grid") not in KINDS:
             raise ManifestError(f"study manifest: field 'kind' must be one of {KINDS}, got {data['kind']!r}")
-        for key in ("baseline", "paper_table"):
+        for key in ("baseline", "paper_table", "confirms"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ManifestError(f"study manifest: field {key!r} must be a string or null")
         seeds = data.get("seeds") or []

@@ -29,10 +29,11 @@ TABLE1 = {
 def fabricate(root: Path, miou: dict[str, list[float]], variants: dict[str, dict] = TABLE1, name: str = "table1",
               paper_table: str | None = "table1", baseline: str | None = "FCN", failed: dict[str, str] | None = None,
               description: str = "fabricated", per_image: dict[tuple[str, int], tuple] | None = None,
-              controls: list[dict] | None = None, aa: dict | None = None) -> Path:
+              controls: list[dict] | None = None, aa: dict | None = None, confirms: str | None = None) -> Path:
     """results/<name>/ with one completed record per (variant, seed) value in `miou` (fractions).
 
-    controls: the comparisons of a controls study (its manifest lists them; None: a grid); aa: its A/A pair.
+    controls: the comparisons of a controls study (its manifest lists them; None: a grid); aa: its A/A pair;
+    confirms: the study this one re-runs.
     per_image: {(variant, seed): (intersection, union)} count matrices (images x classes) to store packed.
     """
     study_dir = root / name
@@ -78,7 +79,8 @@ def fabricate(root: Path, miou: dict[str, list[float]], variants: dict[str, dict
         name=name, description=description, study_file=f"configs/studies/{name}.yaml",
         base_config="configs/probe.yaml", command=f"python -m study sweep configs/studies/{name}.yaml", kind="grid",
         baseline=baseline, paper_table=paper_table, seeds=(0, 1, 2), variants=variants,
-        variant_order=tuple(variants), controls=controls, aa=aa, equivalence_margin=0.5 if aa else None))
+        variant_order=tuple(variants), controls=controls, aa=aa, equivalence_margin=0.5 if aa else None,
+        confirms=confirms))
     return study_dir
 
 

@@ -22,6 +22,7 @@ from study.report import plots, search_section
 from study.report.aa_block import aa_blocks, aa_line
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
 from study.report.conclusion import conclusion_blocks, data_text, one_line
+from study.report.confirm_block import confirmation_blocks
 from study.report.controls_block import controls_blocks, controls_lead, controls_line
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.verdicts import claim_blocks
@@ -99,6 +100,9 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         blocks += aa_blocks(aa)
     if claims or kind == "grid":
         blocks += claim_blocks(claims, fig_dir, images, sensitivity)
+    if manifest.confirms:
+        blocks += confirmation_blocks(_original_claims(study_dir.parent / manifest.confirms, paper), claims,
+                                      manifest.confirms)
     if kind != "search":
         blocks += every_run_blocks(summary, facts["untrained"], fig_dir)
         blocks += measured_blocks(df, summary, manifest.baseline, records)
@@ -116,6 +120,14 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     entry = {"kind": kind, "description": manifest.description, "conclusion": line,
              "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else ""}
     return blocks, entry
+
+
+def _original_claims(folder: Path, paper: pd.DataFrame | None) -> list[dict[str, Any]] | None:
+    """The claim rows of the study a confirmation re-runs, judged from its folder beside this one (None: absent)."""
+    if not (folder / MANIFEST_FILE).is_file():
+        return None
+    original = load_manifest(folder)
+    return judge_claims(read_table(folder), paper, margin=original.equivalence_margin)
 
 
 def _figure_blocks(df: pd.DataFrame, summary: pd.DataFrame, records: list, fig_dir: Path) -> list[Block]:

@@ -79,6 +79,8 @@ class StudySpec:
     controls: tuple[dict[str, Any], ...] = ()
     # kind: controls: an A/A pair {a, b, seeds_per_group} (study.results.aa): twins judged by the claims rule
     aa: dict[str, Any] | None = None
+    # the study this one re-runs on fresh seeds: its report sets the two studies' verdicts side by side
+    confirms: str | None = None
 
     @property
     def kind(self) -> str:
@@ -180,7 +182,7 @@ def load_study(path: str | Path) -> StudySpec:
     raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
              "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin", "kind",
-             "controls", "aa"}
+             "controls", "aa", "confirms"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -217,6 +219,10 @@ def load_study(path: str | Path) -> StudySpec:
         raise _err(path, "objective.metric", "must be miou, miou_present, pixel_acc or mean_acc")
     if direction not in ("maximize", "minimize"):
         raise _err(path, "objective.direction", "must be maximize or minimize")
+
+    confirms = raw.get("confirms")
+    if confirms is not None and (not isinstance(confirms, str) or not _NAME.match(confirms) or confirms == name):
+        raise _err(path, "confirms", "must name another study (the one this study re-runs on fresh seeds)")
 
     margin = raw.get("equivalence_margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
@@ -275,7 +281,7 @@ def load_study(path: str | Path) -> StudySpec:
                      direction=direction, overrides=overrides, variants=variants, search=search,
                      max_retries=max_retries, throughput=throughput, on_demand=on_demand,
                      equivalence_margin=float(margin) if margin is not None else None, controls=controls,
-                     aa=aa)
+                     aa=aa, confirms=confirms)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -399,4 +405,5 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
         equivalence_margin=spec.equivalence_margin,
         controls=[dict(c) for c in spec.controls] or None,
         aa=dict(spec.aa) if spec.aa else None,
+        confirms=spec.confirms,
     )

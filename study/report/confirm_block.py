@@ -1,0 +1,49 @@
+"""The confirmation section: a study that re-runs another on fresh seeds (`confirms:` in its study file) sets the
+two studies' verdicts side by side, row by row, and names the verdicts that moved."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from study.report.blocks import Block, ci, signed
+from study.report.verdicts import level_label, row_digits
+
+Row = dict[str, Any]
+
+
+def _cell(row: Row | None) -> tuple[str, str]:
+    if row is None:
+        return "not in the study", ""
+    return (f"{signed(row['diff'], row_digits(row))} {ci(row['ci_low'], row['ci_high'], row_digits(row))} "
+            f"({row['n']} seeds, {level_label(row)})", str(row["verdict"]))
+
+
+def confirmation_blocks(original: Sequence[Row] | None, here: Sequence[Row], name: str) -> list[Block]:
+    """Heading, one line on what moved, and the table claim | pair | original | its verdict | here | its verdict."""
+    blocks = [Block("heading", f"Confirmation of {name}")]
+    if original is None:
+        return blocks + [Block("text", f"The study {name} is not beside this one (its folder next to this study's), "
+                                       "so its verdicts cannot be set beside these.")]
+    key = lambda r: (r["claim"], r["better"], r["worse"])  # noqa: E731
+    before = {key(r): r for r in original}
+    after = {key(r): r for r in here}
+    keys = list(dict.fromkeys([*before, *after]))
+    both = [k for k in keys if k in before and k in after]
+    moved = [k for k in both if before[k]["verdict"] != after[k]["verdict"]]
+    lines = "; ".join(f"{k[0]}, {k[1]} vs {k[2]}: {before[k]['verdict']} -> {after[k]['verdict']}" for k in moved)
+    only = len(keys) - len(both)
+    blocks.append(Block("text", (
+        f"{len(both) - len(moved)} of {len(both)} claim rows in both studies keep their verdict here"
+        + (f"; moved: {lines}" if moved else "; none moved")
+        + (f"; {only} row{'s' if only != 1 else ''} in one study only" if only else "") + ".")))
+    rows = []
+    for k in keys:
+        (was, was_verdict), (now, now_verdict) = _cell(before.get(k)), _cell(after.get(k))
+        state = "" if k not in both else "moved" if k in moved else "same"
+        rows.append([k[0], f"{k[1]} vs {k[2]}", was, was_verdict, now, now_verdict, state])
+    blocks.append(Block("table", headers=["claim", "better vs worse", f"{name}: Δ [interval]", "verdict",
+                                          "here: Δ [interval]", "verdict", "moved?"], rows=rows))
+    blocks.append(Block("text", "Each study is judged alone by the same rule (its own seeds, its own Holm family), "
+                                "so a row's level can differ between the two."))
+    return blocks

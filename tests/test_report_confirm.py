@@ -1,0 +1,36 @@
+"""A confirmation study's report sets the original study's verdicts beside its own (study.report.confirm_block)."""
+
+from fabricate import fabricate
+
+from study.report.__main__ import main as report_main
+
+FCN = [0.50, 0.52, 0.51, 0.50, 0.49]
+
+
+def test_the_confirmation_names_what_moved_and_what_one_study_lacks(tmp_path):
+    results = tmp_path / "results"
+    noise = [0.001, -0.002, 0.0, 0.002, -0.001]
+    fabricate(results, {"FCN": FCN, "B1-AVE": [f + 0.05 + e for f, e in zip(FCN, noise, strict=True)],
+                        "B1-MAX": [f + 0.03 - e for f, e in zip(FCN, noise, strict=True)],
+                        "B1236-AVE": [f + 0.08 + e for f, e in zip(FCN, noise, strict=True)]})
+    confirm = fabricate(results, {"FCN": FCN, "B1-AVE": [f + d for f, d in zip(FCN, [0.01, -0.01, 0.02, 0, -0.02],
+                                                                                  strict=True)],
+                                  "B1-MAX": [f + 0.03 - e for f, e in zip(FCN, noise, strict=True)]},
+                        name="table1_confirm", confirms="table1")
+    out = tmp_path / "reports"
+    assert report_main([str(confirm), "--out", str(out)]) == 0
+    md = (out / "table1_confirm" / "index.md").read_text()
+    section = md.split("## Confirmation of table1")[1].split("\n## ")[0]
+    # B1-AVE: +5 points on every seed there, about nothing here (and so 3 below B1-MAX); B1236-AVE only in table1
+    assert ("1 of 3 claim rows in both studies keep their verdict here; moved: PPM beats the FCN baseline, B1-AVE "
+            "vs FCN: supported -> inconclusive; AVE beats MAX, B1-AVE vs B1-MAX: supported -> contradicted; 2 rows "
+            "in one study only.") in section
+    assert "| not in the study " in section and "| moved " in section and "| same " in section
+
+
+def test_a_missing_original_is_said_not_guessed(tmp_path):
+    confirm = fabricate(tmp_path / "results", {"FCN": FCN, "B1-AVE": [f + 0.05 for f in FCN]},
+                        name="table1_confirm", confirms="table1")
+    assert report_main([str(confirm), "--out", str(tmp_path / "reports")]) == 0
+    md = (tmp_path / "reports" / "table1_confirm" / "index.md").read_text()
+    assert "The study table1 is not beside this one" in md
