@@ -187,6 +187,7 @@ ADDED_DEFAULTS = {
     ("train", "trained_loss_ratio"): 0.45,
     ("train", "warmup_steps"): 0,
     ("bench", "peak_seconds"): 0.4,
+    ("run", "twin"): 0,
 }
 
 

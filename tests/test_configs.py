@@ -29,7 +29,9 @@ def test_study_files_load(path):
 def test_default_study_is_the_papers_table1_on_the_probe():
     spec = load_study(CONFIGS / "studies" / "table1.yaml")
     assert list(spec.variants) == ["FCN", "B1-MAX", "B1-AVE", "B1236-MAX", "B1236-AVE", "B1236-MAX-DR",
-                                   "B1236-AVE-DR"]
+                                   "B1236-AVE-DR", "FCN-CAP-DR"]
+    cap, pyramid = spec.variants["FCN-CAP-DR"], spec.variants["B1236-AVE-DR"]
+    assert cap == {**pyramid, "model.pool": "none"}  # matched to the pyramid's capacity, without its pooling
     assert spec.seeds == tuple(range(10)) and spec.paper_table == "table1" and spec.baseline == "FCN"
     assert load_config(spec.base_config).data.name == "probe"
 
