@@ -63,12 +63,15 @@ def report(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Throughput of fp32, bf16, channels_last and torch.compile side by side (ratios vs fp32, share of the
-    machine's measured peak), what this machine picks by default and why, and the data pipeline:
+    machine's measured peak), what this machine picks by default and why, whether packing seeds pays here, and
+    the data pipeline:
     `nox -s bench -- CONFIG [overrides] [--settings fp32,bf16] [--compile-timeout S] [--rounds R]`."""
     install(session)
     args = list(session.posargs) or ["configs/probe.yaml"]
     session.run("python", "-m", "study.throughput.matrix", *args)
-    if not session.posargs:  # the CamVid training pipeline, when CamVid is there (exit 2: it is not)
+    if not session.posargs:  # seeds packed into one network against one by one, the probe at one thread a run
+        session.run("python", "-m", "study.throughput.packing", "configs/probe.yaml", "run.threads=1")
+        # the CamVid training pipeline, when CamVid is there (exit 2: it is not)
         root = os.environ.get("STUDY_CAMVID_ROOT") or "data/camvid"
         session.run("python", "-m", "study.throughput.data", "--root", root, success_codes=[0, 2])
 

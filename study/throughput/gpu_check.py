@@ -8,6 +8,8 @@ Steps, each a process of its own with a timeout, all within one deadline (`--bud
 2. A one-GPU torchrun cell: `torchrun --nproc_per_node 1 -m study run configs/probe.yaml` (NCCL, DDP,
    SyncBatchNorm with world size 1).
 3. The probe Table 1 with `--workers-per-gpu K` (default 4) on seeds `--seeds` (default 0,1): its wall time.
+4. Packing (study.throughput.packing): probe training steps of K = 2, 4, 8 seeds packed into one network against
+   the same K one after another, so the GPU says whether one process of K members beats K workers' share.
 It writes DIR/gpu_check.json (every step: command, timeout, seconds, status, results) and DIR/gpu_check.md (a
 table ready for the README). Without a GPU it says so in one line and exits 0; `--plan` prints the steps and runs
 nothing. It needs what the repository installs (torch, timm...; the sweep needs optuna), not nox.
@@ -68,6 +70,9 @@ def plan(out: Path, *, python: str = sys.executable, workers_per_gpu: int = 4, s
                       (python, "-m", "study", "sweep", "configs/studies/table1.yaml", "--workers-per-gpu",
                        str(workers_per_gpu), "--seeds", seeds, "--out", str(out / "table1")),
                       300, str(out / "table1"), ("optuna",)))
+    steps.append(Step("packing", "probe training steps, K = 2, 4, 8 seeds packed into one network vs one by one",
+                      (python, "-m", "study.throughput.packing", "configs/probe.yaml", "--members", "2,4,8",
+                       "--device", "cuda", "--out", str(out / "packing.json")), 120, str(out / "packing.json")))
     for name, amp, cl, comp, timeout in BENCH:
         if comp:
             steps.append(_bench_step(out, python, name, amp, cl, comp, timeout))
@@ -138,6 +143,8 @@ def _result(step: Step) -> dict[str, Any] | None:
     try:
         if step.name.startswith("bench"):
             return json.loads(path.read_text())["throughput"]
+        if step.name == "packing":
+            return json.loads(path.read_text())
         records = [json.loads(p.read_text()) for p in sorted(path.glob("*/runs/*/record.json"))]
         if step.name == "torchrun_cell" and records:
             r = records[0]
@@ -180,6 +187,10 @@ def markdown(report: dict[str, Any]) -> str:
             text = (f"{s['seconds']:.0f} s for {r['cells']} cells ({r['completed']} completed), "
                     f"{s['argv'][s['argv'].index('--workers-per-gpu') + 1]} workers on the GPU" if r else _why(s))
             lines.append(f"- The probe Table 1 (`{shlex.join(s['argv'][1:])}`): {text}.")
+        elif s["name"] == "packing":
+            text = ("; ".join(f"K={row['members']} {row['ratio']:.2f}x" for row in r["rows"]) + f" ({r['why']})"
+                    if r else _why(s))
+            lines.append(f"- Seeds packed into one network, a member's step against one run's: {text}.")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,193 @@
+"""Seeds packed into one network: does training K seeds of a variant at once beat K runs one after another here?
+
+Packing is an execution strategy, not another experiment: member k keeps its own parameters, batch-norm statistics
+and optimizer state, sees its own batch, and the loss is the sum of the members' losses (so each member's gradient
+is its own). The packed step stacks the K members' parameters and maps one functional network over them with
+`torch.func.vmap` (PyTorch's model-ensembling recipe): each convolution runs as one grouped convolution of K groups.
+`packed_step` is checked against K separate steps in tests/test_packing.py.
+
+`python -m study.throughput.packing CONFIG [overrides] [--members 2,4,8] [--rounds R] [--device cuda] [--out F]`
+(part of `nox -s bench` on the CPU, and of `nox -s gpu_check`)
+times training steps of the config's network, K members packed against the same K trained one after another,
+interleaved round by round in one process, in the precision and layout a run would use here (the packed step keeps
+NCHW: vmap's batched convolutions are NCHW), and says whether packing pays: only a median speed-up of at least
+PAYS x counts. Runs are not packed unless it does; the measured ratios are in docs/speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+
+from study.config import Config, ConfigError
+from study.config_files import load_config
+from study.models.build import build_model
+from study.throughput.settings import resolve, widest_conv
+
+PAYS = 1.1  # packing counts as paying from this median speed-up of a member's step on
+
+
+def members(cfg: Config, k: int, num_classes: int) -> list[torch.nn.Module]:
+    """K copies of the config's network, member i initialised from seed i (as run i would be)."""
+    out = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        out.append(build_model(cfg.model, num_classes).train())
+    return out
+
+
+class Packed:
+    """K members as one functional network: stacked parameters (one leaf each, K on dim 0) and buffers."""
+
+    def __init__(self, models: list[torch.nn.Module]):
+        params, self.buffers = stack_module_state(models)
+        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.k = len(models)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (K, N, C, H, W) -> main logits (K, N, classes, H, W); each member its own dropout draws."""
+        def one(params, buffers, x):
+            return functional_call(self.base, (params, buffers), (x,))["out"]
+
+        return vmap(one, randomness="different")(self.params, self.buffers, images)
+
+
+def packed_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """The sum over members of each member's mean cross-entropy: every member's gradient is its own."""
+    k = logits.shape[0]
+    return sum(F.cross_entropy(logits[i].float(), targets[i], ignore_index=ignore_index) for i in range(k))
+
+
+def packed_step(packed: Packed, optimizer: torch.optim.Optimizer, images: torch.Tensor, targets: torch.Tensor,
+                autocast) -> torch.Tensor:
+    """One SGD step of all K members; returns the summed loss (on the device)."""
+    with autocast:
+        logits = packed.forward(images)
+    loss = packed_loss(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _time(fn, steps: int, device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / steps
+
+
+def measure(cfg: Config, ks: list[int], *, rounds: int = 3, steps: int = 4, num_classes: int = 4,
+            device: torch.device | None = None) -> list[dict[str, Any]]:
+    """Per K: seconds per member-step, K separate models stepped one after another vs packed, interleaved over
+    `rounds`; the median ratio (separate / packed: above 1, packing is faster) and its range."""
+    device = device or torch.device("cpu")
+    return [_measure_one(cfg, k, rounds, steps, num_classes, device) for k in ks]
+
+
+def _measure_one(cfg: Config, k: int, rounds: int, steps: int, num_classes: int, device: torch.device
+                 ) -> dict[str, Any]:
+    n, (h, w) = cfg.train.batch_size, cfg.data.crop_size
+    lr, momentum, decay = cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay
+    models = [m.to(device) for m in members(cfg, k, num_classes)]
+    speed = resolve(device, cfg.train, widest_conv(models[0]))
+    layout, autocast = speed.memory_format, speed.autocast(device)
+    for m in models:
+        m.to(memory_format=layout)
+    opts = [torch.optim.SGD(m.parameters(), lr=lr, momentum=momentum, weight_decay=decay) for m in models]
+    packed = Packed([m.to(device) for m in members(cfg, k, num_classes)])
+    popt = torch.optim.SGD(list(packed.params.values()), lr=lr, momentum=momentum, weight_decay=decay)
+    images = torch.randn(k, n, 3, h, w, device=device)
+    targets = torch.randint(0, num_classes, (k, n, h, w), device=device)
+    batches = [images[i].contiguous(memory_format=layout) for i in range(k)]
+
+    def separate():
+        for i, (m, o) in enumerate(zip(models, opts, strict=True)):
+            with autocast:
+                out = m(batches[i])["out"]
+            loss = F.cross_entropy(out.float(), targets[i])
+            o.zero_grad(set_to_none=True)
+            loss.backward()
+            o.step()
+
+    def together():
+        packed_step(packed, popt, images, targets, autocast)
+
+    separate(), together()  # warm-up
+    sep, pack = [], []
+    for _ in range(rounds):
+        sep.append(_time(separate, steps, device) / k)
+        pack.append(_time(together, steps, device) / k)
+    ratios = [a / b for a, b in zip(sep, pack, strict=True)]
+    return {"members": k, "separate_ms": 1000 * statistics.median(sep), "packed_ms": 1000 * statistics.median(pack),
+            "ratio": statistics.median(ratios), "ratio_low": min(ratios), "ratio_high": max(ratios),
+            "settings": speed.label(), "hardware": speed.hardware}
+
+
+def choose(rows: list[dict[str, Any]]) -> tuple[int, str]:
+    """(members to pack, why): the K with the best median speed-up if it reaches PAYS, else 1 (no packing)."""
+    best = max(rows, key=lambda r: r["ratio"], default=None)
+    if best is None or best["ratio"] < PAYS:
+        top = f"best {best['ratio']:.2f}x at K={best['members']}" if best else "nothing measured"
+        return 1, f"train seeds one by one: packing does not pay here ({top}; it counts from {PAYS}x)"
+    return best["members"], f"pack {best['members']} seeds: {best['ratio']:.2f}x a member's step"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m study.throughput.packing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--members", default="2,4", help="pack sizes K to time (default 2,4)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4, help="steps timed per round and side")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--out", help="also write the rows and the choice as JSON to this file")
+    args = parser.parse_args(argv)
+    if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
+        print(f"error: --device: {args.device!r} is not cpu or an available cuda", file=sys.stderr)
+        return 2
+    try:
+        ks = [int(k) for k in args.members.split(",")]
+        if not ks or min(ks) < 2:
+            raise ValueError
+    except ValueError:
+        print("error: --members: comma-separated pack sizes of at least 2", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    rows = measure(cfg, ks, rounds=args.rounds, steps=args.steps, device=torch.device(args.device))
+    print(f"packing on {rows[0]['hardware']}, {rows[0]['settings']} for separate runs, threads "
+          f"{torch.get_num_threads()}:")
+    for r in rows:
+        print(f"  K={r['members']}: separate {r['separate_ms']:.1f} ms, packed {r['packed_ms']:.1f} ms a member's "
+              f"step: {r['ratio']:.2f}x ({r['ratio_low']:.2f}-{r['ratio_high']:.2f} over {args.rounds} rounds)")
+    k, why = choose(rows)
+    print("choice: " + why)
+    if args.out:
+        from study.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.out), json.dumps({"rows": rows, "members": k, "why": why}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

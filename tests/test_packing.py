@@ -1,0 +1,63 @@
+"""Seeds packed into one network (study.throughput.packing): the packed step is K separate steps, and the choice."""
+
+import contextlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY
+
+from study.config_files import load_config
+from study.throughput.packing import PAYS, Packed, choose, members, packed_step
+
+
+def test_a_packed_step_is_k_separate_steps():
+    """Two members, fp32, dropout off (a packed member draws its own masks, not the separate run's): the same
+    losses, parameters, momentum and batch-norm statistics as two models stepped alone, after three steps."""
+    cfg = load_config(None, [*TINY, "model.dropout=0.0", "model.aux_weight=0.0"])
+    k, classes = 2, 3
+    alone = members(cfg, k, classes)
+    packed = Packed(members(cfg, k, classes))
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4) for m in alone]
+    popt = torch.optim.SGD(list(packed.params.values()), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    torch.manual_seed(0)
+    for _ in range(3):
+        images, targets = torch.randn(k, 2, 3, 32, 32), torch.randint(0, classes, (k, 2, 32, 32))
+        losses = []
+        for i, (m, o) in enumerate(zip(alone, opts, strict=True)):
+            loss = F.cross_entropy(m(images[i])["out"], targets[i])
+            o.zero_grad()
+            loss.backward()
+            o.step()
+            losses.append(loss.detach())
+        together = packed_step(packed, popt, images, targets, contextlib.nullcontext())
+        assert together == pytest.approx(float(sum(losses)), rel=1e-5)
+    for i, m in enumerate(alone):
+        for name, p in m.named_parameters():
+            assert torch.allclose(packed.params[name][i], p, atol=1e-5), name
+        for name, b in m.named_buffers():
+            if b.is_floating_point():
+                assert torch.allclose(packed.buffers[name][i], b, atol=1e-5), name
+
+
+def test_the_choice_needs_a_real_speed_up():
+    row = {"members": 2, "ratio": 0.4}
+    assert choose([row, {**row, "members": 4, "ratio": 0.3}])[0] == 1
+    assert "does not pay here (best 0.40x at K=2" in choose([row])[1]
+    assert choose([row, {"members": 4, "ratio": PAYS + 0.5}]) == (4, f"pack 4 seeds: {PAYS + 0.5:.2f}x a member's step")
+    assert choose([{"members": 8, "ratio": PAYS}])[0] == 8
+
+
+def test_the_command_measures_and_writes_its_choice(tmp_path, capsys):
+    from study.throughput.packing import main
+
+    out = tmp_path / "packing.json"
+    assert main(["configs/probe.yaml", "model.ppm=false", "train.batch_size=2", "data.crop_size=[32,32]",
+                 "--members", "2", "--rounds", "1", "--steps", "1", "--out", str(out)]) == 0
+    import json
+
+    saved = json.loads(out.read_text())
+    assert saved["rows"][0]["members"] == 2 and saved["rows"][0]["ratio"] > 0 and saved["members"] in (1, 2)
+    assert "choice: " in capsys.readouterr().out
+    assert main(["configs/probe.yaml", "--members", "1"]) == 2
+    assert main(["configs/probe.yaml", "--device", "tpu"]) == 2
