@@ -48,12 +48,13 @@ class StudyManifest:
     controls: list[dict[str, Any]] | None = None  # a controls study's comparisons (study.results.controls)
     aa: dict[str, Any] | None = None  # a controls study's A/A pair {a, b, seeds_per_group} (study.results.aa)
     confirms: str | None = None  # the study this one re-runs on fresh seeds (its folder sits beside this one's)
+    caveats: list[str] | None = None  # the study file's caveats: what a reader of its report must know
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for key in ("seeds", "variant_order"):
             d[key] = list(d[key])
-        for key in ("equivalence_margin", "controls", "aa", "confirms"):  # absent unless the study file sets them: older manifests
+        for key in ("equivalence_margin", "controls", "aa", "confirms", "caveats"):  # absent unless the study file sets them: older manifests
             if d[key] is None:                          # stay as written
                 del d[key]
         return d
@@ -94,6 +95,9 @@ class StudyManifest:
         controls = data.get("controls")
         if controls is not None and (not isinstance(controls, list) or not all(isinstance(c, dict) for c in controls)):
             raise ManifestError("study manifest: field 'controls' must be a list of comparisons or null")
+        caveats = data.get("caveats")
+        if caveats is not None and (not isinstance(caveats, list) or not all(isinstance(c, str) for c in caveats)):
+            raise ManifestError("study manifest: field 'caveats' must be a list of sentences or null")
         if data.get("aa") is not None and not isinstance(data["aa"], dict):
             raise ManifestError("study manifest: field 'aa' must be an A/A pair {a, b, seeds_per_group} or null")
         if data.get("throughput", "per_run") not in ("per_variant", "per_run"):

@@ -62,5 +62,5 @@ def test_reads_what_the_runner_writes(study_file, tmp_path):
 
     data = json.loads(json.dumps(study_manifest(load_study(study_file), "python -m study sweep x", Path.cwd()).to_dict()))
     m = StudyManifest.from_dict(data)
-    extra = [k for k in ("equivalence_margin", "controls", "aa", "confirms") if getattr(m, k) is not None]  # where set
+    extra = [k for k in ("equivalence_margin", "controls", "aa", "confirms", "caveats") if getattr(m, k) is not None]
     assert m.to_dict() == data and sorted(data) == sorted(RUNNER_KEYS + extra)

@@ -159,7 +159,7 @@ def test_the_conclusion_comes_first_then_verdicts_forest_every_run_and_measured(
     conclusion = md[:md.index("## The paper's claims")]
     assert "What ran: 21 runs (21 completed) of 7 variants, seeds 0-2, on probe; recipe: crop 128x128; " in conclusion
     assert "trained from scratch; on cpu, CPU model not recorded, fp32 (the dtype the throughput measurement recorded)." in conclusion
-    assert f"{rows} claim rows (pairs of variants that differ only in the claim's choice): " in conclusion
+    assert f"{rows} claim rows (pairs of variants that differ only in the claim's choice; one Holm family, this study's): " in conclusion
     # B1236-AVE vs FCN: seeds (62-50, 61-52, 63-51) -> 11.0
     # per-row paired t over 3 seeds at Holm's level for 13 rows: +11.0 is not enough; the zero-spread +4.00 is
     assert "- **inconclusive**: PPM beats the FCN baseline, B1236-AVE vs FCN: Δ +11.0 mIoU points" in conclusion
@@ -205,3 +205,16 @@ def test_bounded_intervals_bench_throughput_and_image_interval(tmp_path):
     assert "image-level 95% CI" in md and "Image-level interval: the evaluation images resampled" in md
     assert "two-level 95% CI" in md
     assert "Throughput of FCN comes from bench/<variant>.json" in md and "| 420.0 " in md
+
+
+def test_the_index_puts_real_data_before_the_probe_s_mechanism_checks(tmp_path):
+    from study.report.render import SUMMARY_FILE, render_index
+
+    for name, data in (("zprobe", "probe (2000 training, 300 evaluation images)"), ("areal", "camvid (367 training)")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / SUMMARY_FILE).write_text(json.dumps({"description": name, "conclusion": "c", "data": data}))
+    render_index(tmp_path, [("zprobe", ""), ("areal", "")])
+    text = (tmp_path / "index.md").read_text()
+    real, probe = text.split("## Mechanism checks on the context probe")
+    assert "## Real data" in real and "[areal]" in real and "[zprobe]" not in real and "[zprobe]" in probe
+    assert "each study one Holm family" in probe

@@ -1,6 +1,7 @@
 """The conclusion in sentences, the search's lead and a controls study's own conclusion."""
 
 import pandas as pd
+import pytest
 from fabricate import fabricate  # noqa: I001
 
 from study.record import seeds_text
@@ -93,3 +94,28 @@ def test_a_controls_study_concludes_on_its_controls_not_on_the_papers_claims(tmp
     assert "as implied: yes" in conclusion
     index = (tmp_path / "reports" / "index.md").read_text()
     assert "1 of 1 control comparisons as implied" in index
+
+
+def test_a_study_file_s_caveats_lead_the_report_s_caveats(tmp_path):
+    from study.manifest import StudyManifest, read_manifest, write_manifest
+
+    study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.52, 0.51], "B1-AVE": [0.56, 0.57, 0.58]})
+    manifest = read_manifest(study)
+    write_manifest(study, StudyManifest.from_dict({**manifest.to_dict(), "caveats": ["Rescaling breaks the cue."]}))
+    assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
+    md = (tmp_path / "reports" / "table1" / "index.md").read_text()
+    assert "Caveats:\n\n- Rescaling breaks the cue.\n- The context probe is a mechanism check" in md
+    assert "1 claim row (pairs of variants that differ only in the claim's choice; one Holm family, this study's)" in md
+
+
+def test_study_file_caveats_are_sentences(tmp_path):
+    from study.config import ConfigError
+    from study.search.space import load_study
+
+    (tmp_path / "base.yaml").write_text("train: {steps: 3}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nbase_config: base.yaml\nvariants: {A: {}}\ncaveats: [1, 2]\n")
+    with pytest.raises(ConfigError, match="caveats: must be a list of sentences"):
+        load_study(path)
+    path.write_text("name: s\nbase_config: base.yaml\nvariants: {A: {}}\ncaveats: [' Say it. ']\n")
+    assert load_study(path).caveats == ("Say it.",)

@@ -135,8 +135,10 @@ def spread_caveats(summary: pd.DataFrame) -> list[str]:
     return out
 
 
-def caveats(facts: Mapping[str, Any], summary: pd.DataFrame, warnings: Sequence[str], kind: str) -> list[str]:
-    out = []
+def caveats(facts: Mapping[str, Any], summary: pd.DataFrame, warnings: Sequence[str], kind: str,
+            own: Sequence[str] = ()) -> list[str]:
+    """The study file's own caveats first, then what the data, weights, kind, spread and protocol imply."""
+    out = list(own)
     if "probe" in facts["data"]:
         out.append("The context probe is a mechanism check on data built so that the mechanism can show, not a "
                    "reproduction of the paper's ADE20K numbers: compare directions, not levels; see the controls "
@@ -158,19 +160,20 @@ def caveats(facts: Mapping[str, Any], summary: pd.DataFrame, warnings: Sequence[
 
 def conclusion_blocks(*, facts: Mapping[str, Any], claims: Sequence[Mapping[str, Any]], summary: pd.DataFrame,
                       warnings: Sequence[str], kind: str, amp: bool | None,
-                      lead: Sequence[str | Block] = ()) -> list[Block]:
+                      lead: Sequence[str | Block] = (), own_caveats: Sequence[str] = ()) -> list[Block]:
     """The opening section: what ran, the kind's own result (lead), the verdict per claim, untrained, caveats."""
     blocks = [Block("heading", "Conclusion"), Block("text", what_ran(facts, amp, kind))]
     blocks += [t if isinstance(t, Block) else Block("text", t) for t in lead]
     if claims:
         rows = f"{len(claims)} claim row{'s' if len(claims) > 1 else ''}"
         blocks.append(Block("text", f"The harness's verdicts on {rows} (pairs of variants that differ only in the "
-                                    f"claim's choice): {verdict_counts(claims)}."))
+                                    f"claim's choice; one Holm family, this study's): "
+                                    f"{verdict_counts(claims)}."))
         blocks.append(Block("list", items=[claim_line(c) for c in claims]))
     elif kind == "grid":
         blocks.append(Block("text", "No pair of variants in this study isolates one of the paper's claims."))
     blocks.append(Block("text", untrained_text(facts, kind)))
-    blocks += [Block("text", "Caveats:"), Block("list", items=caveats(facts, summary, warnings, kind))]
+    blocks += [Block("text", "Caveats:"), Block("list", items=caveats(facts, summary, warnings, kind, own_caveats))]
     return blocks
 
 

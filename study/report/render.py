@@ -87,7 +87,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         blocks.append(Block("text", manifest.description))
     blocks += conclusion_blocks(facts=facts, claims=claims, summary=summary, warnings=warnings, kind=kind, amp=amp,
                                 lead=search_section.lead(search) if search else
-                                controls_lead(controls, aa) if controls is not None else ())
+                                controls_lead(controls, aa) if controls is not None else (),
+                                own_caveats=manifest.caveats or ())
     if facts["completed"] == 0:
         blocks.append(Block("text", "No run completed: there is nothing to compare. The failures are listed below."))
     if kind == "search":
@@ -243,14 +244,22 @@ def render_study(study_dir: Path, reports_dir: Path) -> Path:
 def render_index(reports_dir: Path, studies: list[tuple[str, str]]) -> None:
     """reports/index.md: every rendered study (name, description) with its one-line conclusion, data, seeds and
     the day its last run finished, from reports/<study>/summary.json (the description alone where that is absent)."""
-    rows = []
+    groups: dict[bool, list[str]] = {True: [], False: []}  # real data first, then the probe's mechanism checks
     for name, desc in sorted(studies):
         path = Path(reports_dir) / name / SUMMARY_FILE
         entry = json.loads(path.read_text()) if path.exists() else {"description": desc}
         cells = [f"[{name}]({name}/index.md)", entry.get("description") or desc,
                  *(str(entry.get(k, "")) for k in ("conclusion", "data", "seeds", "date"))]
-        rows.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        groups[not str(entry.get("data", "")).startswith("probe")].append(
+            "| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    head = ["| study | what it tests | conclusion (each study one Holm family) | data | seeds | date |",
+            "|---|---|---|---|---|---|"]
     lines = ["# Reports", "", "Every shipped study: what it tests, what the harness concluded, on which data and "
-             "seeds, and the day its last run finished. Each report opens with its conclusion in sentences.", "",
-             "| study | what it tests | conclusion | data | seeds | date |", "|---|---|---|---|---|---|", *rows]
+             "seeds, and the day its last run finished. Each report opens with its conclusion in sentences."]
+    for real, title, what in ((True, "Real data", "evidence about the paper's claims on real images"),
+                              (False, "Mechanism checks on the context probe",
+                               "data built so that the paper's mechanism can show, with controls; not evidence "
+                               "about ADE20K")):
+        if groups[real]:
+            lines += ["", f"## {title}", "", what[0].upper() + what[1:] + ".", "", *head, *groups[real]]
     atomic_write_text(Path(reports_dir) / "index.md", "\n".join(lines) + "\n")

@@ -81,6 +81,7 @@ class StudySpec:
     aa: dict[str, Any] | None = None
     # the study this one re-runs on fresh seeds: its report sets the two studies' verdicts side by side
     confirms: str | None = None
+    caveats: tuple[str, ...] = ()  # what a reader of the report must know, in the conclusion's caveats
 
     @property
     def kind(self) -> str:
@@ -182,7 +183,7 @@ def load_study(path: str | Path) -> StudySpec:
     raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
              "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin", "kind",
-             "controls", "aa", "confirms"}
+             "controls", "aa", "confirms", "caveats"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -219,6 +220,10 @@ def load_study(path: str | Path) -> StudySpec:
         raise _err(path, "objective.metric", "must be miou, miou_present, pixel_acc or mean_acc")
     if direction not in ("maximize", "minimize"):
         raise _err(path, "objective.direction", "must be maximize or minimize")
+
+    caveats = raw.get("caveats", [])
+    if not isinstance(caveats, list) or not all(isinstance(c, str) and c.strip() for c in caveats):
+        raise _err(path, "caveats", "must be a list of sentences (what a reader of the report must know)")
 
     confirms = raw.get("confirms")
     if confirms is not None and (not isinstance(confirms, str) or not _NAME.match(confirms) or confirms == name):
@@ -281,7 +286,7 @@ def load_study(path: str | Path) -> StudySpec:
                      direction=direction, overrides=overrides, variants=variants, search=search,
                      max_retries=max_retries, throughput=throughput, on_demand=on_demand,
                      equivalence_margin=float(margin) if margin is not None else None, controls=controls,
-                     aa=aa, confirms=confirms)
+                     aa=aa, confirms=confirms, caveats=tuple(c.strip() for c in caveats))
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -406,4 +411,5 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
         controls=[dict(c) for c in spec.controls] or None,
         aa=dict(spec.aa) if spec.aa else None,
         confirms=spec.confirms,
+        caveats=list(spec.caveats) or None,
     )
