@@ -199,6 +199,10 @@ def test_runs_that_did_not_train_count_and_are_counted():
 
     md = to_markdown(controls_blocks(df, [row]))
     assert "Did not train (runs the training check flagged" in md and "PRES-B1-MAX: 1 of 5 runs" in md
+    # seed 1 (25 against 62) drags the claims rule's interval below 0: inconclusive; without it, max is ahead by 10
+    assert row["rule_verdict"] == "inconclusive" and row["rule_verdict_trained_only"] == "supported"
+    assert ("Sensitivity (the runs that did not train left out, the claims rule): presence, PRES-B1-MAX vs "
+            "PRES-B1-AVE: inconclusive -> supported.") in md
 
 
 def test_the_claims_rule_judges_every_control_and_can_call_a_null_false():

@@ -61,6 +61,11 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
                                 "count, as every completed run does): " +
                         ("; ".join(f"{v}: {k} of {n} runs" for v, k, n in untrained) if untrained else "none")
                         + "."))
+    if untrained:
+        moved = [f"{r['control']}, {r['a']} vs {r['b']}: {r['rule_verdict']} -> {r['rule_verdict_trained_only']}"
+                 for r in rows if r["rule_verdict"] != r["rule_verdict_trained_only"]]
+        blocks.append(Block("text", "Sensitivity (the runs that did not train left out, the claims rule): "
+                                    + ("; ".join(moved) + "." if moved else "no verdict moves.")))
     blocks.append(Block("text", (
         "Rule: Δ = a - b over the seeds both completed (mIoU points); M is the comparison's margin (shown with "
         "what it expects). "

@@ -172,15 +172,16 @@ def rule_as_implied(expected: str, verdict: str, margin: float) -> str:
     return "undecided" if verdict in ("inconclusive", "too few seeds") else "no"
 
 
-def _claims_rule(df: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float, metric: str
-                 ) -> list[dict[str, Any]]:
+def _claims_rule(df: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float, metric: str,
+                 trained_only: bool = False) -> list[dict[str, Any]]:
     """Each comparison judged exactly as a paper claim is: "a beats b" rows of the paired t-test, Holm over the
-    study's comparisons, the rule's intervals, and "equivalent within ±m" for an inconclusive row inside the margin."""
+    study's comparisons, the rule's intervals, and "equivalent within ±m" for an inconclusive row inside the margin
+    (`trained_only`: without the runs the training check flagged, the sensitivity analysis)."""
     from study.results.claims import equivalence
     from study.results.stats import decide
 
     names = list(dict.fromkeys(v for c in comparisons for v in (c.a, c.b)))
-    values = {v: seed_values(df, v, metric) for v in names}
+    values = {v: seed_values(df, v, metric, trained_only) for v in names}
     seeds = sorted({s for v in names for s in values[v]})
     y = np.array([[values[v].get(s, np.nan) for s in seeds] for v in names], dtype=float).reshape(len(names), len(seeds))
     rows = decide(y, [(names.index(c.a), names.index(c.b)) for c in comparisons], alpha)
@@ -195,6 +196,7 @@ def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha
     the control rule's reading (below) and, beside it, the verdict of the rule that judges the paper's claims."""
     k = max(1, len(comparisons))
     by_rule = _claims_rule(df, comparisons, alpha, metric) if comparisons else []
+    left_out = _claims_rule(df, comparisons, alpha, metric, trained_only=True) if comparisons else []
     level = alpha / k
     rows = []
     for cmp in comparisons:
@@ -214,5 +216,6 @@ def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha
                      "as_implied": as_implied(cmp.expected, t["ci_low"], t["ci_high"], margin),
                      "margin": margin, "level": 1 - 2 * level, "k": k,
                      "untrained": {v: untrained_count(df, v) for v in (a, b)}, **by_rule[len(rows)],
+                     "rule_verdict_trained_only": left_out[len(rows)]["rule_verdict"],
                      "rule_as_implied": rule_as_implied(cmp.expected, by_rule[len(rows)]["rule_verdict"], margin)})
     return rows
