@@ -86,7 +86,7 @@ def test_a_new_axis_reaches_the_table_the_claims_and_the_report_with_no_other_ed
                 "B1-AVE-GN": {"model.bins": [1], "model.pool": "avg", "model.ppm_norm": "gn"}}
     study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.51, 0.52], "B1-AVE": [0.6, 0.61, 0.62],
                                              "B1-AVE-GN": [0.58, 0.6, 0.6]}, variants=variants)
-    before = {(r["better"], r["worse"]) for r in judge_claims(build_table(study))}
+    before = {(r.better, r.worse) for r in judge_claims(build_table(study))}
     assert before == {("B1-AVE", "FCN")}
     extra = types.ModuleType("extra_axis")
     extra.NORM = axes.pyramid_axis("ppm_norm", "model.ppm_norm", lambda m: str(m.get("ppm_norm", "bn")),
@@ -94,7 +94,7 @@ def test_a_new_axis_reaches_the_table_the_claims_and_the_report_with_no_other_ed
     monkeypatch.setattr(axes, "AXES", (*axes.AXES, extra.NORM))
     df = build_table(study)
     assert df["ppm_norm"].tolist() == ["-"] * 3 + ["bn"] * 3 + ["gn"] * 3
-    after = {(r["better"], r["worse"]) for r in judge_claims(df)}
+    after = {(r.better, r.worse) for r in judge_claims(df)}
     assert after == {("B1-AVE", "FCN"), ("B1-AVE-GN", "FCN")}
     assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
     md = (tmp_path / "reports" / "table1" / "index.md").read_text()

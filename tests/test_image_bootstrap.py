@@ -130,6 +130,6 @@ def test_claim_rows_carry_the_image_interval_at_full_size(tmp_path):
     study = fabricate(tmp_path, {"FCN": [0.50, 0.52, 0.51], "B1-AVE": [0.60, 0.61, 0.59]}, per_image=per_image)
     boot = bootstrap_mious(load_records(study))
     row = judge_claims(build_table(study), images=boot)[0]
-    assert row["image_ci_low"] == pytest.approx(10.0, abs=0.01) and row["image_ci_high"] == pytest.approx(10.0, abs=0.01)
-    assert row["two_level_ci_low"] == pytest.approx(10.0, abs=0.01)  # the same gap on every seed
-    assert row["diff"] == pytest.approx(9.0)  # the seed difference comes from the records' miou
+    assert row.image_ci_low == pytest.approx(10.0, abs=0.01) and row.image_ci_high == pytest.approx(10.0, abs=0.01)
+    assert row.two_level_ci_low == pytest.approx(10.0, abs=0.01)  # the same gap on every seed
+    assert row.diff == pytest.approx(9.0)  # the seed difference comes from the records' miou

@@ -8,6 +8,7 @@ from study.record import seeds_text
 from study.report.__main__ import main as report_main
 from study.report.conclusion import caveats, claim_line, one_line, untrained_text, what_ran
 from study.report.search_section import lead
+from study.results.claims import ClaimRow
 
 FACTS = {"runs": 6, "completed": 5, "failed": 1, "pruned": 0, "variants": 2, "seeds": [0, 1, 2],
          "data": ["camvid"], "train_size": 367, "val_size": 101, "crop": ["512x512"], "steps": ["1000"],
@@ -27,8 +28,8 @@ def test_what_ran_and_the_claim_lines_in_sentences():
            "bf16), bf16 autocast." in what_ran(cpu, amp=True)
     assert "on cpu (x86_64, 1 threads), cpu (avx2, no native bf16), CPU model not recorded," in what_ran(
         {**cpu, "cpus": [], "cpu_unrecorded": 5}, amp=True)
-    row = {"claim": "AVE beats MAX", "better": "B1-AVE", "worse": "B1-MAX", "n": 5, "diff": 42.3,
-           "ci_low": 37.92, "ci_high": 46.68, "verdict": "supported", "paper_diff": 0.13}
+    row = ClaimRow(claim="AVE beats MAX", better="B1-AVE", worse="B1-MAX", n=5, diff=42.3, ci_low=37.92,
+                   ci_high=46.68, verdict="supported", paper_diff=0.13)
     assert claim_line(row) == ("**supported**: AVE beats MAX, B1-AVE vs B1-MAX: Δ +42.3 mIoU points, 95% interval "
                                "[37.9, 46.7], 5 seeds (paper: +0.13).")
     assert seeds_text([0, 1, 2, 3]) == "0-3" and seeds_text([0, 2]) == "0, 2" and seeds_text([0]) == "0"
@@ -68,7 +69,7 @@ def test_a_search_leads_with_its_best_configuration_and_the_papers_rank():
         "ranks 2 of 3 completed (mIoU 80.10)."]
     assert one_line("search", [], summary) == ("best trial 7: mIoU 82.39 (one seed); the paper's pyramid ranks 2 of "
                                                "3 completed")
-    assert one_line("grid", [{"verdict": "supported"}], None) == "1 supported of 1 claim row"
+    assert one_line("grid", [ClaimRow(claim="c", better="a", worse="b", verdict="supported")], None) == "1 supported of 1 claim row"
 
 
 LOCAL = {"LOC-FCN": {"data.probe_kind": "local", "model.ppm": False},

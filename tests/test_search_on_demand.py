@@ -101,8 +101,8 @@ def test_rounds_add_seeds_only_to_the_variants_of_undecided_claims(tmp_path, cap
     manifest = json.loads((out / "od" / "study.json").read_text())
     plan = SequentialPlan.from_dict(manifest["seeds_on_demand"])
     assert plan.looks == (3, 5) and manifest["seeds"] == [0, 1, 2, 3, 4]
-    rows = {(r["better"], r["worse"]): r for r in judge_claims(read_table(out / "od"), plan=plan)}
-    assert [(r["verdict"], r["n"], r["look"], r["planned_looks"]) for r in rows.values()] == [
+    rows = {(r.better, r.worse): r for r in judge_claims(read_table(out / "od"), plan=plan)}
+    assert [(r.verdict, r.n, r.look, r.planned_looks) for r in rows.values()] == [
         ("supported", 3, 1, 2), ("supported", 3, 1, 2), ("inconclusive", 5, 2, 2)]
     # re-running: nothing trains, the same decision is printed
     assert sweep(path, out) == (0, [])

@@ -154,26 +154,26 @@ MIOU = {"FCN": [0.50, 0.52, 0.51], "B1236-AVE-DR": [0.60, 0.61, 0.63], "B1236-AV
 
 def test_claims_carry_the_papers_difference(tmp_path):
     rows = judge_claims(build_table(fabricate(tmp_path, MIOU)), load_paper_table("table1"))
-    ppm = next(r for r in rows if r["claim"] == "PPM beats the FCN baseline" and r["better"] == "B1236-AVE-DR")
-    assert ppm["verdict"] == "supported" and ppm["n"] == 3 and ppm["seeds"] == [0, 1, 2]
-    assert ppm["diff"] == pytest.approx(100 * (0.10 + 0.09 + 0.12) / 3)
-    assert ppm["paper_diff"] == pytest.approx(41.68 - 37.23)
-    dr = next(r for r in rows if r["claim"] == "DR helps")
-    assert dr["paper_diff"] == pytest.approx(41.68 - 41.07) and dr["verdict"] == "inconclusive"
+    ppm = next(r for r in rows if r.claim == "PPM beats the FCN baseline" and r.better == "B1236-AVE-DR")
+    assert ppm.verdict == "supported" and ppm.n == 3 and ppm.seeds == (0, 1, 2)
+    assert ppm.diff == pytest.approx(100 * (0.10 + 0.09 + 0.12) / 3)
+    assert ppm.paper_diff == pytest.approx(41.68 - 37.23)
+    dr = next(r for r in rows if r.claim == "DR helps")
+    assert dr.paper_diff == pytest.approx(41.68 - 41.07) and dr.verdict == "inconclusive"
 
 
 def test_judge_claims_rows_carry_every_field(tmp_path):
     rows = judge_claims(build_table(fabricate(tmp_path, MIOU)), load_paper_table("table1"))
-    dr = next(r for r in rows if r["claim"] == "DR helps")
-    assert dr["diff"] == pytest.approx(-2 / 3) and dr["prob_improvement"] == pytest.approx(1 / 3)  # 1 of 3 seeds
-    assert (dr["prob_improvement_low"], dr["prob_improvement_high"]) == pytest.approx(wilson(1, 3))
-    assert dr["verdict"] == "inconclusive" and dr["df"] == 2 and dr["sd"] == pytest.approx(np.std([-2, 1, -1], ddof=1))
-    assert dr["ci_low"] < 0 < dr["ci_high"] and dr["confidence"] >= 0.95
-    assert dr["detectable_low"] < dr["detectable_high"] and dr["seeds_low"] < dr["seeds_high"]
-    assert math.isnan(dr["image_ci_low"]) and math.isnan(dr["two_level_ci_low"])  # no per-image counts
-    assert dr["untrained"] == {"B1236-AVE-DR": (0, 3, 0.0, pytest.approx(wilson(0, 3)[1])),
+    dr = next(r for r in rows if r.claim == "DR helps")
+    assert dr.diff == pytest.approx(-2 / 3) and dr.prob_improvement == pytest.approx(1 / 3)  # 1 of 3 seeds
+    assert (dr.prob_improvement_low, dr.prob_improvement_high) == pytest.approx(wilson(1, 3))
+    assert dr.verdict == "inconclusive" and dr.df == 2 and dr.sd == pytest.approx(np.std([-2, 1, -1], ddof=1))
+    assert dr.ci_low < 0 < dr.ci_high and dr.confidence >= 0.95
+    assert dr.detectable_low < dr.detectable_high and dr.seeds_low < dr.seeds_high
+    assert math.isnan(dr.image_ci_low) and math.isnan(dr.two_level_ci_low)  # no per-image counts
+    assert dr.untrained == {"B1236-AVE-DR": (0, 3, 0.0, pytest.approx(wilson(0, 3)[1])),
                                "B1236-AVE": (0, 3, 0.0, pytest.approx(wilson(0, 3)[1]))}
-    assert all(r["p_adjusted"] >= r["p_value"] for r in rows) and "Holm" in dr["rule"] and "3 claim rows" in dr["rule"]
+    assert all(r.p_adjusted >= r.p_value for r in rows) and "Holm" in dr.rule and "3 claim rows" in dr.rule
 
 
 def test_every_completed_run_counts_and_leaving_out_untrained_runs_is_the_sensitivity(tmp_path):
@@ -181,15 +181,15 @@ def test_every_completed_run_counts_and_leaving_out_untrained_runs_is_the_sensit
     df = build_table(fabricate(tmp_path, miou))
     df["trained"] = [True] * 5 + [True, False, True, True, True]  # B1-AVE seed 1 never left the plateau
     row = judge_claims(df)[0]
-    assert row["n"] == 5 and row["seeds"] == [0, 1, 2, 3, 4] and row["verdict"] == "inconclusive"
-    assert row["diff"] == pytest.approx(100 * np.mean([0.10, -0.32, 0.10, 0.09, 0.13]))
-    assert "on every completed run" in row["rule"]
-    assert row["untrained"]["B1-AVE"] == pytest.approx((1, 5, *wilson(1, 5)))
-    assert row["untrained"]["FCN"][:2] == (0, 5)
+    assert row.n == 5 and row.seeds == (0, 1, 2, 3, 4) and row.verdict == "inconclusive"
+    assert row.diff == pytest.approx(100 * np.mean([0.10, -0.32, 0.10, 0.09, 0.13]))
+    assert "on every completed run" in row.rule
+    assert row.untrained["B1-AVE"] == pytest.approx((1, 5, *wilson(1, 5)))
+    assert row.untrained["FCN"][:2] == (0, 5)
     left_out = judge_claims(df, exclude_untrained=True)[0]
-    assert left_out["n"] == 4 and left_out["seeds"] == [0, 2, 3, 4] and left_out["verdict"] == "supported"
-    assert left_out["diff"] == pytest.approx(100 * np.mean([0.10, 0.10, 0.09, 0.13]))
-    assert "on the runs that trained" in left_out["rule"]
+    assert left_out.n == 4 and left_out.seeds == (0, 2, 3, 4) and left_out.verdict == "supported"
+    assert left_out.diff == pytest.approx(100 * np.mean([0.10, 0.10, 0.09, 0.13]))
+    assert "on the runs that trained" in left_out.rule
     from study.report.verdicts import sensitivity_text
 
     assert sensitivity_text([row], [left_out]) == ("Sensitivity (the runs that did not train left out, the same "
@@ -197,9 +197,9 @@ def test_every_completed_run_counts_and_leaving_out_untrained_runs_is_the_sensit
                                                    "-> supported (Δ +10.5, 4 seeds).")
     assert sensitivity_text([row], [row]).endswith("no verdict moves.")
     df["trained"] = pd.Series([None] * 10, dtype=object)  # no value: trained (records from before the flag)
-    assert judge_claims(df, exclude_untrained=True)[0]["n"] == 5
+    assert judge_claims(df, exclude_untrained=True)[0].n == 5
     df["trained"] = pd.array([True] * 6 + [False, pd.NA, True, True], dtype="boolean")  # as parquet reads it back
-    assert judge_claims(df, exclude_untrained=True)[0]["seeds"] == [0, 2, 3, 4]
+    assert judge_claims(df, exclude_untrained=True)[0].seeds == (0, 2, 3, 4)
 
 
 def test_a_plan_tests_at_its_looks(tmp_path):
@@ -207,8 +207,8 @@ def test_a_plan_tests_at_its_looks(tmp_path):
     df = build_table(fabricate(tmp_path, miou))
     plan = SequentialPlan(first=3, step=3, max_seeds=9)
     row = judge_claims(df, plan=plan)[0]
-    assert row["looks"] == 2 and row["planned_looks"] == 3 and row["verdict"] == "inconclusive"
-    assert row["n"] == 6 and "3 seeds: 0.333" in row["rule"]
+    assert row.looks == 2 and row.planned_looks == 3 and row.verdict == "inconclusive"
+    assert row.n == 6 and "3 seeds: 0.333" in row.rule
 
 
 def test_an_inconclusive_row_inside_the_margin_reads_equivalent():
@@ -225,9 +225,9 @@ def test_the_claims_rule_reads_equivalent_through_the_study_margin(tmp_path):
     noise = [0.0005, -0.0007, 0.0010, -0.0002, 0.0004, -0.0006, 0.0003, 0.0001]
     df = build_table(fabricate(tmp_path, {"FCN": base, "B1236-AVE-DR": [b + n for b, n in zip(base, noise, strict=True)]}))
     row = judge_claims(df, margin=0.5)[0]
-    assert row["claim"] == "PPM beats the FCN baseline" and -0.5 < row["ci_low"] < row["ci_high"] < 0.5
-    assert row["verdict"] == "equivalent within ±0.5" and row["margin"] == 0.5
-    assert judge_claims(df)[0]["verdict"] == "inconclusive"
+    assert row.claim == "PPM beats the FCN baseline" and -0.5 < row.ci_low < row.ci_high < 0.5
+    assert row.verdict == "equivalent within ±0.5" and row.margin == 0.5
+    assert judge_claims(df)[0].verdict == "inconclusive"
 
 
 def test_the_capacity_matched_fcn_is_compared_with_its_pyramid_not_counted_as_one(tmp_path):
@@ -236,7 +236,7 @@ def test_the_capacity_matched_fcn_is_compared_with_its_pyramid_not_counted_as_on
                 "FCN-CAP-DR": {"model.bins": [1, 2, 3, 6], "model.pool": "none", "model.reduction": True}}
     df = build_table(fabricate(tmp_path, {"FCN": [0.5, 0.51, 0.52], "B1236-AVE-DR": [0.6, 0.61, 0.6],
                                           "FCN-CAP-DR": [0.52, 0.5, 0.53]}, variants=variants))
-    rows = {(r["claim"], r["better"], r["worse"]) for r in judge_claims(df)}
+    rows = {(r.claim, r.better, r.worse) for r in judge_claims(df)}
     assert rows == {("PPM beats the FCN baseline", "B1236-AVE-DR", "FCN"),
                     ("the pyramid beats the capacity-matched FCN", "B1236-AVE-DR", "FCN-CAP-DR")}
 
@@ -251,5 +251,5 @@ def test_the_papers_rows_are_matched_on_axis_values_not_names(tmp_path):
                                           "one-bin-max": [0.55, 0.56, 0.57]}, variants=variants))
     paper = load_paper_table("table1")
     assert match_paper(paper, df) == {"baseline": "FCN", "pyramid-4": "B1236-AVE-DR", "one-bin-max": "B1-MAX"}
-    row = next(r for r in judge_claims(df, paper) if r["better"] == "pyramid-4" and r["worse"] == "baseline")
-    assert row["paper_diff"] == pytest.approx(41.68 - 37.23)
+    row = next(r for r in judge_claims(df, paper) if r.better == "pyramid-4" and r.worse == "baseline")
+    assert row.paper_diff == pytest.approx(41.68 - 37.23)

@@ -16,6 +16,7 @@ import pandas as pd
 from study.record import seeds_text
 from study.report.blocks import Block, decimals, signed
 from study.report.verdicts import level_label, row_digits
+from study.results.claims import ClaimRow
 
 ORDER = ("supported", "contradicted", "equivalent", "inconclusive", "too few seeds")
 SPREAD_FACTOR = 3.0  # a variant whose seed sd exceeds this many times the median variant's is named
@@ -81,22 +82,21 @@ def what_ran(facts: Mapping[str, Any], amp: bool | None, kind: str = "grid") -> 
             f"{weights}; on {machine}, {precision_text(facts, amp)}.")
 
 
-def claim_line(c: Mapping[str, Any]) -> str:
+def claim_line(c: ClaimRow) -> str:
     """**verdict**: claim, better vs worse: Δ +x mIoU points, 95% interval [lo, hi], n seeds (paper: +y)."""
     d = row_digits(c)
-    diff = signed(c["diff"], d) if math.isfinite(c["diff"]) else "no difference measured"
-    line = f"**{c['verdict']}**: {c['claim']}, {c['better']} vs {c['worse']}: Δ {diff} mIoU points"
-    if math.isfinite(c.get("ci_low", math.nan)):
-        line += f", {level_label(c)} interval [{c['ci_low']:.{d}f}, {c['ci_high']:.{d}f}]"
-    line += f", {c['n']} seeds"
-    paper = c.get("paper_diff", math.nan)
-    return line + (f" (paper: {paper:+.2f})." if math.isfinite(paper) else ".")
+    diff = signed(c.diff, d) if math.isfinite(c.diff) else "no difference measured"
+    line = f"**{c.verdict}**: {c.claim}, {c.better} vs {c.worse}: Δ {diff} mIoU points"
+    if math.isfinite(c.ci_low):
+        line += f", {level_label(c)} interval [{c.ci_low:.{d}f}, {c.ci_high:.{d}f}]"
+    line += f", {c.n} seeds"
+    return line + (f" (paper: {c.paper_diff:+.2f})." if math.isfinite(c.paper_diff) else ".")
 
 
-def verdict_counts(claims: Sequence[Mapping[str, Any]]) -> str:
+def verdict_counts(claims: Sequence[ClaimRow]) -> str:
     counts: dict[str, int] = {}
     for c in claims:
-        counts[str(c["verdict"])] = counts.get(str(c["verdict"]), 0) + 1
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
     names = sorted(counts, key=lambda v: (ORDER.index(v.split(" within")[0]) if v.split(" within")[0] in ORDER
                                           else len(ORDER), v))
     return ", ".join(f"{counts[v]} {v}" for v in names)
@@ -158,7 +158,7 @@ def caveats(facts: Mapping[str, Any], summary: pd.DataFrame, warnings: Sequence[
     return out
 
 
-def conclusion_blocks(*, facts: Mapping[str, Any], claims: Sequence[Mapping[str, Any]], summary: pd.DataFrame,
+def conclusion_blocks(*, facts: Mapping[str, Any], claims: Sequence[ClaimRow], summary: pd.DataFrame,
                       warnings: Sequence[str], kind: str, amp: bool | None,
                       lead: Sequence[str | Block] = (), own_caveats: Sequence[str] = ()) -> list[Block]:
     """The opening section: what ran, the kind's own result (lead), the verdict per claim, untrained, caveats."""
@@ -177,7 +177,7 @@ def conclusion_blocks(*, facts: Mapping[str, Any], claims: Sequence[Mapping[str,
     return blocks
 
 
-def one_line(kind: str, claims: Sequence[Mapping[str, Any]], search: Mapping[str, Any] | None) -> str:
+def one_line(kind: str, claims: Sequence[ClaimRow], search: Mapping[str, Any] | None) -> str:
     """The index's summary of a study."""
     if kind == "search" and search and search.get("best"):
         best = search["best"][0]

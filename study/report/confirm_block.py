@@ -4,34 +4,31 @@ two studies' verdicts side by side, row by row, and names the verdicts that move
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from study.report.blocks import Block, ci, signed
 from study.report.verdicts import level_label, row_digits
+from study.results.claims import ClaimRow
 
-Row = dict[str, Any]
 
-
-def _cell(row: Row | None) -> tuple[str, str]:
+def _cell(row: ClaimRow | None) -> tuple[str, str]:
     if row is None:
         return "not in the study", ""
-    return (f"{signed(row['diff'], row_digits(row))} {ci(row['ci_low'], row['ci_high'], row_digits(row))} "
-            f"({row['n']} seeds, {level_label(row)})", str(row["verdict"]))
+    return (f"{signed(row.diff, row_digits(row))} {ci(row.ci_low, row.ci_high, row_digits(row))} "
+            f"({row.n} seeds, {level_label(row)})", row.verdict)
 
 
-def confirmation_blocks(original: Sequence[Row] | None, here: Sequence[Row], name: str) -> list[Block]:
+def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[ClaimRow], name: str) -> list[Block]:
     """Heading, one line on what moved, and the table claim | pair | original | its verdict | here | its verdict."""
     blocks = [Block("heading", f"Confirmation of {name}")]
     if original is None:
         return blocks + [Block("text", f"The study {name} is not beside this one (its folder next to this study's), "
                                        "so its verdicts cannot be set beside these.")]
-    key = lambda r: (r["claim"], r["better"], r["worse"])  # noqa: E731
-    before = {key(r): r for r in original}
-    after = {key(r): r for r in here}
+    before = {r.key: r for r in original}
+    after = {r.key: r for r in here}
     keys = list(dict.fromkeys([*before, *after]))
     both = [k for k in keys if k in before and k in after]
-    moved = [k for k in both if before[k]["verdict"] != after[k]["verdict"]]
-    lines = "; ".join(f"{k[0]}, {k[1]} vs {k[2]}: {before[k]['verdict']} -> {after[k]['verdict']}" for k in moved)
+    moved = [k for k in both if before[k].verdict != after[k].verdict]
+    lines = "; ".join(f"{k[0]}, {k[1]} vs {k[2]}: {before[k].verdict} -> {after[k].verdict}" for k in moved)
     only = len(keys) - len(both)
     blocks.append(Block("text", (
         f"{len(both) - len(moved)} of {len(both)} claim rows in both studies keep their verdict here"

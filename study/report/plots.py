@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from study.atomic import atomic_write_bytes  # noqa: E402
+from study.results.claims import ClaimRow  # noqa: E402
 
 DPI = 100
 LEGEND_MAX = 10  # more lines than this get no legend
@@ -178,7 +179,7 @@ def importances(values: dict[str, float], path: Path) -> str | None:
     return _save(fig, path)
 
 
-def forest(claims: list[dict[str, Any]], path: Path, unit: str = "mIoU points") -> str | None:
+def forest(claims: list[ClaimRow], path: Path, unit: str = "mIoU points") -> str | None:
     """Each claim row's Δ with its interval at the verdict's level (black), two-level (grey) and image-level (blue)
     intervals, the paper's Δ (red x)."""
     if not claims:
@@ -187,21 +188,21 @@ def forest(claims: list[dict[str, Any]], path: Path, unit: str = "mIoU points") 
     fig, ax = plt.subplots(figsize=(7.0, 0.38 * n + 1.4))
     ys = np.arange(n)[::-1]
     for y, c in zip(ys, claims, strict=True):
-        if np.isfinite(c["image_ci_low"]):
-            ax.plot([c["image_ci_low"], c["image_ci_high"]], [y - 0.18] * 2, color="#5b8db8", linewidth=4,
+        if np.isfinite(c.image_ci_low):
+            ax.plot([c.image_ci_low, c.image_ci_high], [y - 0.18] * 2, color="#5b8db8", linewidth=4,
                     solid_capstyle="butt", label="image-level 95%" if y == ys[0] else None)
-        if np.isfinite(c.get("two_level_ci_low", np.nan)):
-            ax.plot([c["two_level_ci_low"], c["two_level_ci_high"]], [y + 0.18] * 2, color="#999999", linewidth=4,
+        if np.isfinite(c.two_level_ci_low):
+            ax.plot([c.two_level_ci_low, c.two_level_ci_high], [y + 0.18] * 2, color="#999999", linewidth=4,
                     solid_capstyle="butt", label="two-level 95%" if y == ys[0] else None)
-        if np.isfinite(c["ci_low"]):
-            ax.plot([c["ci_low"], c["ci_high"]], [y, y], color="black", linewidth=1.2,
+        if np.isfinite(c.ci_low):
+            ax.plot([c.ci_low, c.ci_high], [y, y], color="black", linewidth=1.2,
                     label="seeds, at the verdict's level" if y == ys[0] else None)
-        ax.scatter([c["diff"]], [y], color="black", s=18, zorder=3)
-        if np.isfinite(c["paper_diff"]):
-            ax.scatter([c["paper_diff"]], [y], color="#c0392b", marker="x", s=30, zorder=4,
+        ax.scatter([c.diff], [y], color="black", s=18, zorder=3)
+        if np.isfinite(c.paper_diff):
+            ax.scatter([c.paper_diff], [y], color="#c0392b", marker="x", s=30, zorder=4,
                        label="paper Δ" if y == ys[0] else None)
     ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_yticks(ys, [f"{c['claim']}: {c['better']} vs {c['worse']} ({c['verdict']})" for c in claims],
+    ax.set_yticks(ys, [f"{c.claim}: {c.better} vs {c.worse} ({c.verdict})" for c in claims],
                   fontsize=7)
     ax.set_xlabel(f"Δ (better - worse), {unit}")
     ax.set_title("Claims: paired difference over seeds")

@@ -5,14 +5,14 @@ pooling, reduction, backbone, recipe). Each such pair gets the paired difference
 trained, its interval at the verdict's level, image-level and two-level intervals, P(improvement) on those seeds,
 a Holm-adjusted p-value and a verdict from the study-level rule in study.results.stats, the paper's difference for
 the same pair, what the row could detect and what the paper's difference would need (study.results.power), and
-each variant's "did not train" count.
+each variant's "did not train" count: one ClaimRow.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,57 @@ class Claim:
     def may_differ(self) -> set[Axis]:
         """The axes two variants of one row may differ in (read when asked, so a new axis joins at once)."""
         return set(self.varying) | ({a for a in axes.AXES if a.pyramid_only} if self.pyramid_axes else set())
+
+
+NAN = math.nan
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One claim row: two variants that differ only in a claim's axes, judged by the study's rule. Differences and
+    intervals in points (mIoU), nan where a statistic cannot be computed (too few seeds, no per-image counts)."""
+
+    claim: str
+    better: str  # the variant the paper says is better
+    worse: str
+    verdict: str  # supported | contradicted | inconclusive | too few seeds | equivalent within ±m
+    n: int = 0  # the seeds the shown look used
+    seeds: tuple[int, ...] = ()
+    diff: float = NAN  # mean paired difference better - worse
+    sd: float = NAN  # sd of the paired differences
+    df: float = NAN
+    ci_low: float = NAN  # the t-interval at the level Holm tested the row at (`confidence`)
+    ci_high: float = NAN
+    confidence: float = NAN
+    image_ci_low: float = NAN  # evaluation images resampled (study.results.images)
+    image_ci_high: float = NAN
+    two_level_ci_low: float = NAN  # seeds and images resampled
+    two_level_ci_high: float = NAN
+    p_value: float = NAN  # the row's p (over its looks) before Holm
+    p_adjusted: float = NAN
+    prob_improvement: float = NAN  # share of seeds on which better scores higher, with its Wilson interval
+    prob_improvement_low: float = NAN
+    prob_improvement_high: float = NAN
+    margin: float | None = None  # the study's equivalence margin
+    look: int = 1  # the look shown, of `looks` tested and `planned_looks` planned (seeds on demand)
+    looks: int = 1
+    planned_looks: int = 1
+    untrained: dict[str, tuple[int, int, float, float]] = field(default_factory=dict)  # variant: (k, n, lo, hi)
+    paper_diff: float = NAN
+    paper_source: str = ""
+    metric: str = "miou"
+    rule: str = ""  # the rule in words (study.results.stats.rule_text)
+    noise_sd_low: float = NAN  # study.results.power.plan: the sd's interval, what the row detects, what the
+    noise_sd_high: float = NAN  # paper's difference would need
+    detectable_low: float = NAN
+    detectable_high: float = NAN
+    seeds_low: float = NAN
+    seeds_high: float = NAN
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(claim, better, worse): the row's identity across studies and seed groups."""
+        return self.claim, self.better, self.worse
 
 
 def _depth_rank(axes: Axes) -> tuple[int, int]:
@@ -146,7 +197,7 @@ FINAL = ("completed", "failed")  # a run with one of these statuses has ended: i
 def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou",
                  images: ImageBootstrap | None = None, alpha: float = ALPHA,
                  plan: SequentialPlan | None = None, margin: float | None = None,
-                 exclude_untrained: bool = False) -> list[dict[str, Any]]:
+                 exclude_untrained: bool = False) -> list[ClaimRow]:
     """Every claim the study can test: one row per variant pair, differences in points.
 
     The rule is `study.results.stats.decide` over all rows together (row["rule"] describes it), on every completed
@@ -199,17 +250,15 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
         share = plan.shares[d["look"] - 1] if plan is not None else 1.0
         design = power_plan(d["sd"], d["n"], level=alpha / max(m, 1) * share, planning_level=alpha / max(m, 1),
                             paper_diff=paper_diff)
-        rows.append({"claim": claim.name, "better": better, "worse": worse, "n": d["n"], "seeds": used,
-                     "diff": d["diff"], "sd": d["sd"], "df": d["df"], "ci_low": lo, "ci_high": hi,
-                     "confidence": d["confidence"], "image_ci_low": img[0], "image_ci_high": img[1],
-                     "two_level_ci_low": two[0], "two_level_ci_high": two[1],
-                     "p_value": d["p_value"], "p_adjusted": d["p_adjusted"], "prob_improvement": imp,
-                     "prob_improvement_low": imp_lo, "prob_improvement_high": imp_hi,
-                     "verdict": equivalence(d["verdict"], lo, hi, margin), "margin": margin,
-                     "look": d["look"], "looks": d["looks"], "planned_looks": d["planned_looks"],
-                     "untrained": {v: _untrained(done, v) for v in (better, worse)},
-                     "paper_diff": paper_diff, "paper_source": claim.paper_source, "metric": metric, "rule": rule,
-                     **design})
+        rows.append(ClaimRow(
+            claim=claim.name, better=better, worse=worse, n=d["n"], seeds=tuple(used), diff=d["diff"], sd=d["sd"],
+            df=d["df"], ci_low=lo, ci_high=hi, confidence=d["confidence"], image_ci_low=img[0],
+            image_ci_high=img[1], two_level_ci_low=two[0], two_level_ci_high=two[1], p_value=d["p_value"],
+            p_adjusted=d["p_adjusted"], prob_improvement=imp, prob_improvement_low=imp_lo,
+            prob_improvement_high=imp_hi, verdict=equivalence(d["verdict"], lo, hi, margin), margin=margin,
+            look=d["look"], looks=d["looks"], planned_looks=d["planned_looks"],
+            untrained={v: _untrained(done, v) for v in (better, worse)}, paper_diff=paper_diff,
+            paper_source=claim.paper_source, metric=metric, rule=rule, **design))
     return rows
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.results.claims import judge_claims
+from study.results.claims import ClaimRow, judge_claims
 from study.results.sequential import DECIDED, SequentialPlan
 from study.results.stats import ALPHA
 
@@ -28,18 +28,18 @@ def next_round(table: pd.DataFrame, plan: SequentialPlan, metric: str = "miou",
 
 
 def plan_round(table: pd.DataFrame, plan: SequentialPlan, metric: str = "miou",
-               alpha: float = ALPHA) -> tuple[list[dict], dict[str, list[int]]]:
+               alpha: float = ALPHA) -> tuple[list[ClaimRow], dict[str, list[int]]]:
     """(the claim rows not yet decided, {variant: seeds to run next} as `next_round`): what a round reports."""
     ran = {(str(v), int(s)) for v, s in zip(table["variant"], table["seed"], strict=True)}
     todo: dict[str, set[int]] = {}
     open_rows = []
     for row in judge_claims(table, metric=metric, alpha=alpha, plan=plan):
-        if row["verdict"] in DECIDED:
+        if row.verdict in DECIDED:
             continue
         open_rows.append(row)
-        if row["looks"] >= len(plan.looks):
+        if row.looks >= len(plan.looks):
             continue
-        wanted = plan.seeds[: plan.looks[row["looks"]]]
-        for v in (row["better"], row["worse"]):
+        wanted = plan.seeds[: plan.looks[row.looks]]
+        for v in (row.better, row.worse):
             todo.setdefault(v, set()).update(s for s in wanted if (v, s) not in ran)
     return open_rows, {v: sorted(seeds) for v, seeds in todo.items() if seeds}

@@ -47,15 +47,15 @@ def replicate(df: pd.DataFrame, groups: Sequence[Sequence[int]], paper: pd.DataF
     if len(flat) != len(set(flat)):
         raise ValueError("--groups: the groups share seeds; replications must be disjoint")
     judged = [judge_claims(df[df["seed"].isin(list(g))], paper, margin=margin) for g in groups]
-    keys = [(r["claim"], r["better"], r["worse"]) for r in judged[0]]
-    by_group = [{(r["claim"], r["better"], r["worse"]): r for r in rows} for rows in judged]
+    keys = [r.key for r in judged[0]]
+    by_group = [{r.key: r for r in rows} for rows in judged]
     out = []
     for key in keys:
         rows = [g.get(key) for g in by_group]
-        verdicts = [r["verdict"] if r else "absent" for r in rows]
+        verdicts = [r.verdict if r else "absent" for r in rows]
         out.append({"claim": key[0], "better": key[1], "worse": key[2], "verdicts": verdicts,
-                    "diffs": [r["diff"] if r else float("nan") for r in rows],
-                    "ns": [r["n"] if r else 0 for r in rows],
+                    "diffs": [r.diff if r else float("nan") for r in rows],
+                    "ns": [r.n if r else 0 for r in rows],
                     "moves": len(set(verdicts)) > 1,
                     "reverses": any((a, b) in OPPOSITE for a in verdicts for b in verdicts)})
     return out

@@ -63,8 +63,7 @@ def next_cells(spec: StudySpec, study_dir: Path, number: int) -> tuple[StudySpec
     table = table[table["variant"].isin(list(spec.variants))]
     undecided, todo = plan_round(table, spec.on_demand, metric=spec.metric)
     new = {(v, s) for v, seeds in todo.items() for s in seeds} - set(spec.cells)
-    claims = "; ".join(f"{r['claim']} ({r['better']} vs {r['worse']}, look {r['looks']} of {r['planned_looks']})"
-                       for r in undecided)
+    claims = "; ".join(f"{r.claim} ({r.better} vs {r.worse}, look {r.looks} of {r.planned_looks})" for r in undecided)
     said = f"{len(undecided)} claim row(s) undecided: {claims}" if undecided else "every claim row decided"
     if not new:
         why = ("at the last look" if undecided else "done") if not todo else \
