@@ -218,3 +218,13 @@ def test_the_index_puts_real_data_before_the_probe_s_mechanism_checks(tmp_path):
     real, probe = text.split("## Mechanism checks on the context probe")
     assert "## Real data" in real and "[areal]" in real and "[zprobe]" not in real and "[zprobe]" in probe
     assert "each study one Holm family" in probe
+
+
+def test_many_seeds_print_per_seed_tables_ten_seeds_wide(tmp_path):
+    study = fabricate(tmp_path / "results", {"FCN": [0.5 + i / 1000 for i in range(12)],
+                                             "B1-AVE": [0.6 + i / 1000 for i in range(12)]})
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    md = (out / "table1" / "index.md").read_text()
+    assert "mIoU per seed (table, seeds 0-9)" in md and "mIoU per seed (table, seeds 10-11)" in md
+    assert "| seed 9 " in md and "| seed 10 " in md and "seed 9   | seed 10" not in md

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from study.record import seeds_text
 from study.report import plots
 from study.report.blocks import Block, ci, decimals, fmt, pm, signed
 from study.results import axes
@@ -30,24 +31,31 @@ def short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) and math.isfinite(v) else fmt(v)
 
 
+SEEDS_PER_TABLE = 10  # per-seed columns in one table, so it fits a laptop's page
+
+
 def every_run_blocks(summary: pd.DataFrame, untrained: list[tuple[str, int]], fig_dir: Path) -> list[Block]:
     """The strip plot of every run beside its variant's mean and interval, and the per-seed values folded."""
     file = plots.strip(summary, fig_dir / "every_run.png", untrained)
     if not file:
         return []
     seeds = sorted({int(s) for v in summary["miou_seeds"] for s in v})
-    rows = []
-    for _, s in summary[summary["n"] > 0].iterrows():
-        d = decimals(s["miou_std"])
-        values = dict(zip(s["miou_seeds"], s["miou_values"], strict=True))
-        rows.append([s["variant"], *(("" if seed not in values else f"{values[seed]:.{d}f}"
-                                      + (" (did not train)" if (s["variant"], seed) in untrained else ""))
-                                     for seed in seeds)])
-    return [Block("heading", "Every run"),
-            Block("figure", "mIoU of every run (dots, by seed) beside its variant's mean and 95% CI",
-                  items=[f"figures/{file}"]),
-            Block("table", headers=["variant", *(f"seed {s}" for s in seeds)], rows=rows,
-                  fold="mIoU per seed (table)")]
+    blocks = [Block("heading", "Every run"),
+              Block("figure", "mIoU of every run (dots, by seed) beside its variant's mean and 95% CI",
+                    items=[f"figures/{file}"])]
+    for start in range(0, len(seeds), SEEDS_PER_TABLE):  # many seeds: one folded table per block of seeds
+        part = seeds[start:start + SEEDS_PER_TABLE]
+        rows = []
+        for _, s in summary[summary["n"] > 0].iterrows():
+            d = decimals(s["miou_std"])
+            values = dict(zip(s["miou_seeds"], s["miou_values"], strict=True))
+            rows.append([s["variant"], *(("" if seed not in values else f"{values[seed]:.{d}f}"
+                                          + (" (did not train)" if (s["variant"], seed) in untrained else ""))
+                                         for seed in part)])
+        which = "" if len(seeds) <= SEEDS_PER_TABLE else f", seeds {seeds_text(part)}"
+        blocks.append(Block("table", headers=["variant", *(f"seed {s}" for s in part)], rows=rows,
+                            fold=f"mIoU per seed (table{which})"))
+    return blocks
 
 
 def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | None, records: list) -> list[Block]:
