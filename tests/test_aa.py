@@ -116,3 +116,9 @@ def test_an_aa_study_renders_its_section_and_index_line(tmp_path):
     assert md.count("1 false verdict of 2") >= 2  # in the conclusion and the section
     assert "equivalent within ±0.5" not in md.split("## A/A")[1].split("Rule:")[0]  # group 3-5 is ±1.24 wide
     assert "1 false verdict of 2" in (out / "index.md").read_text()
+
+
+def test_an_interval_under_alpha_is_read_as_shown():
+    aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3})
+    md = to_markdown(aa_blocks({**aa, "false": 0, "rate": 0.0, "rate_low": 0.0, "rate_high": 0.04}))
+    assert "the claims rule is shown to keep its false-verdict rate at most 5%" in md

@@ -24,10 +24,12 @@ def aa_blocks(aa: dict[str, Any]) -> list[Block]:
     blocks = [Block("heading", "A/A: does the claims rule decide between twins?"), Block("text", aa_line(aa) + ".")]
     if aa["n"]:
         hi = aa["rate_high"]
-        reading = ("the interval's upper end is under the rule's alpha: the claims rule is shown to keep its "
-                   "false-verdict rate at most " + f"{100 * GOAL:g}%" if hi <= GOAL else
-                   f"the interval reaches {100 * hi:.1f}%: these groups cannot yet show the rate is at most "
-                   f"{100 * GOAL:g}% (that takes more groups), only that it is at most {100 * hi:.1f}%")
+        if hi <= GOAL:
+            reading = (f"the interval's upper end is under the rule's alpha: the claims rule is shown to keep its "
+                       f"false-verdict rate at most {100 * GOAL:g}%")
+        else:
+            reading = (f"the interval reaches {100 * hi:.1f}%: these groups cannot yet show the rate is at most "
+                       f"{100 * GOAL:g}% (that takes more groups), only that it is at most {100 * hi:.1f}%")
         blocks.append(Block("text", f"Goal: at most {100 * GOAL:g}%; {reading}. Verdicts: "
                                     f"{aa['n'] - aa['false'] - aa['equivalent']} inconclusive, {aa['equivalent']} "
                                     f"equivalent, {aa['false']} false."))

@@ -200,7 +200,7 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
                  exclude_untrained: bool = False) -> list[ClaimRow]:
     """Every claim the study can test: one row per variant pair, differences in points.
 
-    The rule is `study.results.stats.decide` over all rows together (row["rule"] describes it), on every completed
+    The rule is `study.results.stats.decide` over all rows together (each row's `rule` describes it), on every completed
     run; `exclude_untrained` leaves out the runs the training check flagged (the sensitivity analysis beside the
     verdicts). Each variant's "did not train: k of n" count comes along with its Wilson interval. `images`
     (study.results.images.bootstrap_mious) adds the image-level and two-level intervals; `plan` (seeds added in
