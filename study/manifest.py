@@ -47,7 +47,7 @@ class StudyManifest:
     equivalence_margin: float | None = None  # mIoU points: a claim interval inside ±margin reads "equivalent"
     controls: list[dict[str, Any]] | None = None  # a controls study's comparisons (study.results.controls)
     aa: dict[str, Any] | None = None  # a controls study's A/A pair {a, b, seeds_per_group} (study.results.aa)
-    confirms: str | None = None  # the study this one re-runs on fresh seeds (its folder sits beside this one's)
+    confirms: str | None = None  # the study this one re-runs (fresh seeds, another backbone; its folder sits beside this one's)
     caveats: list[str] | None = None  # the study file's caveats: what a reader of its report must know
 
     def to_dict(self) -> dict[str, Any]:

@@ -157,3 +157,67 @@ def test_images_are_normalised_with_the_configs_mean_and_std(tmp_path):
     image = np.asarray(Image.open(tmp_path / "train/a.png").convert("RGB"), dtype=np.float32) / 255
     assert np.allclose(x[:, :30, :40].permute(1, 2, 0).numpy(), (image - 0.5) / np.array([0.25, 0.5, 0.5]), atol=1e-6)
     assert (y[30:] == 255).all() and x[:, 30:].abs().max() < 0.02  # padded with the mean colour: ~0 once normalised
+
+
+def write_png16_rgba(path: Path, rgb8: np.ndarray) -> None:
+    """A 16-bit-per-channel RGBA PNG (LabelMeFacade's label format) of 8-bit colours scaled by 257, opaque."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb8.shape
+    rgba = np.concatenate([rgb8.astype(np.uint16) * 257, np.full((h, w, 1), 65535, np.uint16)], axis=2)
+    rows = b"".join(b"\0" + rgba[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 6, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+
+
+FACADE_COLOURS = np.array([[[0, 0, 0], [128, 0, 0], [128, 0, 128], [128, 128, 0]],
+                           [[128, 128, 128], [128, 64, 0], [0, 128, 128], [0, 0, 128]]], np.uint8)
+
+
+def write_facade(root: Path, names: list[str], listing: str) -> None:
+    for name in names:
+        image = root / "images" / f"{name}.jpg"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((2, 4, 3), 90, np.uint8)).save(image)
+        write_png16_rgba(root / "labels" / f"{name}.png", FACADE_COLOURS)
+    (root / listing).write_text("".join(f"images/{n}.jpg\n" for n in names).rstrip("\n"))
+
+
+def test_labelmefacade_reads_16_bit_colour_labels_and_ignores_various(tmp_path):
+    write_facade(tmp_path, ["a__1"], "test.txt")
+    ds, masks = read("labelmefacade", tmp_path, "test")
+    assert ds.num_classes == 8 and ds.class_names[7] == "window"
+    # black ("various") is void; the other seven colours are building, car, door, pavement, road, sky, window
+    assert masks[0].tolist() == [[255, 0, 1, 2], [3, 4, 5, 7]]
+
+
+def test_labelmefacade_carves_val_from_train_every_fifth_image(tmp_path):
+    names = [f"s__{i:02d}" for i in range(1, 13)]
+    write_facade(tmp_path, names, "train.txt")
+    opened = {split: read("labelmefacade", tmp_path, split)[0] for split in ("train", "val", "trainval")}
+    ids = {split: [ds.image_id(i) for i in range(len(ds))] for split, ds in opened.items()}
+    assert ids["val"] == ["s__05", "s__10"]
+    assert ids["train"] == [n for n in names if n not in ("s__05", "s__10")]
+    assert ids["trainval"] == names
+
+
+def test_labelmefacade_errors_name_the_file(tmp_path):
+    with pytest.raises(DatasetError, match="LabelMeFacade root folder not found"):
+        read("labelmefacade", tmp_path / "missing", "test")
+    write_facade(tmp_path, ["a__1"], "test.txt")
+    with pytest.raises(DatasetError, match="train.txt: split list not found"):
+        read("labelmefacade", tmp_path, "val")
+    with pytest.raises(DatasetError, match="LabelMeFacade has no split 'dev'"):
+        read("labelmefacade", tmp_path, "dev")
+    odd = FACADE_COLOURS.copy()
+    odd[0, 1] = (1, 2, 3)
+    write_png16_rgba(tmp_path / "labels/a__1.png", odd)
+    with pytest.raises(DatasetError, match=r"labels/a__1.png: colour\(s\) 1:2:3 \(R:G:B\) are not LabelMeFacade"):
+        read("labelmefacade", tmp_path, "test")

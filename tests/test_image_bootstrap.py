@@ -10,6 +10,7 @@ from study.results.images import (
     MIN_GROUPS,
     bootstrap_mious,
     image_interval,
+    labelme_collection,
     miou_of_counts,
     resample_weights,
     resampled_miou,
@@ -81,6 +82,15 @@ def test_runs_on_different_splits_or_without_counts_give_nothing():
     assert "no per-image counts" in bootstrap_mious([bare]).note
     tiny = record("A", 0, np.ones((MIN_GROUPS - 1, 2), int), np.ones((MIN_GROUPS - 1, 2), int))
     assert bootstrap_mious([tiny]).mious == {} and "fewer than" in bootstrap_mious([tiny]).note
+
+
+def test_labelmefacade_photographs_are_grouped_by_their_labelme_collection():
+    assert labelme_collection("static_boston_street_april__p1010213") == "static_boston_street_april"
+    assert labelme_collection("test/05june05_static_street_boston__p1010736") == "05june05_static_street_boston"
+    ids = [f"{c}__{i}" for c in "abcdef" for i in range(4)]
+    union = np.random.default_rng(0).integers(10, 50, size=(24, 3))
+    boot = bootstrap_mious([record("A", 0, union // 2, union, ids, "labelmefacade")])
+    assert boot.groups == 6 and boot.grouping == "labelme collection"
 
 
 def test_camvid_frames_are_grouped_by_their_video_sequence():

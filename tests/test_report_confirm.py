@@ -20,7 +20,7 @@ def test_the_confirmation_names_what_moved_and_what_one_study_lacks(tmp_path):
     out = tmp_path / "reports"
     assert report_main([str(confirm), "--out", str(out)]) == 0
     md = (out / "table1_confirm" / "index.md").read_text()
-    section = md.split("## Confirmation of table1")[1].split("\n## ")[0]
+    section = md.split("## Replication of table1")[1].split("\n## ")[0]
     # B1-AVE: +5 points on every seed there, about nothing here (and so 3 below B1-MAX); B1236-AVE only in table1
     assert ("1 of 3 claim rows in both studies keep their verdict here; moved: PPM beats the FCN baseline, B1-AVE "
             "vs FCN: supported -> inconclusive; AVE beats MAX, B1-AVE vs B1-MAX: supported -> contradicted; 2 rows "

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from study.config import DataConfig
-from study.data import ade20k, camvid, cityscapes, synthetic, voc
+from study.data import ade20k, camvid, cityscapes, labelmefacade, synthetic, voc
 from study.data.common import SegDataset
 from study.data.folder import open_folder
 
@@ -30,6 +30,7 @@ LOADERS: dict[str, Loader] = {
     "ade20k": Loader(ade20k.open_ade20k, lambda cfg: ade20k.CLASSES),
     "cityscapes": Loader(cityscapes.open_cityscapes, lambda cfg: cityscapes.CLASSES),
     "voc": Loader(voc.open_voc, lambda cfg: voc.CLASSES),
+    "labelmefacade": Loader(labelmefacade.open_labelmefacade, lambda cfg: labelmefacade.CLASSES),
     "folder": Loader(open_folder, None),
 }
 

@@ -111,6 +111,15 @@ class FilePairDataset(SegDataset):
             self._cache[index] = pair
         return pair
 
+    def raw_labels(self, mask: Image.Image, mask_path: Path) -> np.ndarray:
+        """The mask's raw values (H, W) in 0..255, before the label table; this reader: a single-channel map."""
+        raw = np.asarray(mask)
+        if raw.ndim != 2:
+            raise DatasetError(f"{mask_path}: expected a single-channel label map, got shape {raw.shape}")
+        if raw.max(initial=0) > 255:
+            raise DatasetError(f"{mask_path}: label value {int(raw.max())} outside the {self.num_classes} classes")
+        return raw
+
     def _read(self, index: int) -> tuple[Image.Image, Image.Image]:
         image_path, mask_path = self.pairs[index]
         try:
@@ -118,13 +127,9 @@ class FilePairDataset(SegDataset):
         except OSError as e:
             raise DatasetError(f"{image_path}: unreadable image ({e})") from None
         try:
-            raw = np.asarray(Image.open(mask_path))
+            raw = self.raw_labels(Image.open(mask_path), mask_path)
         except OSError as e:
             raise DatasetError(f"{mask_path}: unreadable mask ({e})") from None
-        if raw.ndim != 2:
-            raise DatasetError(f"{mask_path}: expected a single-channel label map, got shape {raw.shape}")
-        if raw.max(initial=0) > 255:
-            raise DatasetError(f"{mask_path}: label value {int(raw.max())} outside the {self.num_classes} classes")
         mapped = self.table[raw.astype(np.intp)]
         if (mapped == INVALID).any():
             bad = np.unique(raw[mapped == INVALID]).tolist()

@@ -6,7 +6,7 @@ maps each of them to its loader and class names (a test checks they agree).
 
 from __future__ import annotations
 
-DATASETS = ("probe", "camvid", "ade20k", "cityscapes", "voc", "folder")
+DATASETS = ("probe", "camvid", "ade20k", "cityscapes", "voc", "labelmefacade", "folder")
 ROOTLESS = ("probe",)  # built in memory: no data.root
 # The context probe's cue (study.data.synthetic): the measured probe and its four controls.
 PROBE_KINDS = ("proportion", "presence", "local", "misaligned", "diluted")

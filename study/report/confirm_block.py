@@ -1,5 +1,5 @@
-"""The confirmation section: a study that re-runs another on fresh seeds (`confirms:` in its study file) sets the
-two studies' verdicts side by side, row by row, and names the verdicts that moved."""
+"""The replication section: a study that re-runs another (`confirms:` in its study file; on fresh seeds, another
+backbone, another split) sets the two studies' verdicts side by side, row by row, and names the verdicts that moved."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _cell(row: ClaimRow | None) -> tuple[str, str]:
 
 def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[ClaimRow], name: str) -> list[Block]:
     """Heading, one line on what moved, and the table claim | pair | original | its verdict | here | its verdict."""
-    blocks = [Block("heading", f"Confirmation of {name}")]
+    blocks = [Block("heading", f"Replication of {name}")]
     if original is None:
         return blocks + [Block("text", f"The study {name} is not beside this one (its folder next to this study's), "
                                        "so its verdicts cannot be set beside these.")]

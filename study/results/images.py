@@ -39,7 +39,14 @@ def video_sequence(image_id: str) -> str:
     return image_id.rsplit("/", 1)[-1].split("_", 1)[0]
 
 
-GROUPING: dict[str, Callable[[str], str]] = {"camvid": video_sequence}  # data set name -> group of an image id
+def labelme_collection(image_id: str) -> str:
+    """LabelMeFacade: the LabelMe collection a photograph came from (`static_boston_street_april__p1010213` ->
+    `static_boston_street_april`), so photographs of one street and camera resample together."""
+    return image_id.rsplit("/", 1)[-1].split("__", 1)[0]
+
+
+# data set name -> group of an image id
+GROUPING: dict[str, Callable[[str], str]] = {"camvid": video_sequence, "labelmefacade": labelme_collection}
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ class StudySpec:
     controls: tuple[dict[str, Any], ...] = ()
     # kind: controls: an A/A pair {a, b, seeds_per_group} (study.results.aa): twins judged by the claims rule
     aa: dict[str, Any] | None = None
-    # the study this one re-runs on fresh seeds: its report sets the two studies' verdicts side by side
+    # the study this one re-runs (fresh seeds, another backbone): its report sets the two studies' verdicts side by side
     confirms: str | None = None
     caveats: tuple[str, ...] = ()  # what a reader of the report must know, in the conclusion's caveats
 
@@ -227,7 +227,7 @@ def load_study(path: str | Path) -> StudySpec:
 
     confirms = raw.get("confirms")
     if confirms is not None and (not isinstance(confirms, str) or not _NAME.match(confirms) or confirms == name):
-        raise _err(path, "confirms", "must name another study (the one this study re-runs on fresh seeds)")
+        raise _err(path, "confirms", "must name another study (the one this study re-runs: fresh seeds, another backbone)")
 
     margin = raw.get("equivalence_margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
