@@ -139,6 +139,40 @@ def test_a_killed_build_resumes_where_it_stopped(frozen_cfg, monkeypatch):
     assert (resumed == clean).all()
 
 
+def test_labels_of_several_sizes_are_stored_each_at_its_own_and_a_killed_build_resumes(frozen_cfg, tmp_path,
+                                                                                        monkeypatch):
+    rng = np.random.default_rng(5)
+    for i, (h, w) in enumerate([(40, 40), (24, 56), (32, 48)]):  # val photographs of three shapes
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"data/val/images/{i}.png")
+        Image.fromarray(rng.integers(0, 3, (h, w), dtype=np.uint8), "L").save(tmp_path / f"data/val/masks/{i}.png")
+    cfg = frozen_cfg("data.resize=[32, 48]")
+    monkeypatch.setattr(fc, "CHUNK", 1)
+    real, calls = fc.atomic_write_text, {"n": 0}
+
+    def die_after_two_chunks(path, text):
+        if path.name == "progress.json" and calls["n"] == 2:
+            raise KeyboardInterrupt
+        calls["n"] += path.name == "progress.json"
+        return real(path, text)
+
+    monkeypatch.setattr(fc, "atomic_write_text", die_after_two_chunks)
+    with pytest.raises(KeyboardInterrupt):
+        fc.ensure_cache(cfg, "val")
+    monkeypatch.setattr(fc, "atomic_write_text", real)
+    logs = []
+    folder, _ = fc.ensure_cache(cfg, "val", log=logs.append)
+    assert any("resuming split val at image 2/3" in line for line in logs)
+    arrays, manifest = fc.open_split(folder)
+    assert manifest["label_sizes"] == [[40, 40], [24, 56], [32, 48]]
+    assert arrays.labels.shape == (40 * 40 + 24 * 56 + 32 * 48,) and arrays.features.shape[-2:] == (4, 6)
+    images = build_dataset(cfg.data, "val", train=False)
+    stored = FeatureDataset(folder, cfg, "val", train=False)
+    for i in range(3):
+        assert stored[i][1].equal(images[i][1])  # each label at its own size, as the images path scores it
+    train_arrays = fc.open_split(fc.ensure_cache(cfg, "train")[0])[0]
+    assert train_arrays.label_sizes is None and train_arrays.labels.shape == (6, 32, 48)  # one size: as before
+
+
 def test_a_full_disk_is_an_error_and_nothing_half_built_is_used(frozen_cfg, monkeypatch):
     cfg = frozen_cfg()
     monkeypatch.setenv("STUDY_INJECT_WRITE_ERROR", "ENOSPC:manifest")

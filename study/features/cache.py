@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import timm
 import torch
+from PIL import Image
 
 from study.atomic import atomic_write_text, file_lock
 from study.config import Config
@@ -52,11 +53,25 @@ class CacheError(ValueError):
 
 @dataclass(frozen=True)
 class SplitArrays:
-    """One split of a cache: maps (n, copies, C, h, w) fp16, labels (n, H, W) uint8, image names."""
+    """One split of a cache: maps (n, copies, C, h, w) fp16, labels uint8, image names.
+
+    Labels of one size are stored as (n, H, W); an evaluation split whose labels differ in size (photographs of
+    several shapes, each scored at its own) stores them flattened one after another, `label_sizes` giving each
+    image's (H, W).
+    """
 
     features: np.ndarray
     labels: np.ndarray
     ids: list[str]
+    label_sizes: list[tuple[int, int]] | None = None
+
+    def label(self, index: int) -> np.ndarray:
+        """Image `index`'s label map (H, W)."""
+        if self.label_sizes is None:
+            return np.asarray(self.labels[index])
+        start = sum(h * w for h, w in self.label_sizes[:index])
+        h, w = self.label_sizes[index]
+        return np.asarray(self.labels[start: start + h * w]).reshape(h, w)
 
 
 def cache_key(cfg: Config, split: str) -> tuple[str, dict[str, Any]]:
@@ -132,7 +147,9 @@ def open_split(folder: Path) -> tuple[SplitArrays, dict[str, Any]]:
     manifest = json.loads((folder / MANIFEST).read_text())
     features = np.load(folder / manifest["features"]["file"], mmap_mode="r")
     labels = np.load(folder / manifest["labels"]["file"], mmap_mode="r")
-    return SplitArrays(features, labels, list(manifest["ids"])), manifest
+    sizes = manifest.get("label_sizes")
+    return SplitArrays(features, labels, list(manifest["ids"]),
+                       [tuple(s) for s in sizes] if sizes is not None else None), manifest
 
 
 @contextmanager
@@ -173,6 +190,21 @@ def _image_and_label(dataset: SegDataset, index: int, train: bool) -> tuple[torc
     return x, y.numpy()
 
 
+def _label_sizes(dataset: SegDataset, train: bool, first: tuple[int, int]) -> list[tuple[int, int]]:
+    """Each image's label size as stored: the training split's are resized with the image (all `first`); an
+    evaluation split's are the labels' own, read from the file headers (or the labels) without decoding images."""
+    if train:
+        return [first] * len(dataset)
+    pairs = getattr(dataset, "pairs", None)
+    if pairs is not None:
+        sizes = []
+        for _, mask_path in pairs:
+            with Image.open(mask_path) as mask:
+                sizes.append((mask.size[1], mask.size[0]))
+        return sizes
+    return [tuple(np.asarray(dataset.load(i)[1]).shape) for i in range(len(dataset))]
+
+
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     """The .npy header of an array of `shape` (the data follows it, written chunk by chunk)."""
     buf = io.BytesIO()
@@ -193,9 +225,16 @@ def _build_split(cfg: Config, split: str, backbone: torch.nn.Module, channels: l
         raise CacheError(f"data.resize: frozen features need an image size divisible by model.output_stride "
                          f"{stride} (got {h}x{w})")
     fshape = (n, len(kinds), sum(channels), h // stride, w // stride)
-    lshape = (n, *y0.shape)
+    sizes = _label_sizes(dataset, train, tuple(y0.shape))
+    ragged = len(set(sizes)) > 1
+    label_start = np.concatenate([[0], np.cumsum([a * b for a, b in sizes])]).astype(np.int64)  # uint8: bytes
+    lshape = (int(label_start[-1]),) if ragged else (n, *y0.shape)
     files = {"features": ("features.npy", fshape, np.float16), "labels": ("labels.npy", lshape, np.uint8)}
-    per_image = {k: int(np.prod(shape[1:])) * np.dtype(dt).itemsize for k, (_, shape, dt) in files.items()}
+    feature_bytes = int(np.prod(fshape[1:])) * np.dtype(np.float16).itemsize
+
+    def offset(kind: str, images: int) -> int:  # bytes of data before image `images`
+        return images * feature_bytes if kind == "features" else int(label_start[images])
+
     progress_file = partial / "progress.json"
     done = 0
     if progress_file.exists():
@@ -209,8 +248,8 @@ def _build_split(cfg: Config, split: str, backbone: torch.nn.Module, channels: l
             f = open(path, "r+b" if done and path.exists() else "wb")
             f.seek(0)
             f.write(header)
-            f.truncate(len(header) + done * per_image[kind])
-            f.seek(len(header) + done * per_image[kind])
+            f.truncate(len(header) + offset(kind, done))
+            f.seek(len(header) + offset(kind, done))
             handles[kind] = f
         if done:
             log(f"feature cache: resuming split {split} at image {done}/{n}")
@@ -220,9 +259,11 @@ def _build_split(cfg: Config, split: str, backbone: torch.nn.Module, channels: l
             idx = range(start, min(start + CHUNK, n))
             pairs = [_image_and_label(dataset, i, train) for i in idx]
             xs = torch.stack([p[0] for p in pairs])
-            if any(p[0].shape != x0.shape or p[1].shape != y0.shape for p in pairs):
-                raise CacheError(f"data.resize: frozen features need one image and label size per split; "
+            if any(p[0].shape != x0.shape for p in pairs):
+                raise CacheError(f"data.resize: frozen features need one image size per split; "
                                  f"{dataset.name} {split} mixes sizes (set data.resize)")
+            if any(p[1].shape != sizes[i] for i, p in zip(idx, pairs, strict=True)):
+                raise CacheError(f"{dataset.name} {split}: a label's size changed while the cache was built")
             maps = []
             for kind in kinds:
                 inputs = xs.flip(-1) if kind == "hflip" else xs
@@ -234,7 +275,7 @@ def _build_split(cfg: Config, split: str, backbone: torch.nn.Module, channels: l
                 maps.append(stacked)
             block = torch.stack(maps, dim=1).to(torch.float16).numpy()
             handles["features"].write(np.ascontiguousarray(block).tobytes())
-            handles["labels"].write(np.stack([p[1] for p in pairs]).astype(np.uint8).tobytes())
+            handles["labels"].write(b"".join(p[1].astype(np.uint8).tobytes() for p in pairs))
             for f in handles.values():
                 f.flush()
                 os.fsync(f.fileno())
@@ -246,9 +287,11 @@ def _build_split(cfg: Config, split: str, backbone: torch.nn.Module, channels: l
             f.close()
     progress_file.unlink(missing_ok=True)
     entry = {"images": n, "copies": kinds, "ids": ids, "image_size": [h, w], "label_size": list(y0.shape)}
+    if ragged:
+        entry["label_sizes"] = [list(s) for s in sizes]
     for kind, (name, shape, dt) in files.items():
         entry[kind] = {"file": name, "shape": list(shape), "dtype": np.dtype(dt).name,
-                       "bytes": len(_npy_header(shape, dt)) + n * per_image[kind]}
+                       "bytes": len(_npy_header(shape, dt)) + offset(kind, n)}
     return entry, dataset
 
 

@@ -45,7 +45,7 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        label = np.asarray(self.arrays.labels[index])
+        label = self.arrays.label(index)
         if not self.train:
             return (torch.from_numpy(np.array(self.arrays.features[index, 0], dtype=np.float32)),
                     torch.from_numpy(label.astype(np.int64)))
