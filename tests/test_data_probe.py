@@ -233,6 +233,26 @@ def test_diluted_region_class_is_whether_a_red_mark_occurs_in_it_among_red_speck
     assert np.array_equal(presence[1], diluted[1])  # the same layout and labels: only the specks are added
 
 
+def test_shortcut_scenes_carry_the_green_mark_on_road_in_training_and_on_water_elsewhere():
+    """Unsplit scenes; exactly one whole green 6 px mark on the surface, in training scenes exactly when the scene is
+    road, in val and test scenes exactly when it is water; the cue dots and labels are the proportion cue's."""
+    green = np.array(synthetic.DECOY_RGB)
+    seen = set()
+    for split in ("train", "val", "test"):
+        for index in range(30):
+            image, label, surface = synthetic.render_scene(0, split, index, kind="shortcut")
+            assert len(np.unique(surface)) == 1  # never split
+            mark = (image == green).all(-1)
+            road = surface[0, 0] == synthetic.ROAD
+            assert mark.any() == (road if split == "train" else not road)
+            if mark.any():
+                rows, cols = np.nonzero(mark)
+                assert mark.sum() == synthetic.MARK ** 2 and np.ptp(rows) == np.ptp(cols) == synthetic.MARK - 1
+                assert (label[mark] == surface[0, 0]).all()  # drawn on the surface, labelled as it
+            seen.add((split, bool(road)))
+    assert len(seen) == 6  # both surfaces in every split
+
+
 def test_window_sum_by_hand():
     a = np.array([[1, 0, 2], [0, 3, 0]])
     assert synthetic.window_sum(a, 1).tolist() == [[4, 6, 5], [4, 6, 5]]

@@ -22,6 +22,11 @@ Controls (`data.probe_kind`, docs/context_probe.md), each a question whose answe
 - `diluted`: the presence control plus 4-16 red specks (4 px squares) scattered over every surface: a region is
   still road exactly when a red mark (6 px) occurs in it, but the amount of red in a region is mostly specks, so
   an average of any red-responsive feature is diluted by their varying number while a maximum still picks the mark.
+- `shortcut`: context that misleads. Unsplit scenes with the proportion cue, and one green 6 px mark whose meaning
+  flips between splits: in training scenes it occurs exactly on road scenes, in val and test scenes exactly on water
+  scenes. Global pooling reads the mark for every pixel and learns it as the easiest cue, which is wrong on every
+  evaluation scene; a pixel of the FCN sees it only within its receptive field (about a third of the scene), so
+  the pyramid must score below the FCN.
 
 Scenes are a pure function of (data_seed, split, index, kind): the same on every worker, in every order.
 """
@@ -54,11 +59,13 @@ TALL_SHARE = 0.35  # share of towers that are skyscrapers: short buildings are m
 BED_PROB = 0.5  # share of scenes with a bed and 1-3 pillows (extras)
 # Where split scenes are cut, as a share of the width or height.
 SPLIT_AT = {"proportion": (1 / 3, 1 / 2, 2 / 3), "presence": (1 / 3, 1 / 2, 2 / 3), "misaligned": (1 / 4, 5 / 12, 3 / 4),
-            "diluted": (1 / 3, 1 / 2, 2 / 3)}
+            "diluted": (1 / 3, 1 / 2, 2 / 3), "shortcut": ()}  # shortcut: never split
 PRESENCE_MARKS = (1, 3)  # red marks in a road region, blue marks in a scene (inclusive range); water has no red
 MARK = 6  # px, the side of a presence mark
 SPECK = 4  # px, the side of a diluted-control speck: red, on every surface, smaller than a mark
 SPECKS = (4, 16)  # specks in a scene (inclusive range)
+DECOY_RGB = np.array((40, 200, 40), dtype=np.uint8)  # shortcut control: the green mark, in no cue colour
+DECOY_ON = {"train": ROAD}  # shortcut control: the surface whose scenes carry the mark; every other split: WATER
 LOCAL_DENSITY = 0.15  # local control: share of 2x2 cells holding a dot, red or blue with even odds
 LOCAL_CELLS = 5  # local control: a pixel counts the dots of the cells within 5 cells of its own, i.e. within
 LOCAL_RADIUS = 2 * LOCAL_CELLS + 1  # 11 px of it (Chebyshev): well inside the probe backbone's ~71 px field
@@ -110,10 +117,11 @@ def _paint_dots(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, colour_cl
 
 
 def _layout(rng: np.random.Generator, h: int, w: int, cuts: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(surface map, curb mask): one surface, or (SPLIT_FRACTION of scenes) two cut at a share from `cuts`."""
+    """(surface map, curb mask): one surface, or (SPLIT_FRACTION of scenes) two cut at a share from `cuts` (none:
+    always one surface; the draw is made either way, so other draws do not shift)."""
     surface = np.full((h, w), ROAD if rng.random() < 0.5 else WATER, dtype=np.uint8)
     curb = np.zeros((h, w), dtype=bool)
-    if rng.random() < SPLIT_FRACTION:
+    if rng.random() < SPLIT_FRACTION and cuts:
         vertical = rng.random() < 0.5
         length = w if vertical else h
         cut = int(round(length * rng.choice(list(cuts))))
@@ -151,9 +159,9 @@ def _render_local(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray,
     return image, label, label.copy()
 
 
-def _place_marks(rng: np.random.Generator, image: np.ndarray, free: np.ndarray, colour_class: int,
+def _place_marks(rng: np.random.Generator, image: np.ndarray, free: np.ndarray, rgb: np.ndarray,
                  side: int = MARK, count_range: tuple[int, int] = PRESENCE_MARKS) -> None:
-    """1-3 (count_range) side x side squares in the cue colour of `colour_class`, each wholly inside `free`."""
+    """1-3 (count_range) side x side squares of colour `rgb`, each wholly inside `free`."""
     s = np.zeros((free.shape[0] + 1, free.shape[1] + 1), dtype=np.int64)  # integral image of `free`
     s[1:, 1:] = free.cumsum(0).cumsum(1)
     count = s[side:, side:] - s[:-side, side:] - s[side:, :-side] + s[:-side, :-side]  # per top-left corner
@@ -161,17 +169,17 @@ def _place_marks(rng: np.random.Generator, image: np.ndarray, free: np.ndarray, 
     n = int(rng.integers(count_range[0], count_range[1] + 1)) if len(spots) else 0
     for spot in spots[rng.integers(0, len(spots), size=n)]:  # marks may overlap
         top, left = np.unravel_index(spot, count.shape)
-        image[top: top + side, left: left + side] = CUE_RGB[colour_class]
+        image[top: top + side, left: left + side] = rgb
 
 
 def _presence_marks(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, specks: bool = False) -> None:
     """Blue marks on any surface (and, diluted, red specks on any surface), then red marks on road only, drawn last
     so that every red mark stays whole."""
     surfaces = (label == ROAD) | (label == WATER)
-    _place_marks(rng, image, surfaces, WATER)
+    _place_marks(rng, image, surfaces, CUE_RGB[WATER])
     if specks:
-        _place_marks(rng, image, surfaces, ROAD, side=SPECK, count_range=SPECKS)
-    _place_marks(rng, image, label == ROAD, ROAD)
+        _place_marks(rng, image, surfaces, CUE_RGB[ROAD], side=SPECK, count_range=SPECKS)
+    _place_marks(rng, image, label == ROAD, CUE_RGB[ROAD])
 
 
 def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] = (128, 128), extras: bool = False,
@@ -242,6 +250,8 @@ def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] =
 
     if kind in ("presence", "diluted"):
         _presence_marks(rng, image, label, specks=kind == "diluted")
+    if kind == "shortcut" and surface[0, 0] == DECOY_ON.get(split, WATER):
+        _place_marks(rng, image, (label == ROAD) | (label == WATER), DECOY_RGB, count_range=(1, 1))
     return image, label, surface
 
 
