@@ -235,9 +235,10 @@ def test_diluted_region_class_is_whether_a_red_mark_occurs_in_it_among_red_speck
 
 def test_shortcut_scenes_carry_the_green_mark_on_road_in_training_and_on_water_elsewhere():
     """Unsplit scenes; exactly one whole green 6 px mark on the surface, in training scenes exactly when the scene is
-    road, in val and test scenes exactly when it is water; the cue dots and labels are the proportion cue's."""
+    road, in val and test scenes exactly when it is water; the label is the surface, and the dots carry the other
+    surface's share in about a fifth of the scenes."""
     green = np.array(synthetic.DECOY_RGB)
-    seen = set()
+    seen, reversed_cue = set(), []
     for split in ("train", "val", "test"):
         for index in range(30):
             image, label, surface = synthetic.render_scene(0, split, index, kind="shortcut")
@@ -250,7 +251,11 @@ def test_shortcut_scenes_carry_the_green_mark_on_road_in_training_and_on_water_e
                 assert mark.sum() == synthetic.MARK ** 2 and np.ptp(rows) == np.ptp(cols) == synthetic.MARK - 1
                 assert (label[mark] == surface[0, 0]).all()  # drawn on the surface, labelled as it
             seen.add((split, bool(road)))
+            red = (image == np.array(synthetic.CUE_COLOURS[synthetic.ROAD])).all(-1).sum()
+            blue = (image == np.array(synthetic.CUE_COLOURS[synthetic.WATER])).all(-1).sum()
+            reversed_cue.append((red > blue) != road)
     assert len(seen) == 6  # both surfaces in every split
+    assert 0.1 < np.mean(reversed_cue) < 0.3  # the dots point the wrong way in about a fifth of the scenes
 
 
 def test_window_sum_by_hand():

@@ -22,11 +22,12 @@ Controls (`data.probe_kind`, docs/context_probe.md), each a question whose answe
 - `diluted`: the presence control plus 4-16 red specks (4 px squares) scattered over every surface: a region is
   still road exactly when a red mark (6 px) occurs in it, but the amount of red in a region is mostly specks, so
   an average of any red-responsive feature is diluted by their varying number while a maximum still picks the mark.
-- `shortcut`: context that misleads. Unsplit scenes with the proportion cue, and one green 6 px mark whose meaning
-  flips between splits: in training scenes it occurs exactly on road scenes, in val and test scenes exactly on water
-  scenes. Global pooling reads the mark for every pixel and learns it as the easiest cue, which is wrong on every
-  evaluation scene; a pixel of the FCN sees it only within its receptive field (about a third of the scene), so
-  the pyramid must score below the FCN.
+- `shortcut`: context that misleads. Unsplit scenes with the proportion cue, reversed in a fifth of the scenes (so
+  it is right in four of five), and one green 6 px mark whose meaning flips between splits: in training scenes it
+  occurs exactly on road scenes, in val and test scenes exactly on water scenes. In training the mark is the only
+  cue that is always right; global pooling shows it to every pixel, so the loss is lowest for a pyramid that
+  follows it, which is wrong on every evaluation scene. A pixel of the FCN sees the mark only within its receptive
+  field (about a third of a scene) and otherwise follows the dots: the pyramid must score below the FCN.
 
 Scenes are a pure function of (data_seed, split, index, kind): the same on every worker, in every order.
 """
@@ -66,6 +67,7 @@ SPECK = 4  # px, the side of a diluted-control speck: red, on every surface, sma
 SPECKS = (4, 16)  # specks in a scene (inclusive range)
 DECOY_RGB = np.array((40, 200, 40), dtype=np.uint8)  # shortcut control: the green mark, in no cue colour
 DECOY_ON = {"train": ROAD}  # shortcut control: the surface whose scenes carry the mark; every other split: WATER
+CUE_REVERSED = 0.2  # shortcut control: share of scenes whose dots carry the other surface's share
 LOCAL_DENSITY = 0.15  # local control: share of 2x2 cells holding a dot, red or blue with even odds
 LOCAL_CELLS = 5  # local control: a pixel counts the dots of the cells within 5 cells of its own, i.e. within
 LOCAL_RADIUS = 2 * LOCAL_CELLS + 1  # 11 px of it (Chebyshev): well inside the probe backbone's ~71 px field
@@ -208,6 +210,8 @@ def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] =
         colour_class = np.full(len(rows), WATER)
     else:
         own = rng.random((gh, gw)) < OWN_SHARE
+        if kind == "shortcut" and rng.random() < CUE_REVERSED:
+            own = ~own
         cell_surface = surface[: gh * 2: 2, : gw * 2: 2]
         colour_class = np.where(own, cell_surface, np.where(cell_surface == ROAD, WATER, ROAD))[rows, cols]
     _paint_dots(image, rows, cols, colour_class)
