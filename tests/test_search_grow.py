@@ -160,6 +160,8 @@ def test_a_study_resumes_from_shipped_records_alone(tmp_path):
     shutil.copytree(tmp_path / "first" / "grow" / "runs", shipped / "runs",
                     ignore=shutil.ignore_patterns("*.pt", "checkpoint*"))
     shutil.rmtree(shipped / "runs" / "B1-AVE__s1")  # not finished when the records were committed
+    (shipped / "runs" / "FCN__s0" / "qualitative").mkdir()
+    (shipped / "runs" / "FCN__s0" / "qualitative" / "000.png").write_bytes(b"strip")
 
     class Resuming(Trainer):  # as run_one: a completed record of the cell's config is returned, not retrained
         def __call__(self, cfg, on_eval=None):
@@ -175,6 +177,7 @@ def test_a_study_resumes_from_shipped_records_alone(tmp_path):
     assert code == 0 and trainer.cells == ["B1-AVE__s1"]
     assert sorted(p.name for p in (tmp_path / "fresh" / "grow" / "runs").iterdir()) == \
         ["B1-AVE__s0", "B1-AVE__s1", "FCN__s0", "FCN__s1"]
+    assert (tmp_path / "fresh" / "grow" / "runs" / "FCN__s0" / "qualitative" / "000.png").read_bytes() == b"strip"
     (tmp_path / "changed").mkdir()
     other = grid_file(tmp_path / "changed", ["FCN"], [0], name="grow", changed="FCN")  # FCN's config changed: its old record is not taken
     trainer = Resuming()

@@ -51,3 +51,20 @@ def test_completed_variants_are_timed_once(study_file, tmp_path):
     saved = json.loads((bench / "B1.json").read_text())
     assert saved["variant"] == "B1" and saved["throughput"]["train_img_s"] > 0 and len(lines) == 1
     assert bench_variants(spec, out, (), log=lines.append) == [] and len(lines) == 1  # current: not timed again
+
+
+def test_a_resumed_study_takes_the_shipped_timings_whose_config_is_current(study_file, tmp_path):
+    from study.config import config_hash
+    from study.throughput.variants import take_bench
+
+    spec = load_study(study_file)
+    out = str(tmp_path / "results")
+    shipped = tmp_path / "shipped" / "bench"
+    shipped.mkdir(parents=True)
+    current = config_hash(variant_bench_config(spec, "B1", out))
+    (shipped / "B1.json").write_text(json.dumps({"config_hash": current, "throughput": {"train_img_s": 7.0}}))
+    (shipped / "FCN.json").write_text(json.dumps({"config_hash": "another config", "throughput": {}}))
+    assert take_bench(spec, tmp_path / "shipped", out, ()) == ["B1"]
+    assert json.loads((tmp_path / "results" / "vb" / "bench" / "B1.json").read_text())["throughput"] == \
+        {"train_img_s": 7.0}
+    assert not (tmp_path / "results" / "vb" / "bench" / "FCN.json").exists()  # timed again after the sweep

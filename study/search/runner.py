@@ -166,11 +166,14 @@ def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
 
 
 def take_finished(spec, source: Path, out_dir: str, cli: tuple[str, ...]) -> int:
-    """Copy into results/<study>/runs/ every completed record under source/runs/ whose config hash is its cell's and
-    whose data fingerprint is what the cell reads now (a mismatch is refused: StudyError); returns how many."""
+    """Copy into results/<study>/runs/ every completed run under source/runs/ whose config hash is its cell's and
+    whose data fingerprint is what the cell reads now (a mismatch is refused: StudyError), with the files beside its
+    record (qualitative strips), the record last; and each variant's throughput file whose config hash is current,
+    so nothing is timed again. Returns how many runs were taken."""
     from study.atomic import atomic_write_bytes
     from study.data.fingerprint import data_fingerprint
     from study.record import RECORD_FILE, completed_record, read_record, run_dir
+    from study.throughput.variants import take_bench
 
     if not (source / "runs").is_dir():
         raise StudyError(f"--resume-from: {source / 'runs'} not found")
@@ -190,8 +193,11 @@ def take_finished(spec, source: Path, out_dir: str, cli: tuple[str, ...]) -> int
             if data[key] != old:
                 raise StudyError(f"--resume-from: {src} was trained on other data (fingerprint {old}, now "
                                  f"{data[key]} at data.root {cfg.data.root})")
+        for extra in sorted(p for p in src.parent.rglob("*") if p.is_file() and p != src):
+            atomic_write_bytes(dest / extra.relative_to(src.parent), extra.read_bytes())
         atomic_write_bytes(dest / RECORD_FILE, src.read_bytes())
         taken += 1
+    take_bench(spec, source, out_dir, cli)
     return taken
 
 

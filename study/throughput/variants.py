@@ -42,6 +42,21 @@ def _current(path: Path, chash: str) -> bool:
         return False
 
 
+def take_bench(spec: StudySpec, source: Path, out_dir: str, cli: tuple[str, ...]) -> list[str]:
+    """Copy source/bench/<variant>.json into results/<study>/bench/ for every variant whose file there has the
+    config hash it would be timed under now (a study resumed from shipped records keeps their timings); returns the
+    variants taken."""
+    taken = []
+    for variant in spec.variants:
+        cfg = variant_bench_config(spec, variant, out_dir, cli)
+        src = Path(source) / BENCH_DIR / f"{variant}.json"
+        if cfg is None or not _current(src, config_hash(cfg)):
+            continue
+        atomic_write_text(Path(out_dir) / spec.name / BENCH_DIR / f"{variant}.json", src.read_text())
+        taken.append(variant)
+    return taken
+
+
 def bench_variants(spec: StudySpec, out_dir: str, cli: tuple[str, ...],
                    log: Callable[[str], None] = print) -> list[str]:
     """Benchmark every variant that completed and has no current bench file; returns the problems met."""
