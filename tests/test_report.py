@@ -228,3 +228,18 @@ def test_many_seeds_print_per_seed_tables_ten_seeds_wide(tmp_path):
     md = (out / "table1" / "index.md").read_text()
     assert "mIoU per seed (table, seeds 0-9)" in md and "mIoU per seed (table, seeds 10, 11)" in md
     assert "| seed 9 " in md and "| seed 10 " in md and "seed 9   | seed 10" not in md
+
+
+def test_the_throughput_protocol_is_the_per_variant_benchmarks(tmp_path):
+    """Runs of a per-variant study do not time themselves: the protocol line comes from bench/<variant>.json."""
+    study = fabricate(tmp_path / "results", {"FCN": [0.50, 0.52, 0.51], "B1-AVE": [0.56, 0.57, 0.58]})
+    (study / "bench").mkdir()
+    for variant in ("FCN", "B1-AVE"):
+        (study / "bench" / f"{variant}.json").write_text(json.dumps({"variant": variant, "throughput": {
+            "train_img_s": 10.0, "infer_img_s": 40.0, "protocol": "synthetic input 8x8, 1 warm-up", "batch_size": 4,
+            "dtype": "bfloat16", "channels_last": True, "compile": False, "device": "cpu"}}))
+    write_table(study)
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    assert ("Throughput protocol: synthetic input 8x8, 1 warm-up; batch 4, bfloat16, channels_last True, compile "
+            "False, device cpu, torch threads torch default;") in (out / "table1" / "index.md").read_text()

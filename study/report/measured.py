@@ -58,7 +58,10 @@ def every_run_blocks(summary: pd.DataFrame, untrained: list[tuple[str, int]], fi
     return blocks
 
 
-def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | None, records: list) -> list[Block]:
+def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | None, records: list,
+                    bench: dict[str, dict] | None = None) -> list[Block]:
+    """The measured tables; the throughput protocol is the per-variant benchmark's (`bench`, from
+    bench/<variant>.json) where the study has one, else the first run's that timed itself."""
     done = df[df["status"] == "completed"]
     mem = memory_label(list(done["memory_kind"].astype(str))) if "memory_kind" in done else memory_label([])
     base = summary[summary["variant"] == baseline].iloc[0] if baseline in set(summary["variant"]) else None
@@ -92,10 +95,11 @@ def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | Non
         blocks.append(Block("text", "Throughput of " + ", ".join(benched) + " comes from bench/<variant>.json, "
                                     "measured once per variant alone on the machine after training; the other "
                                     "variants' from their runs (median over seeds)."))
-    with_th = next((r for r in records if r.throughput), None)
-    th = with_th.throughput if with_th else {}
+    with_th = next((r for r in records if r.throughput.get("protocol")), None)
+    benched_th = next((b for _, b in sorted((bench or {}).items()) if b.get("protocol")), None)
+    th = benched_th or (with_th.throughput if with_th else {})
     if th:
-        threads = with_th.config["run"]["threads"] or "torch default"
+        threads = "torch default" if benched_th else with_th.config["run"]["threads"] or "torch default"
         blocks.append(Block("text", f"Throughput protocol: {th.get('protocol', '')}; batch {th.get('batch_size')}, "
                                     f"{th.get('dtype')}, channels_last {th.get('channels_last')}, compile "
                                     f"{th.get('compile')}, device {th.get('device')}, torch threads {threads}; "

@@ -33,7 +33,7 @@ from study.results.images import bootstrap_mious
 from study.results.search import pruned_steps
 from study.results.sequential import SequentialPlan
 from study.results.summary import protocol_warnings, study_facts, summarize_variants
-from study.results.table import ResultsError, load_manifest, load_records, read_table
+from study.results.table import ResultsError, load_bench, load_manifest, load_records, read_table
 
 CONVENTION = ("mIoU averages all classes of the data set, classes absent from the split counting 0 (the official "
               "PSPNet convention; `miou_present` in runs.csv is mmsegmentation's nan-mean over present classes). "
@@ -106,7 +106,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
                                       manifest.confirms)
     if kind != "search":
         blocks += every_run_blocks(summary, facts["untrained"], fig_dir)
-        blocks += measured_blocks(df, summary, manifest.baseline, records)
+        blocks += measured_blocks(df, summary, manifest.baseline, records, load_bench(study_dir))
     if paper is not None:
         blocks += paper_blocks(paper, summary, str(manifest.paper_table), match_paper(paper, df))
     if warnings:
