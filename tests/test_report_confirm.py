@@ -26,6 +26,7 @@ def test_the_confirmation_names_what_moved_and_what_one_study_lacks(tmp_path):
             "vs FCN: supported -> inconclusive; AVE beats MAX, B1-AVE vs B1-MAX: supported -> contradicted; 2 rows "
             "in one study only.") in section
     assert "| not in the study " in section and "| moved " in section and "| same " in section
+    assert "table1, 5 seeds a row, intervals at " in section and "here, 5 seeds a row, intervals at " in section
 
 
 def test_a_missing_original_is_said_not_guessed(tmp_path):

@@ -13,8 +13,16 @@ from study.results.claims import ClaimRow
 def _cell(row: ClaimRow | None) -> tuple[str, str]:
     if row is None:
         return "not in the study", ""
-    return (f"{signed(row.diff, row_digits(row))} {ci(row.ci_low, row.ci_high, row_digits(row))} "
-            f"({row.n} seeds, {level_label(row)})", row.verdict)
+    return f"{signed(row.diff, row_digits(row))} {ci(row.ci_low, row.ci_high, row_digits(row))}", row.verdict
+
+
+def _span(rows: Sequence[ClaimRow]) -> str:
+    """The seeds and interval levels of a study's rows, as ranges: "10 seeds a row, levels 99.64%-99.67%"."""
+    seeds = sorted({r.n for r in rows})
+    levels = sorted({level_label(r) for r in rows}, key=lambda s: float(s.rstrip("%")))
+    n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    level = levels[0] if len(levels) == 1 else f"{levels[0]}-{levels[-1]}"
+    return f"{n} seeds a row, intervals at {level} (each row's Holm level)"
 
 
 def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[ClaimRow], name: str) -> list[Block]:
@@ -42,5 +50,6 @@ def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[Clai
     blocks.append(Block("table", headers=["claim", "better vs worse", f"{name}: Δ [interval]", "verdict",
                                           "here: Δ [interval]", "verdict", "moved?"], rows=rows))
     blocks.append(Block("text", "Each study is judged alone by the same rule (its own seeds, its own Holm family), "
-                                "so a row's level can differ between the two."))
+                                f"so a row's level can differ between the two: {name}, {_span(original)}; here, "
+                                f"{_span(here)}."))
     return blocks
