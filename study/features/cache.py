@@ -64,13 +64,13 @@ class SplitArrays:
     labels: np.ndarray
     ids: list[str]
     label_sizes: list[tuple[int, int]] | None = None
+    label_starts: list[int] | None = None  # with label_sizes: where each image's label begins in `labels`
 
     def label(self, index: int) -> np.ndarray:
         """Image `index`'s label map (H, W)."""
-        if self.label_sizes is None:
+        if self.label_sizes is None or self.label_starts is None:
             return np.asarray(self.labels[index])
-        start = sum(h * w for h, w in self.label_sizes[:index])
-        h, w = self.label_sizes[index]
+        start, (h, w) = self.label_starts[index], self.label_sizes[index]
         return np.asarray(self.labels[start: start + h * w]).reshape(h, w)
 
 
@@ -147,9 +147,9 @@ def open_split(folder: Path) -> tuple[SplitArrays, dict[str, Any]]:
     manifest = json.loads((folder / MANIFEST).read_text())
     features = np.load(folder / manifest["features"]["file"], mmap_mode="r")
     labels = np.load(folder / manifest["labels"]["file"], mmap_mode="r")
-    sizes = manifest.get("label_sizes")
-    return SplitArrays(features, labels, list(manifest["ids"]),
-                       [tuple(s) for s in sizes] if sizes is not None else None), manifest
+    sizes = [tuple(s) for s in manifest["label_sizes"]] if "label_sizes" in manifest else None
+    starts = np.concatenate([[0], np.cumsum([h * w for h, w in sizes])]).tolist() if sizes else None
+    return SplitArrays(features, labels, list(manifest["ids"]), sizes, starts), manifest
 
 
 @contextmanager
