@@ -24,9 +24,20 @@ def test_the_confirmation_names_what_moved_and_what_one_study_lacks(tmp_path):
     # B1-AVE: +5 points on every seed there, about nothing here (and so 3 below B1-MAX); B1236-AVE only in table1
     assert ("1 of 3 claim rows in both studies keep their verdict here; moved: PPM beats the FCN baseline, B1-AVE "
             "vs FCN: supported -> inconclusive; AVE beats MAX, B1-AVE vs B1-MAX: supported -> contradicted; 2 rows "
-            "in one study only.") in section
-    assert "| not in the study " in section and "| moved " in section and "| same " in section
+            "of table1 not re-run here (their variants are not in this study).") in section
+    assert "| moved " in section and "| same " in section and "B1236-AVE vs" not in section
     assert "table1, 5 seeds a row, intervals at " in section and "here, 5 seeds a row, intervals at " in section
+    # the study it re-runs names it back, with the same verdicts kept and moved
+    assert report_main([str(results / "table1"), "--out", str(out)]) == 0
+    original = (out / "table1" / "index.md").read_text().split("## Replications of this study")[1].split("\n## ")[0]
+    assert ("- table1_confirm: 1 of 3 verdicts kept; moved (here -> there): PPM beats the FCN baseline, B1-AVE vs "
+            "FCN: supported -> inconclusive; AVE beats MAX, B1-AVE vs B1-MAX: supported -> contradicted") in original
+
+
+def test_a_study_nobody_re_ran_has_no_replications_section(tmp_path):
+    study = fabricate(tmp_path / "results", {"FCN": FCN, "B1-AVE": [f + 0.05 for f in FCN]})
+    assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
+    assert "Replications of this study" not in (tmp_path / "reports" / study.name / "index.md").read_text()
 
 
 def test_a_missing_original_is_said_not_guessed(tmp_path):

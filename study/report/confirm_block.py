@@ -25,6 +25,17 @@ def _span(rows: Sequence[ClaimRow]) -> str:
     return f"{n} seeds a row, intervals at {level} (each row's Holm level)"
 
 
+def _kept_and_moved(original: Sequence[ClaimRow], here: Sequence[ClaimRow]) -> tuple[list[tuple], list[tuple]]:
+    """The claim keys judged in both studies, and those of them whose verdict differs."""
+    before = {r.key: r.verdict for r in original}
+    both = [r.key for r in here if r.key in before]
+    return both, [r.key for r in here if r.key in before and before[r.key] != r.verdict]
+
+
+def _moved_text(before: dict, after: dict, moved: Sequence[tuple]) -> str:
+    return "; ".join(f"{k[0]}, {k[1]} vs {k[2]}: {before[k].verdict} -> {after[k].verdict}" for k in moved)
+
+
 def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[ClaimRow], name: str) -> list[Block]:
     """Heading, one line on what moved, and the table claim | pair | original | its verdict | here | its verdict."""
     blocks = [Block("heading", f"Replication of {name}")]
@@ -33,17 +44,18 @@ def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[Clai
                                        "so its verdicts cannot be set beside these.")]
     before = {r.key: r for r in original}
     after = {r.key: r for r in here}
-    keys = list(dict.fromkeys([*before, *after]))
-    both = [k for k in keys if k in before and k in after]
-    moved = [k for k in both if before[k].verdict != after[k].verdict]
-    lines = "; ".join(f"{k[0]}, {k[1]} vs {k[2]}: {before[k].verdict} -> {after[k].verdict}" for k in moved)
-    only = len(keys) - len(both)
+    both, moved = _kept_and_moved(original, here)
+    lines = _moved_text(before, after, moved)
+    only_there = [k for k in before if k not in after]
+    only_here = [k for k in after if k not in before]
     blocks.append(Block("text", (
         f"{len(both) - len(moved)} of {len(both)} claim rows in both studies keep their verdict here"
         + (f"; moved: {lines}" if moved else "; none moved")
-        + (f"; {only} row{'s' if only != 1 else ''} in one study only" if only else "") + ".")))
+        + (f"; {len(only_here)} row{'s' if len(only_here) != 1 else ''} only here" if only_here else "")
+        + (f"; {len(only_there)} row{'s' if len(only_there) != 1 else ''} of {name} not re-run here (their "
+           "variants are not in this study)" if only_there else "") + ".")))
     rows = []
-    for k in keys:
+    for k in [k for k in after if k in before] + only_here:  # the rows this study judged, in its order
         (was, was_verdict), (now, now_verdict) = _cell(before.get(k)), _cell(after.get(k))
         state = "" if k not in both else "moved" if k in moved else "same"
         rows.append([k[0], f"{k[1]} vs {k[2]}", was, was_verdict, now, now_verdict, state])
@@ -53,3 +65,24 @@ def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[Clai
                                 f"so a row's level can differ between the two: {name}, {_span(original)}; here, "
                                 f"{_span(here)}."))
     return blocks
+
+
+def replicated_by_blocks(here: Sequence[ClaimRow], others: Sequence[tuple[str, str, Sequence[ClaimRow]]]
+                         ) -> list[Block]:
+    """The other direction of `confirmation_blocks`, in the study that was re-run: one item per study that
+    confirms it (name, what it is, the rows both judged, which verdicts moved), each judged alone by its rule."""
+    if not others:
+        return []
+    mine = {r.key: r for r in here}
+    items = []
+    for name, description, theirs in others:
+        both, moved = _kept_and_moved(here, theirs)
+        items.append(f"{name}: {len(both) - len(moved)} of {len(both)} verdicts kept"
+                     + (f"; moved (here -> there): {_moved_text(mine, {r.key: r for r in theirs}, moved)}"
+                        if moved else "; none moved")
+                     + (f". {description}" if description else "."))
+    return [Block("heading", "Replications of this study"),
+            Block("text", "Studies that re-run this one (fresh seeds, another backbone, another data set or "
+                          "recipe; `confirms:` in their study files), each judged alone by the same rule; their "
+                          "reports set every row side by side."),
+            Block("list", items=items)]

@@ -22,7 +22,7 @@ from study.report import plots, search_section
 from study.report.aa_block import aa_blocks, aa_line
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
 from study.report.conclusion import conclusion_blocks, data_text, one_line
-from study.report.confirm_block import confirmation_blocks
+from study.report.confirm_block import confirmation_blocks, replicated_by_blocks
 from study.report.controls_block import controls_blocks, controls_lead, controls_line
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.verdicts import claim_blocks
@@ -104,6 +104,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     if manifest.confirms:
         blocks += confirmation_blocks(_original_claims(study_dir.parent / manifest.confirms, paper), claims,
                                       manifest.confirms)
+    if claims:
+        blocks += replicated_by_blocks(claims, _replications(study_dir, manifest.name, paper))
     if kind != "search":
         blocks += every_run_blocks(summary, facts["untrained"], fig_dir)
         blocks += measured_blocks(df, summary, manifest.baseline, records, load_bench(study_dir))
@@ -121,6 +123,16 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     entry = {"kind": kind, "description": manifest.description, "conclusion": line,
              "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else ""}
     return blocks, entry
+
+
+def _replications(study_dir: Path, name: str, paper: pd.DataFrame | None) -> list[tuple[str, str, list[Any]]]:
+    """(name, description, claim rows) of every study beside this one whose study file confirms it, by name."""
+    found = []
+    for folder in sorted(p for p in study_dir.parent.iterdir() if p != study_dir and (p / MANIFEST_FILE).is_file()):
+        other = load_manifest(folder)
+        if other.confirms == name:
+            found.append((other.name, other.description, _original_claims(folder, paper) or []))
+    return found
 
 
 def _original_claims(folder: Path, paper: pd.DataFrame | None) -> list[dict[str, Any]] | None:
