@@ -176,8 +176,11 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
     force_settings: bool = added(False)  # take amp and channels_last as set, even where they measured slower
-    # a run "trained" when its final loss is at most this share of its first step's loss (0: no check)
+    # a run "trained" when its final loss is at most this share of its first step's loss (0: no check) ...
     trained_loss_ratio: float = added(0.45)
+    # ... or, in a study, at most this multiple of the lowest final loss among its variant's other runs (a floor
+    # every seed shares is the task's, not a stall; study.results.table.judged)
+    trained_sibling_ratio: float = added(1.5)
     warmup_steps: int = added(0)  # linear lr warm-up: step s (0-based) runs at (s + 1) / warmup_steps of the poly lr
 
     def validate(self) -> None:
@@ -192,6 +195,7 @@ class TrainConfig:
         _check(self.log_every >= 1, "train.log_every", "must be >= 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
         _check(0 <= self.trained_loss_ratio <= 1, "train.trained_loss_ratio", "must be in [0, 1]")
+        _check(self.trained_sibling_ratio >= 1, "train.trained_sibling_ratio", "must be >= 1")
         _check(0 <= self.warmup_steps <= self.steps, "train.warmup_steps", "must be in [0, train.steps]")
 
 
@@ -301,7 +305,7 @@ SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": 
 # Keys that place or label a run but do not change what it computes: left out of the hash.
 UNHASHED = {("run", "study"), ("run", "variant"), ("run", "out_dir"), ("run", "device"), ("run", "threads"),
             ("data", "workers"), ("data", "root"), ("train", "log_every"), ("train", "trained_loss_ratio"),
-            ("data", "feature_cache_dir")}
+            ("train", "trained_sibling_ratio"), ("data", "feature_cache_dir")}
 
 
 def _check(ok: bool, key: str, message: str) -> None:

@@ -50,6 +50,7 @@ def test_base_chain_then_file_then_cli(tmp_path):
         ("model.ppm_norm=ln", "model.ppm_norm"),
         ("train.warmup_steps=-1", "train.warmup_steps"),
         ("train.trained_loss_ratio=1.5", "train.trained_loss_ratio"),
+        ("train.trained_sibling_ratio=0.9", "train.trained_sibling_ratio"),
         ("train.warmup_steps=900", "train.warmup_steps"),
     ],
 )
@@ -185,6 +186,7 @@ ADDED_DEFAULTS = {
     ("data", "feature_cache_dir"): "",
     ("train", "force_settings"): False,
     ("train", "trained_loss_ratio"): 0.45,
+    ("train", "trained_sibling_ratio"): 1.5,
     ("train", "warmup_steps"): 0,
     ("bench", "peak_seconds"): 0.4,
     ("run", "twin"): 0,

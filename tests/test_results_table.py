@@ -186,6 +186,45 @@ def test_a_study_rule_rejudges_the_stored_training_check(tmp_path):
     assert df["trained"].tolist() == [None, None, None, True, True, True]
 
 
+def _losses(study, variant, finals, first=1.4):
+    for seed, final in enumerate(finals):
+        path = study / "runs" / f"{variant}__s{seed}" / "record.json"
+        rec = json.loads(path.read_text())
+        rec["trained"] = final / first <= 0.45  # the run's own look, as run_one writes it
+        rec["training_check"] = {"rule": "final_loss <= max_ratio x initial_loss", "max_ratio": 0.45,
+                                 "initial_loss": first, "final_loss": final, "ratio": final / first}
+        path.write_text(json.dumps(rec))
+
+
+def test_a_floor_every_seed_shares_is_not_a_stall_and_one_stuck_seed_is(tmp_path):
+    # FCN: every seed ends near 0.70 of a 1.4 start (ratio 0.50, above 0.45): the task's floor for this model.
+    # B1-MAX: seed 1 ends at 0.70 where its siblings got to 0.42 and 0.45: 0.70 > 1.5 x 0.42 = 0.63, a stall.
+    # B1-AVE: seed 2 at 0.66 against a best sibling of 0.46 (1.43 x): inside the bound, trained.
+    study = fabricate(tmp_path, {"FCN": [0.40, 0.41, 0.40], "B1-MAX": [0.55, 0.30, 0.56],
+                                 "B1-AVE": [0.57, 0.58, 0.56]})
+    _losses(study, "FCN", [0.69, 0.71, 0.70])
+    _losses(study, "B1-MAX", [0.42, 0.70, 0.45])
+    _losses(study, "B1-AVE", [0.46, 0.50, 0.66])
+    df = build_table(study)
+    got = dict(zip(df["variant"] + "/" + df["seed"].astype(str), df["trained"], strict=True))
+    assert [got[f"FCN/{s}"] for s in range(3)] == [True, True, True]
+    assert [got[f"B1-MAX/{s}"] for s in range(3)] == [True, False, True]
+    assert [got[f"B1-AVE/{s}"] for s in range(3)] == [True, True, True]
+
+    manifest = json.loads((study / "study.json").read_text())
+    manifest["overrides"] = {"train.trained_sibling_ratio": 1.4}  # a tighter bound from the study file: 0.66 > 0.644
+    (study / "study.json").write_text(json.dumps(manifest))
+    got = dict(zip(df["variant"] + "/" + df["seed"].astype(str), build_table(study)["trained"], strict=True))
+    assert got["B1-AVE/2"] is False and got["B1-MAX/1"] is False and got["FCN/1"] is True
+
+
+def test_a_run_without_siblings_is_judged_by_its_loss_ratio_alone(tmp_path):
+    study = fabricate(tmp_path, {"FCN": [0.40], "B1-MAX": [0.55]})
+    _losses(study, "FCN", [0.70])  # ratio 0.50, nobody to compare with
+    _losses(study, "B1-MAX", [0.42])
+    assert build_table(study)["trained"].tolist() == [False, True]
+
+
 def test_frozen_feature_runs_show_their_pixel_crop_and_head_only_rate(tmp_path):
     import dataclasses
 

@@ -73,36 +73,67 @@ def load_records(study_dir: Path) -> list[RunRecord]:
 
 
 RULE_KEY = "train.trained_loss_ratio"
+SIBLING_KEY = "train.trained_sibling_ratio"
+SIBLING_DEFAULT = 1.5  # records written before the sibling bound existed
 
 
-def study_rule(manifest: StudyManifest, variant: str) -> float | None:
-    """The training check's bound the study file sets for a variant (its variant entry, then its overrides), or
+def study_rule(manifest: StudyManifest, variant: str, key: str = RULE_KEY) -> float | None:
+    """A training check bound (`key`) the study file sets for a variant (its variant entry, then its overrides), or
     None when the study leaves each run's own."""
     for source in ((manifest.variants or {}).get(variant) or {}, manifest.overrides or {}):
-        if isinstance(source, dict) and source.get(RULE_KEY) is not None:
-            return float(source[RULE_KEY])
+        if isinstance(source, dict) and source.get(key) is not None:
+            return float(source[key])
     return None
 
 
-def judged(record: RunRecord, rule: float | None) -> bool | None:
-    """Whether the run trained: the run's own judgement, or the study's rule applied to the numbers the run
-    stored (final / first loss); a rule of 0 judges nothing. The check is not part of the config hash, so a study
-    that changes it re-judges its runs without training them again."""
+def _final_loss(record: RunRecord) -> float | None:
+    value = (record.training_check or {}).get("final_loss")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def judged(record: RunRecord, rule: float | None, best_sibling: float | None = None,
+           sibling_ratio: float | None = None) -> bool | None:
+    """Whether the run trained. It did not when its final loss is above `rule` x its first step's loss (the run's
+    own bound when `rule` is None; 0 judges nothing) and, where its variant has other completed runs in the study,
+    also above `sibling_ratio` x the lowest final loss among them (`best_sibling`): a loss that stays high on every
+    seed is a floor of the task (a cue the model cannot see), one seed stuck far above a sibling that got down is a
+    stall. A run alone is judged by the first part. The check is not part of the config hash, so a study that
+    changes it re-judges its runs from the numbers they stored, without training them again."""
     ratio = (record.training_check or {}).get("ratio")
-    if rule is None or record.trained is None or not isinstance(ratio, (int, float)):
+    if record.trained is None or not isinstance(ratio, (int, float)):
         return record.trained
-    return None if rule == 0 else bool(ratio <= rule)
+    if rule == 0:
+        return None
+    if (record.trained if rule is None else ratio <= rule):
+        return True
+    final = _final_loss(record)
+    if best_sibling is None or final is None:
+        return False
+    bound = sibling_ratio if sibling_ratio is not None else \
+        float(record.config.get("train", {}).get("trained_sibling_ratio", SIBLING_DEFAULT))
+    return final <= bound * best_sibling
 
 
-def row_of(record: RunRecord, bench: dict[str, Any] | None = None, rule: float | None = None) -> dict[str, Any]:
-    """One table row; `bench` (the variant's bench/<variant>.json throughput) replaces the run's own; `rule`
-    (study_rule) re-judges whether the run trained."""
+def best_siblings(records: list[RunRecord]) -> dict[str, float | None]:
+    """Per record id: the lowest final loss among the other completed runs of its variant (None: it has none)."""
+    finals: dict[str, list[tuple[str, float]]] = {}
+    for r in records:
+        final = _final_loss(r)
+        if r.status == "completed" and final is not None:
+            finals.setdefault(r.variant, []).append((r.id, final))
+    return {r.id: min((f for i, f in finals.get(r.variant, []) if i != r.id), default=None) for r in records}
+
+
+def row_of(record: RunRecord, bench: dict[str, Any] | None = None, rule: float | None = None,
+           best_sibling: float | None = None, sibling_ratio: float | None = None) -> dict[str, Any]:
+    """One table row; `bench` (the variant's bench/<variant>.json throughput) replaces the run's own; `rule`,
+    `best_sibling` and `sibling_ratio` judge whether the run trained (`judged`)."""
     th, cost, prov = bench if bench is not None else record.throughput, record.cost, record.provenance
     row: dict[str, Any] = {"study": record.study, "variant": record.variant, "seed": record.seed}
     row.update(axes_of(record.config))
     row[RECIPE_COLUMN] = recipe_hash(record.config)
     row["status"] = record.status
-    row["trained"] = judged(record, rule)  # True / False, or None when not judged (failed, pruned, old records)
+    row["trained"] = judged(record, rule, best_sibling, sibling_ratio)  # True / False, or None when not judged (failed, pruned, old records)
     for key in METRICS:
         value = record.metrics.get(key)
         row[key] = float(value) if isinstance(value, (int, float)) else float("nan")
@@ -151,7 +182,9 @@ def build_table(study_dir: str | Path) -> pd.DataFrame:
     manifest = load_manifest(study_dir)
     records = load_records(study_dir)
     bench = load_bench(study_dir)
-    df = pd.DataFrame([row_of(r, bench.get(r.variant), study_rule(manifest, r.variant)) for r in records])
+    best = best_siblings(records)
+    df = pd.DataFrame([row_of(r, bench.get(r.variant), study_rule(manifest, r.variant), best[r.id],
+                              study_rule(manifest, r.variant, SIBLING_KEY)) for r in records])
     order = manifest.order
     order += sorted(v for v in df["variant"].unique() if v not in order)
     df["_order"] = df["variant"].map({v: i for i, v in enumerate(order)})
