@@ -28,8 +28,8 @@ def _span(rows: Sequence[ClaimRow]) -> str:
 def _kept_and_moved(original: Sequence[ClaimRow], here: Sequence[ClaimRow]) -> tuple[list[tuple], list[tuple]]:
     """The claim keys judged in both studies, and those of them whose verdict differs."""
     before = {r.key: r.verdict for r in original}
-    both = [r.key for r in here if r.key in before]
-    return both, [r.key for r in here if r.key in before and before[r.key] != r.verdict]
+    both = [r for r in here if r.key in before]
+    return [r.key for r in both], [r.key for r in both if before[r.key] != r.verdict]
 
 
 def _moved_text(before: dict, after: dict, moved: Sequence[tuple]) -> str:
@@ -55,7 +55,7 @@ def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[Clai
         + (f"; {len(only_there)} row{'s' if len(only_there) != 1 else ''} of {name} not re-run here (their "
            "variants are not in this study)" if only_there else "") + ".")))
     rows = []
-    for k in [k for k in after if k in before] + only_here:  # the rows this study judged, in its order
+    for k in both + only_here:  # the rows this study judged
         (was, was_verdict), (now, now_verdict) = _cell(before.get(k)), _cell(after.get(k))
         state = "" if k not in both else "moved" if k in moved else "same"
         rows.append([k[0], f"{k[1]} vs {k[2]}", was, was_verdict, now, now_verdict, state])
