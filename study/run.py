@@ -1,5 +1,6 @@
 """The one wiring point of a run: build what it needs (threads, device, seed, data, model), then train, evaluate
-and benchmark it (`run_one`), evaluate a saved model (`evaluate_model_file`) or time a config (`bench_config`).
+and benchmark it (`run_one`; seeds of one variant packed into one network: `run_packed`), evaluate a saved model
+(`evaluate_model_file`) or time a config (`bench_config`).
 
 `model.pt` is written and read here only.
 """
@@ -10,6 +11,7 @@ import json
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,8 @@ from study.throughput.settings import resolve, widest_conv
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT
 from study.train.distributed import World
-from study.train.loop import NonFiniteLoss, train
+from study.train.loop import NonFiniteLoss, TrainResult, train
+from study.train.packed import Member, checkpoint_steps, train_packed
 
 MODEL_FILE = "model.pt"
 HEADLINE = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present", "per_class_iou")
@@ -87,6 +90,39 @@ def load_model(path: Path) -> dict[str, Any]:
     return saved
 
 
+@dataclass
+class _Run:
+    """What one (variant, seed) needs between building and its record: data, model, where it writes, how it says."""
+
+    cfg: Config
+    folder: Path
+    chash: str
+    device: torch.device
+    world: World
+    say: Callable[[str], None]
+    train_set: Any
+    val_set: Any
+    model: torch.nn.Module
+    trainee: torch.nn.Module  # what trains: the whole network, or (frozen features) its pyramid and heads
+    net: torch.nn.Module  # the trainee as the loop runs it (DDP-wrapped, compiled)
+    prov: dict[str, Any]
+    base: dict[str, Any]
+
+    def evaluate(self, m: torch.nn.Module, qualitative: bool = False) -> dict[str, Any]:
+        """The run's metrics on its validation split (rank 0 computes, every rank gets them)."""
+        metrics = None
+        if self.world.rank == 0:
+            frozen = self.cfg.model.freeze_backbone
+            q_dir = self.folder / "qualitative" if qualitative and self.cfg.eval.qualitative and not frozen else None
+            metrics = evaluate(m, self.val_set, cfg=self.cfg.eval, device=self.device, qualitative_dir=q_dir,
+                               workers=self.cfg.data.workers)
+        if dist.is_initialized():
+            box = [metrics]
+            dist.broadcast_object_list(box, src=0)
+            metrics = box[0]
+        return metrics
+
+
 def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
             log: Callable[[str], None] | None = None) -> RunRecord:
     """Train, evaluate and benchmark one (variant, seed); write and return its run record.
@@ -96,13 +132,85 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     reason in the record; `on_eval(step, metrics)` returning True ends the run as "pruned".
     """
     folder = run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed)
-    chash = config_hash(cfg)
-    if (done := completed_record(folder, chash)) is not None:
+    if (done := completed_record(folder, config_hash(cfg))) is not None:
         return done
+    run = _prepare(cfg, log)
+    run.say(f"training {cfg.train.steps} steps on {run.device} ({len(run.train_set)} train / "
+            f"{len(run.val_set)} val images)")
+    return _conclude(run, lambda: train(run.net, run.train_set, cfg=cfg, device=run.device, folder=run.folder,
+                                        config_hash=run.chash, evaluate=run.evaluate, on_eval=on_eval,
+                                        world=run.world, log=run.say), on_eval)
 
+
+def run_packed(cfgs: Sequence[Config], *, log: Callable[[str], None] | None = None) -> list[RunRecord]:
+    """Train seeds of one variant as one packed network (study.train.packed); write and return each its record.
+
+    Each record is the one run_one would write for its cell, its provenance naming the pack (`packed`: members and
+    seeds; train_seconds a member's share of the pack's time); cells already completed are returned as they are.
+    Where a pack cannot be formed (fewer than two cells left, checkpoints at different steps, torch.compile, a
+    multi-process run, cells of different train configs) the cells run one at a time with run_one, which says why.
+    """
+    folders = [run_dir(c.run.out_dir, c.run.study, c.run.variant, c.run.seed) for c in cfgs]
+    pending = [c for c, f in zip(cfgs, folders, strict=True) if completed_record(f, config_hash(c)) is None]
+    why = _unpackable(pending)
+    if why is None:
+        runs = [_prepare(c, log) for c in pending]
+        members = [Member(cfg=r.cfg, folder=r.folder, config_hash=r.chash, trainee=r.trainee, train_set=r.train_set,
+                          evaluate=r.evaluate, log=r.say) for r in runs]
+        steps = set(checkpoint_steps(members))
+        if len(steps) > 1:
+            why = f"their checkpoints are at different steps ({sorted(steps, key=lambda s: s or 0)})"
+    if why is not None:
+        if len(pending) > 1:
+            (log or print)(f"[{cfgs[0].run.variant}] {len(pending)} cells one at a time, not packed: {why}")
+        return [run_one(c, log=log) for c in cfgs]
+
+    seeds = [r.cfg.run.seed for r in runs]
+    for r in runs:
+        r.prov["packed"] = {"members": len(runs), "seeds": seeds}
+        r.prov["settings"] = {**r.prov["settings"], "channels_last": False}  # vmap's batched convolutions: NCHW
+        r.say(f"training {r.cfg.train.steps} steps on {r.device}, packed with seeds {seeds} "
+              f"({len(r.train_set)} train / {len(r.val_set)} val images)")
+    try:
+        outcomes: list[Any] = train_packed(members, device=runs[0].device)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the pack's error ends every member's run as failed, not lost
+        if disk_error(e):
+            raise
+        outcomes = [e] * len(runs)
+
+    def outcome(result: Any) -> TrainResult:
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    done = {r.cfg.run.seed: _conclude(r, lambda res=res: outcome(res), None)
+            for r, res in zip(runs, outcomes, strict=True)}
+    return [done.get(c.run.seed) or completed_record(f, config_hash(c))
+            for c, f in zip(cfgs, folders, strict=True)]
+
+
+def _unpackable(cfgs: Sequence[Config]) -> str | None:
+    """Why these cells cannot train as one pack, or None."""
+    if len(cfgs) < 2:
+        return "fewer than two cells left"
+    if any(c.train.compile for c in cfgs):
+        return "train.compile is on (a packed network is not compiled)"
+    if distributed.init_from_env().distributed:
+        return "a multi-process (torchrun) run"
+    unseeded = {config_hash(replace(c, run=replace(c.run, seed=0))) for c in cfgs}
+    if len(unseeded) > 1 or len({c.run.seed for c in cfgs}) < len(cfgs):
+        return "the cells are not seeds of one variant"
+    return None
+
+
+def _prepare(cfg: Config, log: Callable[[str], None] | None) -> _Run:
+    """Seed, then build the run's data and model in the order a run always has (so a seed gives one network)."""
     check_normalisation(cfg.model, cfg.data)
     world = distributed.init_from_env()
     device = setup(cfg, world)
+    folder = run_dir(cfg.run.out_dir, cfg.run.study, cfg.run.variant, cfg.run.seed)
     prefix = f"[{run_id(cfg.run.variant, cfg.run.seed)}] "
     say = log or (lambda line: print(prefix + line, flush=True))
     if world.rank != 0:
@@ -128,7 +236,6 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     model = build_model(cfg.model, train_set.num_classes)
     redraw_new_layers(model, cfg.run.seed, cfg.run.twin)
     model = model.to(device)
-    # what trains: the whole network, or (frozen features) its pyramid and heads on the stored maps
     trainee: torch.nn.Module = FrozenFeatureHead(model, cfg.model.output_stride) if frozen else model
     speed = resolve(device, cfg.train, widest_conv(trainee))
     if speed.channels_last:
@@ -149,29 +256,25 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
             "data_fingerprint": data_fingerprint(cfg.data, (cfg.data.train_split, cfg.data.val_split))}
     if features:
         prov["feature_cache"] = features
+    chash = config_hash(cfg)
     base = dict(id=run_id(cfg.run.variant, cfg.run.seed), study=cfg.run.study, variant=cfg.run.variant,
                 seed=cfg.run.seed, config=cfg.to_dict(), config_hash=chash, provenance=prov, started_at=_now())
+    return _Run(cfg=cfg, folder=folder, chash=chash, device=device, world=world, say=say, train_set=train_set,
+                val_set=val_set, model=model, trainee=trainee, net=net, prov=prov, base=base)
 
-    def evaluate_fn(m: torch.nn.Module, qualitative: bool = False) -> dict[str, Any]:
-        metrics = None
-        if world.rank == 0:
-            q_dir = folder / "qualitative" if qualitative and cfg.eval.qualitative and not frozen else None
-            metrics = evaluate(m, val_set, cfg=cfg.eval, device=device, qualitative_dir=q_dir,
-                               workers=cfg.data.workers)
-        if dist.is_initialized():
-            box = [metrics]
-            dist.broadcast_object_list(box, src=0)
-            metrics = box[0]
-        return metrics
 
-    say(f"training {cfg.train.steps} steps on {device} ({len(train_set)} train / {len(val_set)} val images)")
+def _conclude(run: _Run, trained: Callable[[], TrainResult], on_eval: Callable[[int, dict], bool] | None
+              ) -> RunRecord:
+    """Train (`trained()` returns the run's TrainResult), score, save and time the run; write its record.
+
+    Any training error ends in a failed record, not a lost run."""
+    cfg, folder, prov = run.cfg, run.folder, run.prov
     status, error, metrics, throughput, artifacts = "completed", "", {}, {}, {}
     curves: list[dict[str, Any]] = []
     cost: dict[str, float] = {}
-    trained, check = None, {}
+    ok, check = None, {}
     try:
-        result = train(net, train_set, cfg=cfg, device=device, folder=folder, config_hash=chash,
-                       evaluate=evaluate_fn, on_eval=on_eval, world=world, log=say)
+        result = trained()
         curves = result.curves
         cost = {"train_seconds": result.train_seconds, "data_seconds": result.data_seconds,
                 "periodic_eval_seconds": result.eval_seconds, "resumed_from_step": result.resumed_from}
@@ -179,23 +282,23 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
             status = "pruned"
         else:
             t0 = time.perf_counter()
-            final = evaluate_fn(trainee, qualitative=True)
+            final = run.evaluate(run.trainee, qualitative=True)
             cost["eval_seconds"] = time.perf_counter() - t0
             metrics = _headline(final, prov["miou_convention"])
-            trained, check = training_check(curves, result.initial_loss, cfg.train.trained_loss_ratio)
+            ok, check = training_check(curves, result.initial_loss, cfg.train.trained_loss_ratio)
             artifacts = {"qualitative": final["qualitative"]}
             prov["eval_protocol"] = final.get("protocol", {})
             curves.append({"step": result.steps_done, "epoch": curves[-1]["epoch"] if curves else 0.0,
                            "val_miou": final["miou"]})
             if on_eval is not None:
                 on_eval(result.steps_done, final)
-            if world.rank == 0:
-                save_model(folder / MODEL_FILE, model, cfg, train_set)
+            if run.world.rank == 0:
+                save_model(folder / MODEL_FILE, run.model, cfg, run.train_set)
                 if cfg.bench.enabled:
                     t0 = time.perf_counter()
-                    throughput = benchmark(model, cfg, device, train_set.num_classes)
+                    throughput = benchmark(run.model, cfg, run.device, run.train_set.num_classes)
                     cost["bench_seconds"] = time.perf_counter() - t0
-                if frozen:  # the whole network is timed above; this is the head-only training rate
+                if cfg.model.freeze_backbone:  # the whole network is timed above; this is the head's training rate
                     throughput["head_train_img_s"] = (
                         (result.steps_done - result.resumed_from) * cfg.train.batch_size / result.train_seconds)
             (folder / CHECKPOINT).unlink(missing_ok=True)
@@ -209,14 +312,15 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
         status, error = "failed", _error_line(e)
         atomic_write_text(folder / "error.txt", traceback.format_exc())
     if status == "failed":
-        say(f"failed: {error}")
-    record = RunRecord(**base, status=status, error=error, metrics=metrics, curves=curves, throughput=throughput,
-                       cost=cost, artifacts=artifacts, finished_at=_now(), trained=trained, training_check=check)
-    if world.rank == 0:
+        run.say(f"failed: {error}")
+    record = RunRecord(**run.base, status=status, error=error, metrics=metrics, curves=curves,
+                       throughput=throughput, cost=cost, artifacts=artifacts, finished_at=_now(), trained=ok,
+                       training_check=check)
+    if run.world.rank == 0:
         write_record(record, folder)
         if status == "completed":
-            say(f"mIoU {100 * metrics['miou']:.2f}  pixel acc {100 * metrics['pixel_acc']:.2f}  "
-                f"({cost.get('train_seconds', 0):.1f}s training)")
+            run.say(f"mIoU {100 * metrics['miou']:.2f}  pixel acc {100 * metrics['pixel_acc']:.2f}  "
+                    f"({cost.get('train_seconds', 0):.1f}s training)")
     distributed.barrier()
     return record
 

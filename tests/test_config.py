@@ -190,6 +190,7 @@ ADDED_DEFAULTS = {
     ("train", "warmup_steps"): 0,
     ("bench", "peak_seconds"): 0.4,
     ("run", "twin"): 0,
+    ("run", "pack"): 0,
 }
 
 

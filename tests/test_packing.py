@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from conftest import TINY
 
 from study.config_files import load_config
-from study.throughput.packing import PAYS, Packed, choose, members, packed_step
+from study.throughput.packing import PAYS, choose, members, packed_step
+from study.train.packed import Packed
 
 
 def test_a_packed_step_is_k_separate_steps():

@@ -185,3 +185,42 @@ def test_a_study_resumes_from_shipped_records_alone(tmp_path):
                        run_fn=trainer) == 0
     assert trainer.cells == ["FCN__s0"]
     assert runner.main([str(path), "--out", str(tmp_path / "x"), "--resume-from", str(tmp_path / "nothing")]) == 2
+
+
+class Packer(Trainer):
+    """A run_fn and a pack_fn (run_packed's stand-in) that count the cells and the packs they train."""
+
+    def __init__(self):
+        super().__init__()
+        self.packs: list[list[str]] = []
+
+    def pack(self, cfgs):
+        self.packs.append(sorted(f"{c.run.variant}__s{c.run.seed}" for c in cfgs))
+        return [self(c) for c in cfgs]
+
+
+def test_a_packed_study_grows_by_packing_only_its_new_cells(tmp_path, capsys):
+    """run.pack=3: a worker claims a variant's seeds three at a time, each cell still its own trial, completed once;
+    two more seeds pack only the two new cells of each variant; left to the machine (run.pack=0) a CPU packs
+    nothing and says why once."""
+    out = tmp_path / "results"
+
+    def run(seeds, *extra):
+        packer = Packer()
+        path = grid_file(tmp_path, ["FCN", "B1-AVE"], seeds)
+        assert runner.main([str(path), "--out", str(out), *extra], run_fn=packer, pack_fn=packer.pack) == 0
+        return packer
+
+    first = run([0, 1, 2], "run.pack=3")
+    assert sorted(first.packs) == [["B1-AVE__s0", "B1-AVE__s1", "B1-AVE__s2"], ["FCN__s0", "FCN__s1", "FCN__s2"]]
+    grown = run([0, 1, 2, 3, 4], "run.pack=3")
+    assert sorted(grown.packs) == [["B1-AVE__s3", "B1-AVE__s4"], ["FCN__s3", "FCN__s4"]]
+    assert sorted(grown.cells) == ["B1-AVE__s3", "B1-AVE__s4", "FCN__s3", "FCN__s4"]
+    capsys.readouterr()
+    auto = run([0, 1, 2, 3, 4, 5, 6])
+    assert auto.packs == [] and sorted(auto.cells) == ["B1-AVE__s5", "B1-AVE__s6", "FCN__s5", "FCN__s6"]
+    assert capsys.readouterr().out.count("train seeds one by one on a CPU") == 1
+    study = queue.open_study(load_study(grid_file(tmp_path, ["FCN", "B1-AVE"], range(7))),
+                             open_storage(default_url(out / "grow")))
+    done = [t.user_attrs["cell"] for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(done) == len(set(done)) == 14

@@ -7,6 +7,8 @@
   the new cells, and a worker claims only cells of the study file it was given.
 - A search (TPE, median pruning) asks new trials under the same lock, so the budget `n_trials` is a total over all
   workers and machines.
+- A packed job (seeds of one variant trained as one network, study.train.packed) claims its first cell as any
+  worker does, then up to K - 1 more waiting cells of the same variant (`claim_more`); each stays its own trial.
 - Every claimed trial carries its worker (host:pid) and a heartbeat. Preparing a study re-queues the cells of dead
   workers with the same parameters; they resume from their checkpoint in the cell's stable folder. A cell that
   fails is retried up to `max_retries` times, then reported as failed.
@@ -248,6 +250,23 @@ def claim(study: optuna.Study, spec: StudySpec, url: str) -> optuna.Trial | None
         for key, value in {"cell": run_id(variant, seed), "variant": variant, "seed": seed}.items():
             trial.set_user_attr(key, value)
         return trial
+
+
+def claim_more(study: optuna.Study, spec: StudySpec, url: str, variant: str, n: int) -> list[optuna.Trial]:
+    """Up to n more WAITING cells of `variant`, claimed as `claim` claims one: the rest of a packed job."""
+    storage = storage_of(study)
+    wanted = spec_cells(spec)
+    out: list[optuna.Trial] = []
+    with study_lock(storage, url, spec.name):
+        for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
+            if len(out) == n:
+                break
+            if t.user_attrs.get("variant") != variant or (wanted is not None and t.user_attrs.get("cell") not in wanted):
+                continue
+            storage.set_trial_user_attr(trial_id(t), "worker", f"{socket.gethostname()}:{os.getpid()}")
+            if storage.set_trial_state_values(trial_id(t), TrialState.RUNNING):
+                out.append(optuna.Trial(study, trial_id(t)))
+    return out
 
 
 def cell_state(trials: list[FrozenTrial], spec: StudySpec) -> str:

@@ -1,4 +1,5 @@
-"""One worker: claim a cell, run it with run_one under a heartbeat, report to Optuna, retry or give up.
+"""One worker: claim a cell (or, packed, several seeds of one variant), run it with run_one (run_packed) under a
+heartbeat, report to Optuna, retry or give up.
 
 Each finished trial stores its run record in the storage too, so with a shared database every machine can write
 the complete results table.
@@ -22,12 +23,13 @@ from study.atomic import disk_error
 from study.config import config_hash
 from study.record import RunRecord
 from study.search.optuna_handles import storage_of, trial_id
-from study.search.queue import claim, failures, identity, open_study, requeue_lost, trials_by_cell
+from study.search.queue import claim, claim_more, failures, identity, open_study, requeue_lost, trials_by_cell
 from study.search.space import StudySpec, cell_config, suggest
 from study.search.storage import open_storage, study_lock
 
 HEARTBEAT_S = 15.0
 RunFn = Callable[..., RunRecord]
+PackFn = Callable[[list[Any]], list[RunRecord]]
 
 
 class Heartbeat:
@@ -55,39 +57,23 @@ class Heartbeat:
         self._thread.join()
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: str, out_dir: str,
-              cli: tuple[str, ...], run_fn: RunFn) -> RunRecord | None:
-    """Run one claimed trial with run_fn (run_one), report to Optuna, retry or give up on failure."""
-    storage = storage_of(study)
-    tid = trial_id(trial)
-    attrs = storage.get_trial(tid).user_attrs
-    variant, seed = attrs["variant"], attrs["seed"]
+def _start(trial: optuna.Trial, spec: StudySpec, out_dir: str, cli: tuple[str, ...]):
+    """The claimed trial's cell config, with its overrides, config hash and worker stored on the trial."""
+    attrs = storage_of(trial.study).get_trial(trial_id(trial)).user_attrs
     # a grid cell is named by its user attributes only: Optuna's categorical choices could not grow
     params = suggest(trial, spec.search) if spec.search else {}
-    cfg = cell_config(spec, variant, seed, params, out_dir, cli)
+    cfg = cell_config(spec, attrs["variant"], attrs["seed"], params, out_dir, cli)
     trial.set_user_attr("overrides", params)
     trial.set_user_attr("config_hash", config_hash(cfg))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    return cfg, attrs
 
-    def on_eval(step: int, metrics: dict[str, Any]) -> bool:
-        value = metrics.get(spec.metric)
-        if value is None or not math.isfinite(value):
-            return False
-        trial.report(float(value), step)
-        return spec.search is not None and trial.should_prune()
 
-    beat = Heartbeat(storage, tid)
-    try:
-        record = run_fn(cfg, on_eval=on_eval)
-    except Exception as e:  # noqa: BLE001 - run_one records its own failures; this is a last resort
-        if disk_error(e):  # the results folder, not the cell: give the cell back and stop (re-run resumes)
-            with contextlib.suppress(Exception), study_lock(storage, url, spec.name):
-                requeue_lost(study, storage.get_trial(tid), f"results not writable ({e.strerror}); re-queued")
-            raise
-        record = None
-        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    finally:
-        beat.stop()
+def _finish(study: optuna.Study, trial: optuna.Trial, attrs: dict[str, Any], spec: StudySpec, url: str,
+            record: RunRecord | None, error: str) -> None:
+    """Report a run to Optuna (completed, pruned or failed); a failed cell is queued again while it has retries."""
+    storage = storage_of(study)
+    tid = trial_id(trial)
     if record is not None:
         error = record.error
         trial.set_user_attr("record", record.to_dict())
@@ -105,20 +91,112 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: st
             mine = trials_by_cell(study.get_trials(deepcopy=False))[attrs["cell"]]
             if failures(mine) <= spec.max_retries:
                 study.enqueue_trial(trial.params, user_attrs=identity(storage.get_trial(tid)))
+
+
+def _give_back(study: optuna.Study, trials: list[optuna.Trial], spec: StudySpec, url: str, e: OSError) -> None:
+    """The results folder, not the cells, failed: the cells go back to the queue (a re-run resumes them)."""
+    storage = storage_of(study)
+    with contextlib.suppress(Exception), study_lock(storage, url, spec.name):
+        for trial in trials:
+            requeue_lost(study, storage.get_trial(trial_id(trial)), f"results not writable ({e.strerror}); re-queued")
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: str, out_dir: str,
+              cli: tuple[str, ...], run_fn: RunFn) -> RunRecord | None:
+    """Run one claimed trial with run_fn (run_one), report to Optuna, retry or give up on failure."""
+    cfg, attrs = _start(trial, spec, out_dir, cli)
+
+    def on_eval(step: int, metrics: dict[str, Any]) -> bool:
+        value = metrics.get(spec.metric)
+        if value is None or not math.isfinite(value):
+            return False
+        trial.report(float(value), step)
+        return spec.search is not None and trial.should_prune()
+
+    beat = Heartbeat(storage_of(study), trial_id(trial))
+    record, error = None, ""
+    try:
+        record = run_fn(cfg, on_eval=on_eval)
+    except Exception as e:  # noqa: BLE001 - run_one records its own failures; this is a last resort
+        if disk_error(e):
+            _give_back(study, [trial], spec, url, e)
+            raise
+        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    finally:
+        beat.stop()
+    _finish(study, trial, attrs, spec, url, record, error)
     return record
 
 
+def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: StudySpec, url: str, out_dir: str,
+             cli: tuple[str, ...], pack_fn: PackFn) -> list[RunRecord | None]:
+    """Run claimed cells of one variant as one packed job with pack_fn (run_packed); report each to Optuna."""
+    started = [_start(trial, spec, out_dir, cli) for trial in trials]
+    beats = [Heartbeat(storage_of(study), trial_id(trial)) for trial in trials]
+    records: list[RunRecord | None] = [None] * len(trials)
+    error = ""
+    try:
+        records = list(pack_fn([cfg for cfg, _ in started]))
+    except Exception as e:  # noqa: BLE001 - run_packed records its own failures; this is a last resort
+        if disk_error(e):
+            _give_back(study, trials, spec, url, e)
+            raise
+        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    finally:
+        for beat in beats:
+            beat.stop()
+    for trial, (_, attrs), record in zip(trials, started, records, strict=True):
+        _finish(study, trial, attrs, spec, url, record, error)
+    return records
+
+
+def pack_size(spec: StudySpec, trial: optuna.Trial, out_dir: str, cli: tuple[str, ...]) -> int:
+    """How many cells this worker trains as one packed job: 1 for a search; else the cell config's run.pack, or
+    (run.pack: 0) the machine's measured choice (study.throughput.packing.auto_pack), said once per process."""
+    if spec.search is not None:
+        return 1
+    attrs = storage_of(trial.study).get_trial(trial_id(trial)).user_attrs
+    cfg = cell_config(spec, attrs["variant"], attrs["seed"], {}, out_dir, cli)
+    if cfg.run.pack:
+        return cfg.run.pack
+    from study.throughput.packing import auto_pack
+
+    k, why = auto_pack(cfg)
+    if why not in _SAID:
+        _SAID.add(why)
+        print(f"[{spec.name}] {why}", flush=True)
+    return k
+
+
+_SAID: set[str] = set()
+
+
 def work(spec: StudySpec, url: str, out_dir: str, cli: tuple[str, ...], run_fn: RunFn | None = None,
-         on_trial: Callable[[], None] | None = None) -> int:
-    """Claim and run trials until there is no work left; returns how many this worker ran."""
+         on_trial: Callable[[], None] | None = None, pack_fn: PackFn | None = None) -> int:
+    """Claim and run trials until there is no work left; returns how many this worker ran.
+
+    With run_fn left out, cells run with run_one, and seeds of one variant as packed jobs with run_packed where
+    `pack_size` says so; a given run_fn (a stand-in, a torchrun job) packs only with a given pack_fn."""
     storage = open_storage(url)
     study = open_study(spec, storage)
     done = 0
+    if run_fn is None:
+        from study.run import run_one as run_fn  # torch is imported only by workers that train
+        from study.run import run_packed
+
+        pack_fn = pack_fn or run_packed
     while (trial := claim(study, spec, url)) is not None:
-        if run_fn is None:
-            from study.run import run_one as run_fn  # torch is imported only by workers that train
-        run_trial(study, trial, spec, url, out_dir, cli, run_fn)
-        done += 1
+        k = pack_size(spec, trial, out_dir, cli) if pack_fn is not None else 1
+        more = claim_more(study, spec, url, trial_variant_of(trial), k - 1) if k > 1 else []
+        if more:
+            run_pack(study, [trial, *more], spec, url, out_dir, cli, pack_fn)
+        else:
+            run_trial(study, trial, spec, url, out_dir, cli, run_fn)
+        done += 1 + len(more)
         if on_trial:
             on_trial()
     return done
+
+
+def trial_variant_of(trial: optuna.Trial) -> str:
+    return storage_of(trial.study).get_trial(trial_id(trial)).user_attrs["variant"]

@@ -3,8 +3,8 @@
 Packing is an execution strategy, not another experiment: member k keeps its own parameters, batch-norm statistics
 and optimizer state, sees its own batch, and the loss is the sum of the members' losses (so each member's gradient
 is its own). The packed step stacks the K members' parameters and maps one functional network over them with
-`torch.func.vmap` (PyTorch's model-ensembling recipe): each convolution runs as one grouped convolution of K groups.
-`packed_step` is checked against K separate steps in tests/test_packing.py.
+`torch.func.vmap` (`study.train.packed`, which trains packed runs): each convolution runs as one grouped
+convolution of K groups. `packed_step` is checked against K separate steps in tests/test_packing.py.
 
 `python -m study.throughput.packing CONFIG [overrides] [--members 2,4,8] [--rounds R] [--device cuda] [--out F]`
 (part of `nox -s bench` on the CPU, and of `nox -s gpu_check`)
@@ -17,7 +17,6 @@ PAYS x counts. Runs are not packed unless it does; the measured ratios are in do
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -27,12 +26,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, stack_module_state, vmap
 
 from study.config import Config, ConfigError
 from study.config_files import load_config
 from study.models.build import build_model
 from study.throughput.settings import resolve, widest_conv
+from study.train.packed import Packed
 
 PAYS = 1.1  # packing counts as paying from this median speed-up of a member's step on
 
@@ -46,23 +45,6 @@ def members(cfg: Config, k: int, num_classes: int) -> list[torch.nn.Module]:
     return out
 
 
-class Packed:
-    """K members as one functional network: stacked parameters (one leaf each, K on dim 0) and buffers."""
-
-    def __init__(self, models: list[torch.nn.Module]):
-        params, self.buffers = stack_module_state(models)
-        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}
-        self.base = copy.deepcopy(models[0]).to("meta")
-        self.k = len(models)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (K, N, C, H, W) -> main logits (K, N, classes, H, W); each member its own dropout draws."""
-        def one(params, buffers, x):
-            return functional_call(self.base, (params, buffers), (x,))["out"]
-
-        return vmap(one, randomness="different")(self.params, self.buffers, images)
-
-
 def packed_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
     """The sum over members of each member's mean cross-entropy: every member's gradient is its own."""
     k = logits.shape[0]
@@ -73,7 +55,7 @@ def packed_step(packed: Packed, optimizer: torch.optim.Optimizer, images: torch.
                 autocast) -> torch.Tensor:
     """One SGD step of all K members; returns the summed loss (on the device)."""
     with autocast:
-        logits = packed.forward(images)
+        logits = packed(images)["out"]
     loss = packed_loss(logits, targets)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -145,6 +127,26 @@ def choose(rows: list[dict[str, Any]]) -> tuple[int, str]:
         top = f"best {best['ratio']:.2f}x at K={best['members']}" if best else "nothing measured"
         return 1, f"train seeds one by one: packing does not pay here ({top}; it counts from {PAYS}x)"
     return best["members"], f"pack {best['members']} seeds: {best['ratio']:.2f}x a member's step"
+
+
+_CHOSEN: dict[str, tuple[int, str]] = {}
+
+
+def auto_pack(cfg: Config) -> tuple[int, str]:
+    """(seeds to pack, why) for a run that leaves it to the machine (run.pack: 0).
+
+    On a CPU: one at a time; packing was measured slower there at every K and precision (docs/speed.md), and a
+    CPU kind where it pays is forced with run.pack=K after `python -m study.throughput.packing` says so. On a GPU:
+    measured once per process on the config's network (K = 2, 4, 8, two rounds) and chosen by `choose`."""
+    from study.env import pick_device
+
+    device = pick_device(cfg.run.device)
+    if device.type != "cuda":
+        return 1, "train seeds one by one on a CPU: packing measured slower there (docs/speed.md); run.pack=K forces it"
+    key = str(device)
+    if key not in _CHOSEN:
+        _CHOSEN[key] = choose(measure(cfg, [2, 4, 8], rounds=2, steps=3, device=device))
+    return _CHOSEN[key]
 
 
 def main(argv: list[str] | None = None) -> int:
