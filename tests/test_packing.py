@@ -62,3 +62,19 @@ def test_the_command_measures_and_writes_its_choice(tmp_path, capsys):
     assert "choice: " in capsys.readouterr().out
     assert main(["configs/probe.yaml", "--members", "1"]) == 2
     assert main(["configs/probe.yaml", "--device", "tpu"]) == 2
+
+
+def test_frozen_feature_heads_are_measured_on_stored_maps():
+    """With model.freeze_backbone the members are heads on maps (channels of the backbone's stages, the feature
+    crop in cells) and the labels are at output stride x that: what a frozen-feature run trains."""
+    from study.features.head import FrozenFeatureHead
+    from study.throughput.packing import inputs, measure
+
+    cfg = load_config(None, [*TINY, "model.freeze_backbone=true", "model.backbone_bn=frozen", "model.output_stride=8",
+                             "data.augment=[]", "data.feature_crop=[2, 3]", "train.batch_size=2"])
+    heads = members(cfg, 2, 3)
+    assert all(isinstance(m, FrozenFeatureHead) for m in heads)
+    x, y = inputs(cfg, heads[0], 2, 3, torch.device("cpu"))
+    assert x.shape == (2, 2, sum(heads[0].splits), 2, 3) and y.shape == (2, 2, 16, 24)
+    (row,) = measure(cfg, [2], rounds=1, steps=1, num_classes=3)
+    assert row["members"] == 2 and row["ratio"] > 0

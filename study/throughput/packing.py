@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from study.config import Config, ConfigError
 from study.config_files import load_config
+from study.features.head import FrozenFeatureHead
 from study.models.build import build_model
 from study.throughput.settings import resolve, widest_conv
 from study.train.packed import Packed
@@ -37,12 +38,28 @@ PAYS = 1.1  # packing counts as paying from this median speed-up of a member's s
 
 
 def members(cfg: Config, k: int, num_classes: int) -> list[torch.nn.Module]:
-    """K copies of the config's network, member i initialised from seed i (as run i would be)."""
+    """K copies of what the config trains, member i initialised from seed i (as run i would be): the network, or
+    with model.freeze_backbone its pyramid and heads on stored maps (study.features.head)."""
     out = []
     for seed in range(k):
         torch.manual_seed(seed)
-        out.append(build_model(cfg.model, num_classes).train())
+        model = build_model(cfg.model, num_classes)
+        out.append((FrozenFeatureHead(model, cfg.model.output_stride) if cfg.model.freeze_backbone else model).train())
     return out
+
+
+def inputs(cfg: Config, model: torch.nn.Module, k: int, num_classes: int, device: torch.device
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random inputs (K, N, C, h, w) of a training batch and its labels (K, N, H, W): images at the crop size, or
+    stored maps (frozen features) at data.feature_crop cells with labels at output stride x that."""
+    n = cfg.train.batch_size
+    if isinstance(model, FrozenFeatureHead):
+        stride = cfg.model.output_stride
+        h, w = cfg.data.feature_crop or (cfg.data.crop_size[0] // stride, cfg.data.crop_size[1] // stride)
+        x = torch.randn(k, n, sum(model.splits), h, w, device=device)
+        return x, torch.randint(0, num_classes, (k, n, h * stride, w * stride), device=device)
+    h, w = cfg.data.crop_size
+    return torch.randn(k, n, 3, h, w, device=device), torch.randint(0, num_classes, (k, n, h, w), device=device)
 
 
 def packed_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
@@ -83,7 +100,6 @@ def measure(cfg: Config, ks: list[int], *, rounds: int = 3, steps: int = 4, num_
 
 def _measure_one(cfg: Config, k: int, rounds: int, steps: int, num_classes: int, device: torch.device
                  ) -> dict[str, Any]:
-    n, (h, w) = cfg.train.batch_size, cfg.data.crop_size
     lr, momentum, decay = cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay
     models = [m.to(device) for m in members(cfg, k, num_classes)]
     speed = resolve(device, cfg.train, widest_conv(models[0]))
@@ -93,8 +109,7 @@ def _measure_one(cfg: Config, k: int, rounds: int, steps: int, num_classes: int,
     opts = [torch.optim.SGD(m.parameters(), lr=lr, momentum=momentum, weight_decay=decay) for m in models]
     packed = Packed([m.to(device) for m in members(cfg, k, num_classes)])
     popt = torch.optim.SGD(list(packed.params.values()), lr=lr, momentum=momentum, weight_decay=decay)
-    images = torch.randn(k, n, 3, h, w, device=device)
-    targets = torch.randint(0, num_classes, (k, n, h, w), device=device)
+    images, targets = inputs(cfg, models[0], k, num_classes, device)
     batches = [images[i].contiguous(memory_format=layout) for i in range(k)]
 
     def separate():
