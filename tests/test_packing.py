@@ -59,6 +59,9 @@ def test_the_command_measures_and_writes_its_choice(tmp_path, capsys):
 
     saved = json.loads(out.read_text())
     assert saved["rows"][0]["members"] == 2 and saved["rows"][0]["ratio"] > 0 and saved["members"] in (1, 2)
+    row = saved["rows"][0]
+    assert row["step_gflop"] > 0 and row["peak_gflop_s"] > 0 and 0 < row["separate_share"] and 0 < row["packed_share"]
+    assert row["separate_gflop_s"] / row["packed_gflop_s"] == pytest.approx(row["packed_ms"] / row["separate_ms"])
     assert "choice: " in capsys.readouterr().out
     assert main(["configs/probe.yaml", "--members", "1"]) == 2
     assert main(["configs/probe.yaml", "--device", "tpu"]) == 2

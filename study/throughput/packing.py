@@ -31,6 +31,8 @@ from study.config import Config, ConfigError
 from study.config_files import load_config
 from study.features.head import FrozenFeatureHead
 from study.models.build import build_model
+from study.throughput.bench import count_flops
+from study.throughput.peak import best_of, measure_peak
 from study.throughput.settings import resolve, widest_conv
 from study.train.packed import Packed
 
@@ -93,7 +95,9 @@ def _time(fn, steps: int, device: torch.device) -> float:
 def measure(cfg: Config, ks: list[int], *, rounds: int = 3, steps: int = 4, num_classes: int = 4,
             device: torch.device | None = None) -> list[dict[str, Any]]:
     """Per K: seconds per member-step, K separate models stepped one after another vs packed, interleaved over
-    `rounds`; the median ratio (separate / packed: above 1, packing is faster) and its range."""
+    `rounds`; the median ratio (separate / packed: above 1, packing is faster) and its range; each side's training
+    FLOP/s (3 x a member's forward FLOPs a step) and its share of the machine's peak measured in the same process
+    (study.throughput.peak, before and after, the faster)."""
     device = device or torch.device("cpu")
     return [_measure_one(cfg, k, rounds, steps, num_classes, device) for k in ks]
 
@@ -125,14 +129,22 @@ def _measure_one(cfg: Config, k: int, rounds: int, steps: int, num_classes: int,
         packed_step(packed, popt, images, targets, autocast)
 
     separate(), together()  # warm-up
+    peak_before = measure_peak(device, speed.dtype, layout)
     sep, pack = [], []
     for _ in range(rounds):
         sep.append(_time(separate, steps, device) / k)
         pack.append(_time(together, steps, device) / k)
     ratios = [a / b for a, b in zip(sep, pack, strict=True)]
-    return {"members": k, "separate_ms": 1000 * statistics.median(sep), "packed_ms": 1000 * statistics.median(pack),
+    flops = 3 * count_flops(models[0], batches[0])[0]  # a member's training step: forward + backward
+    peak = best_of(peak_before, measure_peak(device, speed.dtype, layout))
+    rows = {"members": k, "separate_ms": 1000 * statistics.median(sep), "packed_ms": 1000 * statistics.median(pack),
             "ratio": statistics.median(ratios), "ratio_low": min(ratios), "ratio_high": max(ratios),
-            "settings": speed.label(), "hardware": speed.hardware}
+            "settings": speed.label(), "hardware": speed.hardware,
+            "step_gflop": flops / 1e9, "peak_gflop_s": peak["peak_gflop_s"]}
+    for side, seconds in (("separate", statistics.median(sep)), ("packed", statistics.median(pack))):
+        rows[f"{side}_gflop_s"] = flops / seconds / 1e9
+        rows[f"{side}_share"] = rows[f"{side}_gflop_s"] / peak["peak_gflop_s"]
+    return rows
 
 
 def choose(rows: list[dict[str, Any]]) -> tuple[int, str]:
@@ -196,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()}:")
     for r in rows:
         print(f"  K={r['members']}: separate {r['separate_ms']:.1f} ms, packed {r['packed_ms']:.1f} ms a member's "
-              f"step: {r['ratio']:.2f}x ({r['ratio_low']:.2f}-{r['ratio_high']:.2f} over {args.rounds} rounds)")
+              f"step: {r['ratio']:.2f}x ({r['ratio_low']:.2f}-{r['ratio_high']:.2f} over {args.rounds} rounds); "
+              f"{100 * r['separate_share']:.0f}% and {100 * r['packed_share']:.0f}% of the measured peak "
+              f"({r['peak_gflop_s']:.0f} GFLOP/s)")
     k, why = choose(rows)
     print("choice: " + why)
     if args.out:
