@@ -171,3 +171,9 @@ def test_a_packed_study_reaches_the_unpacked_studys_verdicts(tmp_path, monkeypat
     rows = {pack: [(r.better, r.worse, r.verdict, round(r.diff, 2)) for r in judge_claims(tables[pack])]
             for pack in tables}
     assert rows[4] == rows[1] and rows[1]
+    assert set(packed["packed"]) == {4} and set(alone["packed"]) == {1}
+    from study.report.render import render_study
+
+    folder = render_study(tmp_path / "pack4" / "pk", tmp_path / "reports")
+    text = (folder / "index.md").read_text()
+    assert "execution: 8 of 8 runs trained packed, 4 seeds of a variant as one network" in text

@@ -191,6 +191,11 @@ def _provenance_blocks(df: pd.DataFrame, records: list, manifest: Any) -> list[B
              f"python {prov.get('python', '?')}, device {prov.get('device', '?')}",
              f"config hashes: {df['config_hash'].nunique()} distinct over {len(df)} runs",
              "weights: " + ", ".join(sorted({str(r.provenance.get("weights", "not recorded")) for r in records}))]
+    packs = [r.provenance["packed"]["members"] for r in records if r.provenance.get("packed")]
+    if packs:
+        size = f"{min(packs)}" if min(packs) == max(packs) else f"{min(packs)}-{max(packs)}"
+        items.append(f"execution: {len(packs)} of {len(records)} runs trained packed, {size} seeds of a variant as one "
+                     f"network (each its own initialisation, data, checkpoint and record; `run.pack`)")
     protocols = sorted({json.dumps(r.provenance["eval_protocol"], sort_keys=True) for r in records
                         if r.provenance.get("eval_protocol")})
     items += [f"evaluation protocol: {p}" for p in protocols]
