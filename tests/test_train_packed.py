@@ -171,7 +171,6 @@ def test_a_packed_study_reaches_the_unpacked_studys_verdicts(tmp_path, monkeypat
     rows = {pack: [(r.better, r.worse, r.verdict, round(r.diff, 2)) for r in judge_claims(tables[pack])]
             for pack in tables}
     assert rows[4] == rows[1] and rows[1]
-    assert set(packed["packed"]) == {4} and set(alone["packed"]) == {1}
     from study.report.render import render_study
 
     folder = render_study(tmp_path / "pack4" / "pk", tmp_path / "reports")

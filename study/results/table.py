@@ -154,7 +154,6 @@ def row_of(record: RunRecord, bench: dict[str, Any] | None = None, rule: float |
     row["effective_batch"] = prov.get("batch_size", record.config["train"]["batch_size"])
     row["bn"] = str(prov.get("bn", ""))
     row["world_size"] = prov.get("world_size", 1)
-    row["packed"] = int((prov.get("packed") or {}).get("members", 1))  # seeds trained as one network with it
     row["config_hash"] = record.config_hash
     row["git_sha"] = str(prov.get("git_sha", ""))
     row["error"] = record.error
