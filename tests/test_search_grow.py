@@ -199,7 +199,7 @@ class Packer(Trainer):
         return [self(c) for c in cfgs]
 
 
-def test_a_packed_study_grows_by_packing_only_its_new_cells(tmp_path, capsys):
+def test_a_packed_study_grows_by_packing_only_its_new_cells(tmp_path, capsys, monkeypatch):
     """run.pack=3: a worker claims a variant's seeds three at a time, each cell still its own trial, completed once;
     two more seeds pack only the two new cells of each variant; left to the machine (run.pack=0) a CPU packs
     nothing and says why once."""
@@ -217,6 +217,9 @@ def test_a_packed_study_grows_by_packing_only_its_new_cells(tmp_path, capsys):
     assert sorted(grown.packs) == [["B1-AVE__s3", "B1-AVE__s4"], ["FCN__s3", "FCN__s4"]]
     assert sorted(grown.cells) == ["B1-AVE__s3", "B1-AVE__s4", "FCN__s3", "FCN__s4"]
     capsys.readouterr()
+    from study.search import worker
+
+    monkeypatch.setattr(worker, "_SAID", set())  # a fresh worker process: the choice not said yet
     auto = run([0, 1, 2, 3, 4, 5, 6])
     assert auto.packs == [] and sorted(auto.cells) == ["B1-AVE__s5", "B1-AVE__s6", "FCN__s5", "FCN__s6"]
     assert capsys.readouterr().out.count("train seeds one by one on a CPU") == 1
