@@ -8,7 +8,8 @@
 - A search (TPE, median pruning) asks new trials under the same lock, so the budget `n_trials` is a total over all
   workers and machines.
 - A packed job (seeds of one variant trained as one network, study.train.packed) claims its first cell as any
-  worker does, then up to K - 1 more waiting cells of the same variant (`claim_more`); each stays its own trial.
+  worker does and, under the same hold of the lock, up to K - 1 more waiting cells of the same variant
+  (`claim_pack`); each stays its own trial.
 - Every claimed trial carries its worker (host:pid) and a heartbeat. Preparing a study re-queues the cells of dead
   workers with the same parameters; they resume from their checkpoint in the cell's stable folder. A cell that
   fails is retried up to `max_retries` times, then reported as failed.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -252,19 +254,29 @@ def claim(study: optuna.Study, spec: StudySpec, url: str) -> optuna.Trial | None
         return trial
 
 
-def claim_more(study: optuna.Study, spec: StudySpec, url: str, variant: str, n: int) -> list[optuna.Trial]:
-    """Up to n more WAITING cells of `variant`, claimed as `claim` claims one: the rest of a packed job."""
+def claim_pack(study: optuna.Study, spec: StudySpec, url: str, size_of: Callable[[str, int], int]
+               ) -> list[optuna.Trial]:
+    """A grid worker's next job, under one hold of the study lock: the next WAITING cell, as `claim` takes it, and up
+    to size_of(variant, seed) - 1 more WAITING cells of the same variant (a packed job, study.train.packed); [] when
+    there is no work."""
     storage = storage_of(study)
     wanted = spec_cells(spec)
+    me = f"{socket.gethostname()}:{os.getpid()}"
     out: list[optuna.Trial] = []
     with study_lock(storage, url, spec.name):
-        for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number):
-            if len(out) == n:
+        waiting = [t for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)),
+                                     key=lambda t: t.number)
+                   if wanted is None or t.user_attrs.get("cell") in wanted]
+        size = 1
+        for t in waiting:
+            if out and len(out) == size:
                 break
-            if t.user_attrs.get("variant") != variant or (wanted is not None and t.user_attrs.get("cell") not in wanted):
+            if out and t.user_attrs.get("variant") != out[0].user_attrs["variant"]:
                 continue
-            storage.set_trial_user_attr(trial_id(t), "worker", f"{socket.gethostname()}:{os.getpid()}")
+            storage.set_trial_user_attr(trial_id(t), "worker", me)  # named before RUNNING, as in `claim`
             if storage.set_trial_state_values(trial_id(t), TrialState.RUNNING):
+                if not out:
+                    size = max(1, size_of(t.user_attrs["variant"], t.user_attrs["seed"]))
                 out.append(optuna.Trial(study, trial_id(t)))
     return out
 

@@ -23,8 +23,8 @@ from study.atomic import disk_error
 from study.config import config_hash
 from study.record import RunRecord
 from study.search.optuna_handles import storage_of, trial_id
-from study.search.queue import claim, claim_more, failures, identity, open_study, requeue_lost, trials_by_cell
-from study.search.space import StudySpec, cell_config, suggest
+from study.search.queue import claim, claim_pack, failures, identity, open_study, requeue_lost, trials_by_cell
+from study.search.space import StudySpec, cell_config, grid_cells, suggest
 from study.search.storage import open_storage, study_lock
 
 HEARTBEAT_S = 15.0
@@ -150,22 +150,24 @@ def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: StudySpec, u
     return records
 
 
-def pack_size(spec: StudySpec, trial: optuna.Trial, out_dir: str, cli: tuple[str, ...]) -> int:
-    """How many cells this worker trains as one packed job: 1 for a search; else the cell config's run.pack, or
-    (run.pack: 0) the machine's measured choice (study.throughput.packing.auto_pack), said once per process."""
-    if spec.search is not None:
-        return 1
-    attrs = storage_of(trial.study).get_trial(trial_id(trial)).user_attrs
-    cfg = cell_config(spec, attrs["variant"], attrs["seed"], {}, out_dir, cli)
-    if cfg.run.pack:
-        return cfg.run.pack
-    from study.throughput.packing import auto_pack
+def pack_sizer(spec: StudySpec, out_dir: str, cli: tuple[str, ...]) -> Callable[[str, int], int]:
+    """(variant, seed) -> how many cells of that variant a worker claims as one packed job: the cell config's
+    run.pack or, where it is 0, the machine's measured choice (study.throughput.packing.auto_pack), settled once
+    before any claim (a GPU measures; nothing is measured while the study lock is held) and said once."""
+    variant, seed = next(iter(grid_cells(spec)))
+    chosen = 1
+    if cell_config(spec, variant, seed, {}, out_dir, cli).run.pack == 0:
+        from study.throughput.packing import auto_pack
 
-    k, why = auto_pack(cfg)
-    if why not in _SAID:
-        _SAID.add(why)
-        print(f"[{spec.name}] {why}", flush=True)
-    return k
+        chosen, why = auto_pack(cell_config(spec, variant, seed, {}, out_dir, cli))
+        if why not in _SAID:
+            _SAID.add(why)
+            print(f"[{spec.name}] {why}", flush=True)
+
+    def size_of(variant: str, seed: int) -> int:
+        return cell_config(spec, variant, seed, {}, out_dir, cli).run.pack or chosen
+
+    return size_of
 
 
 _SAID: set[str] = set()
@@ -176,7 +178,7 @@ def work(spec: StudySpec, url: str, out_dir: str, cli: tuple[str, ...], run_fn: 
     """Claim and run trials until there is no work left; returns how many this worker ran.
 
     With run_fn left out, cells run with run_one, and seeds of one variant as packed jobs with run_packed where
-    `pack_size` says so; a given run_fn (a stand-in, a torchrun job) packs only with a given pack_fn."""
+    `pack_sizer` says so; a given run_fn (a stand-in, a torchrun job) packs only with a given pack_fn."""
     storage = open_storage(url)
     study = open_study(spec, storage)
     done = 0
@@ -185,18 +187,14 @@ def work(spec: StudySpec, url: str, out_dir: str, cli: tuple[str, ...], run_fn: 
         from study.run import run_packed
 
         pack_fn = pack_fn or run_packed
-    while (trial := claim(study, spec, url)) is not None:
-        k = pack_size(spec, trial, out_dir, cli) if pack_fn is not None else 1
-        more = claim_more(study, spec, url, trial_variant_of(trial), k - 1) if k > 1 else []
-        if more:
-            run_pack(study, [trial, *more], spec, url, out_dir, cli, pack_fn)
+    size_of = pack_sizer(spec, out_dir, cli) if pack_fn is not None and spec.search is None else None
+    while trials := (claim_pack(study, spec, url, size_of) if size_of is not None
+                     else [t for t in (claim(study, spec, url),) if t is not None]):
+        if len(trials) > 1:
+            run_pack(study, trials, spec, url, out_dir, cli, pack_fn)
         else:
-            run_trial(study, trial, spec, url, out_dir, cli, run_fn)
-        done += 1 + len(more)
+            run_trial(study, trials[0], spec, url, out_dir, cli, run_fn)
+        done += len(trials)
         if on_trial:
             on_trial()
     return done
-
-
-def trial_variant_of(trial: optuna.Trial) -> str:
-    return storage_of(trial.study).get_trial(trial_id(trial)).user_attrs["variant"]
