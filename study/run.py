@@ -45,7 +45,7 @@ from study.record import (
 from study.throughput.bench import benchmark
 from study.throughput.settings import resolve, widest_conv
 from study.train import distributed
-from study.train.checkpoint import CHECKPOINT
+from study.train.checkpoint import CHECKPOINT, rng_state, set_rng_state
 from study.train.distributed import World
 from study.train.loop import NonFiniteLoss, TrainResult, train
 from study.train.packed import Member, checkpoint_steps, train_packed
@@ -221,8 +221,10 @@ def _prepare(cfg: Config, log: Callable[[str], None] | None) -> _Run:
     if frozen:
         if world.distributed:
             raise ConfigError("model.freeze_backbone: frozen-feature runs train in one process (no --gpus-per-cell)")
+        state = rng_state()  # building a cache draws random numbers; the run's draws must not depend on who built it
         (train_cache, t_train), (val_cache, t_val) = (ensure_cache(cfg, split, log=say)
                                                       for split in (cfg.data.train_split, cfg.data.val_split))
+        set_rng_state(state)
         train_set = FeatureDataset(train_cache, cfg, cfg.data.train_split, train=True)
         val_set = FeatureDataset(val_cache, cfg, cfg.data.val_split, train=False)
         manifest = json.loads((train_cache / MANIFEST).read_text())

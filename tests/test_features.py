@@ -273,3 +273,19 @@ def test_frozen_feature_runs_pack_as_well(frozen_cfg):
     saved = load_model(folder / "model.pt")
     initial = build_backbone(frozen_cfg().model).state_dict()
     assert all(torch.equal(saved["model"][f"backbone.{k}"], v) for k, v in initial.items())
+
+
+def test_the_run_that_builds_the_cache_trains_as_a_run_that_finds_it(frozen_cfg, tmp_path):
+    """Building the cache draws random numbers (the backbone is built to extract); the run that builds it must still
+    start from its seed's initialisation, so retraining a cell later, with the cache there, gives the same record."""
+    from study.run import run_one
+
+    weights = tmp_path / "backbone.pth"
+    torch.save(build_backbone(frozen_cfg().model).state_dict(), weights)  # "pretrained" weights: a file, as a user's
+    extra = ("train.steps=4", f"model.pretrained={weights}", "model.pretrained_partial=true")
+    builder = run_one(frozen_cfg(*extra, "run.study=builder"))
+    assert builder.provenance["feature_cache"]["built_here_seconds"] > 0
+    finder = run_one(frozen_cfg(*extra, "run.study=finder"))
+    assert finder.provenance["feature_cache"]["built_here_seconds"] == 0
+    assert [c["loss"] for c in finder.curves if "loss" in c] == [c["loss"] for c in builder.curves if "loss" in c]
+    assert finder.metrics["miou"] == builder.metrics["miou"]
