@@ -283,9 +283,13 @@ def test_the_run_that_builds_the_cache_trains_as_a_run_that_finds_it(frozen_cfg,
     weights = tmp_path / "backbone.pth"
     torch.save(build_backbone(frozen_cfg().model).state_dict(), weights)  # "pretrained" weights: a file, as a user's
     extra = ("train.steps=4", f"model.pretrained={weights}", "model.pretrained_partial=true")
-    builder = run_one(frozen_cfg(*extra, "run.study=builder"))
-    assert builder.provenance["feature_cache"]["built_here_seconds"] > 0
-    finder = run_one(frozen_cfg(*extra, "run.study=finder"))
+    root = fc.cache_root(frozen_cfg(*extra))
+    assert not root.exists() or not any(root.iterdir())
+    builder = run_one(frozen_cfg(*extra, "run.study=builder"))  # builds the train and val caches
+    built = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert len(built) == 2
+    finder = run_one(frozen_cfg(*extra, "run.study=finder"))  # finds them
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == built
     assert finder.provenance["feature_cache"]["built_here_seconds"] == 0
     assert [c["loss"] for c in finder.curves if "loss" in c] == [c["loss"] for c in builder.curves if "loss" in c]
     assert finder.metrics["miou"] == builder.metrics["miou"]
