@@ -38,7 +38,8 @@ def test_plan_times_the_model_four_ways_then_torchrun_and_table1_with_compile_la
     load_config("configs/probe.yaml", _overrides(torchrun.argv))
     table1 = steps[4]
     assert table1.argv[1:5] == ("-m", "study", "sweep", "configs/studies/table1.yaml")
-    assert table1.argv[5:] == ("--workers-per-gpu", "3", "--seeds", "0,1,2", "--out", str(tmp_path / "table1"))
+    assert table1.argv[5:] == ("--workers-per-gpu", "3", "--seeds", "0,1,2", "--out", str(tmp_path / "table1"),
+                                "run.pack=1")
     assert table1.needs == ("optuna",) and table1.timeout_s == 300
     from study.search.runner import parse_args
 
@@ -95,7 +96,7 @@ def test_markdown_table_from_a_report():
     assert "| bf16 | 41.2 | 130.0 | 9.5 ms | 20.0 GiB | 400 | 40.4% | 50.0% |" in text
     assert "| bf16+channels_last+compile | skipped: out of the 460 s budget |" in text
     assert "one-GPU torchrun job: 41 s, world size 1, SyncBatchNorm, mIoU 80.1." in text
-    assert "95 s for 14 cells (14 completed), 4 workers on the GPU." in text
+    assert "95 s for 14 cells (14 completed), 4 workers on the GPU, one run at a time each." in text
     assert "61 s for 14 cells (14 completed), one worker, run.pack=2." in text
     assert "a member's step against one run's: K=2 1.80x; K=8 4.25x (pack 8 seeds: 4.25x a member's step)." in text
 

@@ -67,9 +67,10 @@ def plan(out: Path, *, python: str = sys.executable, workers_per_gpu: int = 4, s
                       (python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", "study",
                        "run", "configs/probe.yaml", "run.study=torchrun_cell", f"run.out_dir={out / 'torchrun'}"),
                       150, str(out / "torchrun")))
-    steps.append(Step("table1", f"the probe Table 1, seeds {seeds}, {workers_per_gpu} workers on the GPU",
+    steps.append(Step("table1", f"the probe Table 1, seeds {seeds}, {workers_per_gpu} workers on the GPU, one run "
+                                f"at a time each",
                       (python, "-m", "study", "sweep", "configs/studies/table1.yaml", "--workers-per-gpu",
-                       str(workers_per_gpu), "--seeds", seeds, "--out", str(out / "table1")),
+                       str(workers_per_gpu), "--seeds", seeds, "--out", str(out / "table1"), "run.pack=1"),
                       300, str(out / "table1"), ("optuna",)))
     k = len(seeds.split(","))
     steps.append(Step("table1_packed", f"the probe Table 1, seeds {seeds}, each variant's {k} seeds packed into "
@@ -192,7 +193,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"- One probe cell as a one-GPU torchrun job: {text}.")
         elif s["name"] == "table1":
             text = (f"{s['seconds']:.0f} s for {r['cells']} cells ({r['completed']} completed), "
-                    f"{s['argv'][s['argv'].index('--workers-per-gpu') + 1]} workers on the GPU" if r else _why(s))
+                    f"{s['argv'][s['argv'].index('--workers-per-gpu') + 1]} workers on the GPU, one run at a time "
+                    f"each" if r else _why(s))
             lines.append(f"- The probe Table 1 (`{shlex.join(s['argv'][1:])}`): {text}.")
         elif s["name"] == "table1_packed":
             text = (f"{s['seconds']:.0f} s for {r['cells']} cells ({r['completed']} completed), one worker, "
