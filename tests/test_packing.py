@@ -41,6 +41,49 @@ def test_a_packed_step_is_k_separate_steps():
                 assert torch.allclose(packed.buffers[name][i], b, atol=1e-5), name
 
 
+def test_a_pack_of_channels_last_members_under_bf16_is_nchw_with_fp32_batch_norm():
+    """Members laid out channels_last (as a run on a GPU lays them out) stack into NCHW tensors, and batch norm in
+    the pack reads fp32 under bf16 autocast: on CUDA, vmap's batch norm refused both (the GPU check's failures).
+    The pack's bf16 step still follows the members' own bf16 forward closely."""
+    cfg = load_config(None, [*TINY, "model.dropout=0.0", "model.aux_weight=0.0"])
+    k, classes = 2, 3
+    alone = [m.to(memory_format=torch.channels_last) for m in members(cfg, k, classes)]
+    packed = Packed([m.to(memory_format=torch.channels_last) for m in members(cfg, k, classes)])
+    assert all(t.is_contiguous() for t in [*packed.params.values(), *packed.buffers.values()])
+    seen = []
+    bn = next(m for m in packed.base.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.register_forward_hook(lambda mod, args, out: seen.append((args[0].dtype, out.dtype)))
+    torch.manual_seed(0)
+    images, targets = torch.randn(k, 2, 3, 32, 32), torch.randint(0, classes, (k, 2, 32, 32))
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    with torch.no_grad(), bf16:
+        together = packed(images)["out"].float()
+        apart = torch.stack([m(images[i].contiguous(memory_format=torch.channels_last))["out"].float()
+                             for i, m in enumerate(alone)])
+    assert seen == [(torch.float32, torch.float32)]
+    assert (together - apart).abs().max() < 0.1 * apart.abs().max()
+    popt = torch.optim.SGD(list(packed.params.values()), lr=0.05)
+    assert torch.isfinite(packed_step(packed, popt, images, targets, bf16))
+
+
+def test_a_packing_measurement_that_fails_on_a_gpu_means_no_packing(monkeypatch):
+    """auto_pack on a GPU measures; where the measurement cannot run, the study trains one run at a time and
+    says why, instead of stopping."""
+    import study.env
+    from study.throughput import packing
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Expected running_mean to have type BFloat16 but got Float\nmore")
+
+    monkeypatch.setattr(study.env, "pick_device", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr(packing, "measure", broken)
+    monkeypatch.setattr(packing, "_CHOSEN", {})
+    k, why = packing.auto_pack(load_config(None, TINY))
+    assert k == 1
+    assert why == ("train seeds one by one: packing failed to run on cuda:0 (RuntimeError: Expected running_mean "
+                   "to have type BFloat16 but got Float)")
+
+
 def test_the_choice_needs_a_real_speed_up():
     row = {"members": 2, "ratio": 0.4}
     assert choose([row, {**row, "members": 4, "ratio": 0.3}])[0] == 1

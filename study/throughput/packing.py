@@ -164,7 +164,8 @@ def auto_pack(cfg: Config) -> tuple[int, str]:
 
     On a CPU: one at a time; packing was measured slower there at every K and precision (docs/speed.md), and a
     CPU kind where it pays is forced with run.pack=K after `python -m study.throughput.packing` says so. On a GPU:
-    measured once per process on the config's network (K = 2, 4, 8, two rounds) and chosen by `choose`."""
+    measured once per process on the config's network (K = 2, 4, 8, two rounds) and chosen by `choose`; where the
+    measurement itself fails, one at a time, saying why."""
     from study.env import pick_device
 
     device = pick_device(cfg.run.device)
@@ -172,7 +173,11 @@ def auto_pack(cfg: Config) -> tuple[int, str]:
         return 1, "train seeds one by one on a CPU: packing measured slower there (docs/speed.md); run.pack=K forces it"
     key = str(device)
     if key not in _CHOSEN:
-        _CHOSEN[key] = choose(measure(cfg, [2, 4, 8], rounds=2, steps=3, device=device))
+        try:
+            _CHOSEN[key] = choose(measure(cfg, [2, 4, 8], rounds=2, steps=3, device=device))
+        except Exception as e:  # noqa: BLE001 - a pack that cannot run here must not stop the study: no packing
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            _CHOSEN[key] = 1, f"train seeds one by one: packing failed to run on {key} ({type(e).__name__}: {first})"
     return _CHOSEN[key]
 
 

@@ -6,7 +6,8 @@ parameters, batch-norm statistics and optimizer state, and the loss is the sum o
 member's gradient is its own. `Packed` stacks the members' parameters and maps one functional network over them
 with `torch.func.vmap` (PyTorch's model-ensembling recipe): each convolution runs as one grouped convolution of K
 groups. What differs from K separate runs: the dropout masks (one generator draws for the pack), the order of some
-floating-point sums, and the memory format (NCHW: vmap's batched convolutions are NCHW).
+floating-point sums, the memory format (NCHW: vmap's batched convolutions are NCHW) and, under bf16 autocast, the
+batch norms' input (fp32 in a pack; a separate run's bf16 input is computed in fp32 too).
 
 A member whose loss stops being finite fails alone, as its separate run would; the others train on. Each member's
 checkpoint is the one its separate run would write (`checkpoint.pt` in its own folder), so a pack killed mid-way
@@ -45,10 +46,15 @@ class Packed:
 
     def __init__(self, modules: list[torch.nn.Module]):
         self.template = modules[0]
-        params, self.buffers = stack_module_state(modules)
+        params, buffers = stack_module_state(modules)
         grad = {name: p.requires_grad for name, p in self.template.named_parameters()}
-        self.params = {name: p.detach().requires_grad_(grad[name]) for name, p in params.items()}
+        # NCHW whatever the members' layout: vmap refuses channels_last queries (seen on CUDA)
+        self.params = {name: p.detach().contiguous().requires_grad_(grad[name]) for name, p in params.items()}
+        self.buffers = {name: b.contiguous() for name, b in buffers.items()}
         self.base = copy.deepcopy(self.template).to("meta")
+        for module in self.base.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.register_forward_pre_hook(_float_input)
         self.k = len(modules)
 
     def __call__(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -82,6 +88,14 @@ class Packed:
     def load_into(self, k: int, module: torch.nn.Module) -> None:
         """Copy member k's trained state into `module` (its run's own network)."""
         module.load_state_dict(self.member_state(k))
+
+
+def _float_input(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Batch norm in a pack reads fp32: vmap's batch norm applies the affine part itself, and its backward on CUDA
+    refuses a bf16 input beside fp32 running statistics (a separate run's fused kernel takes both and computes in
+    fp32 anyway)."""
+    x = args[0]
+    return (x.float(), *args[1:]) if x.is_floating_point() and x.dtype != torch.float32 else args
 
 
 def member_optimizer_state(state: dict[str, Any], k: int) -> dict[str, Any]:
