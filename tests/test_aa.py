@@ -58,6 +58,21 @@ def test_untrained_runs_count_and_missing_runs_leave_the_groups():
     assert empty["n"] == 0 and math.isnan(empty["rate"]) and "no group of 3" in aa_line(empty)
 
 
+def test_planned_groups_wait_for_their_runs_and_never_regroup():
+    """With the study file's seeds the groups are fixed before any run: a group missing a run waits, and the
+    groups after it keep their seeds."""
+    df = _table(A=A, B=B)
+    aa = judge_aa(df[df.index != 7], {"a": "A", "b": "B", "seeds_per_group": 3}, planned=range(9))
+    assert [g["seeds"] for g in aa["groups"]] == [[3, 4, 5]]
+    assert aa["waiting"] == [[0, 1, 2], [6, 7, 8]] and aa["planned"] == 3 and aa["leftover"] == []
+    assert (aa["n"], aa["false"]) == (1, 0)
+    md = to_markdown(aa_blocks(aa))
+    assert "1 disjoint groups of 3 seeds of 3 planned, the others waiting for runs" in md
+    assert "Waiting for runs: 2 planned groups (seeds 0-2, 6-8), each judged once both variants have all its seeds" in md
+    done = judge_aa(df, {"a": "A", "b": "B", "seeds_per_group": 3}, planned=range(7))
+    assert done["waiting"] == [] and done["leftover"] == [6] and "planned" not in aa_line(done)
+
+
 def test_clopper_pearson_by_hand():
     assert clopper_pearson(0, 36)[1] == pytest.approx(1 - 0.025 ** (1 / 36))  # the upper end at k = 0
     assert clopper_pearson(36, 36)[0] == pytest.approx(0.025 ** (1 / 36))

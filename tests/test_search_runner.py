@@ -52,7 +52,8 @@ def setup(spec, out):
 
 def test_grid_expansion_and_cell_configs(study_file, tmp_path):
     spec = load_study(study_file)
-    assert grid_cells(spec) == [("FCN", 0), ("FCN", 1), ("B1-AVE", 0), ("B1-AVE", 1), ("B1236-MAX", 0),
+    # seed by seed: a study stopped part-way holds whole seeds
+    assert grid_cells(spec) == [("FCN", 0), ("B1-AVE", 0), ("B1236-MAX", 0), ("FCN", 1), ("B1-AVE", 1),
                                 ("B1236-MAX", 1)]
     cfg = cell_config(spec, "B1236-MAX", 1, out_dir="out", cli_overrides=("train.lr=0.5",))
     assert cfg.model.bins == (1, 2, 3, 6) and cfg.model.pool == "max" and cfg.train.steps == 3
@@ -288,4 +289,4 @@ def test_a_packed_claim_takes_a_variants_waiting_seeds_in_one_hold_of_the_lock(s
     assert {t.user_attrs["worker"] for t in first} == {f"{socket.gethostname()}:{os.getpid()}"}
     assert [t.user_attrs["cell"] for t in queue.claim_pack(study, spec, url, lambda v, s: 1)] == ["B1-AVE__s0"]
     rest = [[t.user_attrs["cell"] for t in queue.claim_pack(study, spec, url, size_of)] for _ in range(3)]
-    assert rest == [["B1-AVE__s1"], ["B1236-MAX__s0", "B1236-MAX__s1"], []]
+    assert rest == [["B1236-MAX__s0", "B1236-MAX__s1"], ["B1-AVE__s1"], []]  # cells wait seed by seed

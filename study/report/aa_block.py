@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from study.record import seeds_text
 from study.report.blocks import Block, ci, fmt
 
 GOAL = 0.05  # the false-verdict rate the rule is built to stay under (its alpha)
@@ -14,8 +15,9 @@ def aa_line(aa: dict[str, Any]) -> str:
     """One sentence: k false verdicts in n A/A comparisons, the rate and its 95% interval."""
     if not aa["n"]:
         return f"A/A ({aa['a']} vs its twin {aa['b']}): no group of {aa['seeds_per_group']} shared seeds yet"
-    return (f"A/A ({aa['a']} vs its twin {aa['b']}, {aa['n']} disjoint groups of {aa['seeds_per_group']} seeds): "
-            f"{aa['false']} false verdict{'s' if aa['false'] != 1 else ''} of {aa['n']}, rate "
+    of = f" of {aa['planned']} planned, the others waiting for runs" if aa.get("waiting") else ""
+    return (f"A/A ({aa['a']} vs its twin {aa['b']}, {aa['n']} disjoint groups of {aa['seeds_per_group']} seeds"
+            f"{of}): {aa['false']} false verdict{'s' if aa['false'] != 1 else ''} of {aa['n']}, rate "
             f"{100 * aa['rate']:.1f}% (95% interval {100 * aa['rate_low']:.1f}-{100 * aa['rate_high']:.1f}%)")
 
 
@@ -37,6 +39,11 @@ def aa_blocks(aa: dict[str, Any]) -> list[Block]:
                  f"{100 * g['confidence']:.2f}%", g["verdict"]] for g in aa["groups"]]
         blocks.append(Block("table", headers=["seeds", "Δ mIoU (a - b)", "interval", "its level", "claims rule"],
                             rows=rows, fold=f"every group ({len(rows)})" if len(rows) > 12 else ""))
+    if aa.get("waiting"):
+        waiting = aa["waiting"]
+        blocks.append(Block("text", f"Waiting for runs: {len(waiting)} planned group{'s' if len(waiting) != 1 else ''}"
+                                    f" (seeds {seeds_text([s for g in waiting for s in g])}), each judged once both "
+                                    f"variants have all its seeds."))
     if aa["leftover"]:
         blocks.append(Block("text", f"Seeds in no group (fewer than {aa['seeds_per_group']} left): "
                                     f"{', '.join(str(s) for s in aa['leftover'])}."))
@@ -45,7 +52,8 @@ def aa_blocks(aa: dict[str, Any]) -> list[Block]:
     blocks.append(Block("text", (
         f"Rule: {aa['b']} is {aa['a']} with run.twin set: the same network, its pyramid and heads (and so its dropout "
         "masks) drawn from a stream of its own, the seed's backbone draw, data order and augmentation kept, as two "
-        "variants of one seed differ. The shared seeds, in order, are cut into disjoint groups; each group is one "
+        "variants of one seed differ. The study file's seeds, in order, are cut into disjoint groups fixed before any "
+        "run; each group is one "
         "comparison 'a beats b' judged by the code that judges the paper's claims (the paired t-test on every "
         f"completed run, its interval{margin}), as a Holm family of one row, the most liberal family the rule "
         f"forms (a study of m rows tests each at alpha/m to alpha = {aa['alpha']:g}). A false verdict is supported or "

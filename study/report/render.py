@@ -73,7 +73,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     except ValueError as e:
         raise ResultsError(f"{study_dir / MANIFEST_FILE}: {e}") from None
     controls = judge_controls(df, comparisons) if kind == "controls" else None
-    aa = judge_aa(df, pair, margin=manifest.equivalence_margin) if pair else None
+    aa = judge_aa(df, pair, margin=manifest.equivalence_margin, planned=manifest.seeds) if pair else None
     claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin) \
         if controls is None else []
     sensitivity = judge_claims(df, paper, plan=plan, margin=manifest.equivalence_margin, exclude_untrained=True) \

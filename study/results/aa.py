@@ -15,6 +15,7 @@ A false verdict is "supported" or "contradicted" (the two are the same model); i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -54,13 +55,20 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 
 def judge_aa(df: pd.DataFrame, aa: dict[str, Any], *, margin: float | None = None, alpha: float = ALPHA,
-             metric: str = "miou") -> dict[str, Any]:
+             metric: str = "miou", planned: Sequence[int] = ()) -> dict[str, Any]:
     """The A/A comparisons of a study: one row per group of seeds (verdict, Δ, interval), the false-verdict
-    count and rate with its 95% interval, and the seeds left over (fewer than a group)."""
+    count and rate with its 95% interval, and the seeds left over (fewer than a group).
+
+    With `planned` (the study file's seeds, in order) the groups are fixed before any run: consecutive slices of
+    that list, each judged once all its seeds have both runs and otherwise listed as waiting, so a missing run
+    never regroups the seeds after it. Seeds both variants completed outside the plan (or without one) follow, in
+    order."""
     a, b, size = aa["a"], aa["b"], aa["seeds_per_group"]
     va, vb = seed_values(df, a, metric), seed_values(df, b, metric)
-    seeds = sorted(set(va) & set(vb))
-    groups = [seeds[i: i + size] for i in range(0, len(seeds) - size + 1, size)]
+    seeds = [*planned, *sorted(set(va) & set(vb) - set(planned))]  # seeds run beyond the plan come after it
+    cut = [seeds[i: i + size] for i in range(0, len(seeds) - size + 1, size)]
+    groups = [g for g in cut if all(s in va and s in vb for s in g)]
+    waiting = [g for g in cut if g not in groups]
     rows = []
     for group in groups:
         y = np.array([[va[s] for s in group], [vb[s] for s in group]])
@@ -73,5 +81,5 @@ def judge_aa(df: pd.DataFrame, aa: dict[str, Any], *, margin: float | None = Non
     lo, hi = clopper_pearson(k, len(rows))
     return {"a": a, "b": b, "seeds_per_group": size, "groups": rows, "false": k, "n": len(rows),
             "rate": k / len(rows) if rows else math.nan, "rate_low": lo, "rate_high": hi, "alpha": alpha,
-            "margin": margin, "leftover": seeds[len(groups) * size:],
+            "margin": margin, "leftover": seeds[len(cut) * size:], "waiting": waiting, "planned": len(cut),
             "equivalent": sum(r["verdict"].startswith("equivalent") for r in rows)}

@@ -296,9 +296,10 @@ def load_study(path: str | Path) -> StudySpec:
 
 
 def grid_cells(spec: StudySpec) -> list[tuple[str, int]]:
-    """Every (variant, seed) of a grid, in file order then seed order; on demand, the rounds' cells so far (every
-    cell the plan could run while no round is set: what a worker may claim)."""
-    every = [(variant, seed) for variant in spec.variants for seed in spec.seeds]
+    """Every (variant, seed) of a grid, seed by seed (each seed's variants in file order), so that a study
+    stopped part-way holds whole seeds, which its paired comparisons need; on demand, the rounds' cells so far
+    (every cell the plan could run while no round is set: what a worker may claim)."""
+    every = [(variant, seed) for seed in spec.seeds for variant in spec.variants]
     asked = set(spec.cells)
     return [c for c in every if c in asked] if asked else every
 
