@@ -49,12 +49,14 @@ class StudyManifest:
     aa: dict[str, Any] | None = None  # a controls study's A/A pair {a, b, seeds_per_group} (study.results.aa)
     confirms: str | None = None  # the study this one re-runs (fresh seeds, another backbone; its folder sits beside this one's)
     caveats: list[str] | None = None  # the study file's caveats: what a reader of its report must know
+    # the study file as each sweep found it: text, sha256, time, runs ended by then (study.registration)
+    registrations: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for key in ("seeds", "variant_order"):
             d[key] = list(d[key])
-        for key in ("equivalence_margin", "controls", "aa", "confirms", "caveats"):  # absent unless the study file sets them: older manifests
+        for key in ("equivalence_margin", "controls", "aa", "confirms", "caveats", "registrations"):  # absent unless the study file sets them: older manifests
             if d[key] is None:                          # stay as written
                 del d[key]
         return d
@@ -98,6 +100,10 @@ class StudyManifest:
         caveats = data.get("caveats")
         if caveats is not None and (not isinstance(caveats, list) or not all(isinstance(c, str) for c in caveats)):
             raise ManifestError("study manifest: field 'caveats' must be a list of sentences or null")
+        registrations = data.get("registrations")
+        if registrations is not None and (not isinstance(registrations, list) or not all(
+                isinstance(r, dict) and {"digest", "text", "at", "finished"} <= set(r) for r in registrations)):
+            raise ManifestError("study manifest: field 'registrations' must be a list of {digest, text, at, finished}")
         if data.get("aa") is not None and not isinstance(data["aa"], dict):
             raise ManifestError("study manifest: field 'aa' must be an A/A pair {a, b, seeds_per_group} or null")
         if data.get("throughput", "per_run") not in ("per_variant", "per_run"):

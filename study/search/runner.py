@@ -15,11 +15,13 @@ import os
 import shlex
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from study.atomic import disk_error, disk_error_line
 from study.config import ConfigError, config_hash
-from study.manifest import write_manifest
+from study.manifest import ManifestError, read_manifest, write_manifest
+from study.registration import finished_runs, register
 from study.search.outputs import audit, export_records, progress, write_search_outputs
 from study.search.placement import PlacementError, Slot, describe, local_plan
 from study.search.queue import StudyError, cells_left, open_study, prepare
@@ -201,6 +203,15 @@ def take_finished(spec, source: Path, out_dir: str, cli: tuple[str, ...]) -> int
     return taken
 
 
+def registered(study_dir: Path, spec) -> list[dict]:
+    """The study file's registrations with the file as this sweep finds it (study.registration): the first sweep
+    records it before any cell runs; a later one that finds it changed records that, with the runs ended by then."""
+    previous = read_manifest(study_dir)
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    return register(previous.registrations if previous else None, Path(spec.path).read_text(), at,
+                    finished_runs(study_dir))
+
+
 def sweep(args: argparse.Namespace, run_fn: RunFn | None, pack_fn: PackFn | None = None) -> int:
     try:
         spec = load_study(args.study_file)
@@ -245,7 +256,12 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None, pack_fn: PackFn | None
     command = shlex.join(["python", "-m", "study", "sweep", args.study_file, *args.overrides]
                          + (["--seeds", args.seeds] if args.seeds else [])
                          + (["--storage", redact(args.storage)] if args.storage else []))
-    write_manifest(study_dir, study_manifest(spec, command, Path.cwd()))
+    try:
+        registrations = registered(study_dir, spec)
+    except ManifestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    write_manifest(study_dir, study_manifest(spec, command, Path.cwd(), registrations))
     started = time.time()
     print(f"[{spec.name}] {spec.kind}, storage {redact(url)}, {args.workers} worker(s); "
           f"re-queued {counts['requeued']}, enqueued {counts['enqueued']}", flush=True)
