@@ -16,6 +16,9 @@ commands:
   evaluate --checkpoint PATH [--data-root DIR] [--split SPLIT] [--out FILE] [section.key=value ...]
                                               evaluate a trained model (model.pt) on any split
   bench CONFIG [section.key=value ...]        throughput only (no training); prints a table, writes JSON
+  plan STUDY.yaml [--noise-from DIR] [--seeds N]
+                                              before running: what each claim row can detect at the planned
+                                              seeds (noise from the earlier study the file names), seeds m needs
   sweep STUDY.yaml [--workers N] [--gpus IDS] [--workers-per-gpu K] [--gpus-per-cell G] [--dry-run]
         [--storage URL] [--executor slurm ...] [section.key=value ...]
                                               run a grid or Optuna study (see README; --help for all flags)
@@ -90,6 +93,43 @@ def cmd_bench(argv: list[str]) -> int:
     return 0
 
 
+def cmd_plan(argv: list[str]) -> int:
+    """What a study can detect before it runs: each claim row's detectable Δ at the planned seeds, from the noise of
+    the earlier study the study file names (`noise_from`) or --noise-from, and the seeds m would need."""
+    from study.results.claims import judge_claims
+    from study.results.plan import plan_lines, plan_rows
+    from study.results.table import ResultsError, read_table
+    from study.search.space import cell_config, load_study
+
+    p = argparse.ArgumentParser(prog="python -m study plan", description=cmd_plan.__doc__)
+    p.add_argument("study_file")
+    p.add_argument("--noise-from", help="an earlier study's folder (default: the study file's noise_from, looked up "
+                                        "under --results, then under reports/_inputs)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--seeds", type=int, help="plan for this many seeds (default: the study file's)")
+    args = p.parse_args(argv)
+    spec = load_study(args.study_file)
+    configs = {v: cell_config(spec, v, spec.seeds[0]).to_dict() for v in spec.variants}
+    folder = Path(args.noise_from) if args.noise_from else None
+    if folder is None and spec.noise_from:
+        folder = next((f for f in (Path(args.results) / spec.noise_from, Path("reports/_inputs") / spec.noise_from)
+                       if (f / "runs.parquet").is_file() or (f / "runs").is_dir()), None)
+        if folder is None:
+            return _fail(f"{args.study_file}: noise_from: no results of study {spec.noise_from!r} under "
+                         f"{args.results}/ or reports/_inputs/")
+    if folder is None:
+        return _fail(f"{args.study_file}: no noise estimate: set noise_from in the study file (an earlier study on "
+                     f"the same data and recipe) or pass --noise-from FOLDER")
+    try:
+        earlier = judge_claims(read_table(folder))
+    except ResultsError as e:
+        return _fail(str(e))
+    seeds = args.seeds or (spec.on_demand.max_seeds if spec.on_demand else len(spec.seeds))
+    rows = plan_rows(configs, seeds, earlier, spec.equivalence_margin)
+    print("\n".join(plan_lines(spec.name, rows, seeds, spec.equivalence_margin, str(folder))))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -100,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         from study.search.runner import main as sweep_main
 
         return sweep_main(rest)
-    commands = {"run": cmd_run, "evaluate": cmd_evaluate, "bench": cmd_bench}
+    commands = {"run": cmd_run, "evaluate": cmd_evaluate, "bench": cmd_bench, "plan": cmd_plan}
     if command not in commands:
         return _fail(f"unknown command {command!r}\n{USAGE}")
     from study.config import ConfigError

@@ -71,9 +71,11 @@ class StudySpec:
     throughput: str = "per_variant"
     on_demand: SequentialPlan | None = None  # seeds added in rounds; `seeds` is then the plan's seed order
     cells: tuple[tuple[str, int], ...] = ()  # the rounds' cells so far (on demand); empty: every variant x seed
-    # a claim row whose interval lies inside ±margin (mIoU points) reads "equivalent within ±margin"; None: no such
-    # verdict. Fixed in the study file before it runs.
+    # the study's smallest difference of interest m (mIoU points), fixed in the study file before it runs: every
+    # claim row is read against ±m, and one inside it reads "equivalent within ±m"; None: no size readings
     equivalence_margin: float | None = None
+    # the earlier study on the same data and recipe whose paired noise `python -m study plan` plans with
+    noise_from: str | None = None
     # kind: controls: the comparisons (study.results.controls.Comparison as dicts) the report judges instead of the
     # paper's claims
     controls: tuple[dict[str, Any], ...] = ()
@@ -183,7 +185,7 @@ def load_study(path: str | Path) -> StudySpec:
     raw = load_yaml_mapping(path, "study file")
     known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
              "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin", "kind",
-             "controls", "aa", "confirms", "caveats"}
+             "controls", "aa", "confirms", "caveats", "noise_from"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -225,6 +227,9 @@ def load_study(path: str | Path) -> StudySpec:
     if not isinstance(caveats, list) or not all(isinstance(c, str) and c.strip() for c in caveats):
         raise _err(path, "caveats", "must be a list of sentences (what a reader of the report must know)")
 
+    noise_from = raw.get("noise_from")
+    if noise_from is not None and (not isinstance(noise_from, str) or not _NAME.match(noise_from)):
+        raise _err(path, "noise_from", "must name an earlier study (its results/<name> or shipped inputs)")
     confirms = raw.get("confirms")
     if confirms is not None and (not isinstance(confirms, str) or not _NAME.match(confirms) or confirms == name):
         raise _err(path, "confirms", "must name another study (the one this study re-runs: fresh seeds, another backbone)")
@@ -286,7 +291,7 @@ def load_study(path: str | Path) -> StudySpec:
                      direction=direction, overrides=overrides, variants=variants, search=search,
                      max_retries=max_retries, throughput=throughput, on_demand=on_demand,
                      equivalence_margin=float(margin) if margin is not None else None, controls=controls,
-                     aa=aa, confirms=confirms, caveats=tuple(c.strip() for c in caveats))
+                     aa=aa, confirms=confirms, caveats=tuple(c.strip() for c in caveats), noise_from=noise_from)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -377,8 +382,10 @@ def suggest(trial: Any, search: SearchSpec) -> dict[str, Any]:
     return out
 
 
-def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
-    """What the report needs to know about the study, written to results/<study>/study.json."""
+def study_manifest(spec: StudySpec, command: str, root: Path,
+                   registrations: list[dict[str, Any]] | None = None) -> StudyManifest:
+    """What the report needs to know about the study, written to results/<study>/study.json; `registrations`
+    (study.registration) carries the study file's recorded history along."""
     def rel(p: Path) -> str:
         try:
             return str(p.resolve().relative_to(root.resolve()))
@@ -413,4 +420,5 @@ def study_manifest(spec: StudySpec, command: str, root: Path) -> StudyManifest:
         aa=dict(spec.aa) if spec.aa else None,
         confirms=spec.confirms,
         caveats=list(spec.caveats) or None,
+        registrations=registrations,
     )
