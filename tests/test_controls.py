@@ -188,22 +188,23 @@ def test_the_study_file_runs_every_control_with_its_probe_and_margin():
             assert v.endswith("FCN") or spec.variants[v]["model.pool"] == pool
 
 
-def test_runs_that_did_not_train_count_and_are_counted():
+def test_runs_that_did_not_train_are_left_out_and_counted():
     df = _table({"PRES-B1-MAX": [0.70, 0.25, 0.71, 0.72, 0.70], "PRES-B1-AVE": [0.60, 0.62, 0.61, 0.60, 0.59]})
     df["trained"] = pd.array([True, False, True, None, True] + [True] * 5, dtype="boolean")
     (row,) = judge_controls(df, _comparisons(df))
-    assert row["seeds"] == [0, 1, 2, 3, 4] and row["n"] == 5  # every completed run counts, flagged or not
-    assert row["untrained"] == {"PRES-B1-MAX": (1, 5), "PRES-B1-AVE": (0, 5)}  # a missing flag counts as trained
-    assert row["diff"] == pytest.approx(((70 - 60) + (25 - 62) + (71 - 61) + (72 - 60) + (70 - 59)) / 5)
+    assert row["seeds"] == [0, 2, 3, 4] and row["n"] == 4  # seed 1 did not train; a missing flag counts as trained
+    assert row["untrained"] == {"PRES-B1-MAX": (1, 5), "PRES-B1-AVE": (0, 5)}
+    assert row["diff"] == pytest.approx(((70 - 60) + (71 - 61) + (72 - 60) + (70 - 59)) / 4)
     from study.report.blocks import to_markdown
     from study.report.controls_block import controls_blocks
 
     md = to_markdown(controls_blocks(df, [row]))
     assert "Did not train (runs the training check flagged" in md and "PRES-B1-MAX: 1 of 5 runs" in md
-    # seed 1 (25 against 62) drags the claims rule's interval below 0: inconclusive; without it, max is ahead by 10
-    assert row["rule_verdict"] == "inconclusive" and row["rule_verdict_trained_only"] == "supported"
-    assert ("Sensitivity (the runs that did not train left out, the claims rule): presence, PRES-B1-MAX vs "
-            "PRES-B1-AVE: inconclusive -> supported.") in md
+    # without seed 1 max is ahead by about 10 on every seed: supported; with it (25 against 62) the interval
+    # reaches below 0: inconclusive
+    assert row["rule_verdict"] == "supported" and row["rule_verdict_every_run"] == "inconclusive"
+    assert ("Sensitivity (every completed run counted, those that did not train too, the claims rule): presence, "
+            "PRES-B1-MAX vs PRES-B1-AVE: supported -> inconclusive.") in md
 
 
 def test_the_claims_rule_judges_every_control_and_can_call_a_null_false():

@@ -152,7 +152,8 @@ def test_the_conclusion_comes_first_then_verdicts_forest_every_run_and_measured(
     rows = sum(len(find_pairs(build_table(study), claim)) for claim in CLAIMS)
     html = (out / "table1" / "index.html").read_text()
     headings = [line for line in md.splitlines() if line.startswith("## ")]
-    assert headings[:4] == ["## Conclusion", "## The paper's claims: verdicts", "## Every run", "## Measured"]
+    assert headings[:5] == ["## Conclusion", "## The paper's claims: verdicts", "## Pre-registration", "## Every run",
+                            "## Measured"]
     assert (out / "table1" / "figures" / "claims_forest.png").stat().st_size > 1000
     assert (out / "table1" / "figures" / "every_run.png").stat().st_size > 1000
     assert md.index("figures/claims_forest.png") < md.index("## Every run") < md.index("figures/every_run.png")
@@ -185,7 +186,9 @@ def test_untrained_runs_and_looks_are_shown_beside_the_verdict(tmp_path):
     rows = judge_claims(df, plan=SequentialPlan(first=3, step=3, max_seeds=9))
     md = to_markdown(claim_blocks(rows, tmp_path / "figures"))
     assert "did not train [95%]" in md and "| B1-AVE: 1 of 6 [3, 56]%" in md  # Wilson, 1 of 6
-    assert "| 6 (look 2 of 3) " in md and "they count in the verdicts, as every completed run does" in md.lower()
+    # seed 1 did not train: the second look (6 seeds) counts the 5 on which both runs trained
+    assert "| 5 (look 2 of 3) " in md and "a seed counts in a row when both its runs trained" in md.lower()
+    assert "compared by fisher's exact test" in md.lower()
     assert "Empty here: no per-image counts" in md
 
 

@@ -37,9 +37,10 @@ def test_what_ran_and_the_claim_lines_in_sentences():
 
 
 def test_untrained_runs_and_caveats():
-    assert untrained_text(FACTS) == ("Did not train: 1 of 5 completed runs (B1-MAX seed 2); the verdicts count "
-                                     "every completed run; leaving these out is the sensitivity analysis under the "
-                                     "verdicts.")
+    assert untrained_text(FACTS) == ("Did not train: 1 of 5 completed runs (B1-MAX seed 2); the verdicts count a "
+                                     "seed where both runs of a row trained, the stall rates are compared as an "
+                                     "outcome of their own, and counting every completed run is the sensitivity "
+                                     "analysis under the verdicts.")
     assert untrained_text(FACTS, "controls").endswith("they count in the control comparisons, as every completed "
                                                       "run does.")
     assert untrained_text({**FACTS, "untrained": []}).startswith("Did not train: none (every completed run")

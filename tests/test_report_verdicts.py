@@ -50,7 +50,9 @@ def test_empty_columns_hide():
     assert more.headers == ["claim", "better vs worse", "P(improvement)"]
     assert row_digits(replace(ROW, ci_low=math.nan, ci_high=math.nan)) == 2
     assert {c.header for c in COLUMNS if c.core} == {"claim", "better vs worse", "seeds", "Δ mIoU", "interval",
-                                                     "verdict", "paper Δ"}
+                                                     "verdict", "size (vs ±m)", "paper Δ", "paper Δ excluded",
+                                                     "registered"}
+    assert {"size (vs ±m)", "paper Δ excluded", "registered"}.isdisjoint(core.headers)  # no m, no paper, none late
 
 
 def test_claims_no_pair_isolates_are_named_not_dropped(tmp_path):

@@ -176,30 +176,94 @@ def test_judge_claims_rows_carry_every_field(tmp_path):
     assert all(r.p_adjusted >= r.p_value for r in rows) and "Holm" in dr.rule and "3 claim rows" in dr.rule
 
 
-def test_every_completed_run_counts_and_leaving_out_untrained_runs_is_the_sensitivity(tmp_path):
+def test_verdicts_count_the_runs_that_trained_and_every_completed_run_is_the_sensitivity(tmp_path):
     miou = {"FCN": [0.50, 0.52, 0.51, 0.50, 0.49], "B1-AVE": [0.60, 0.20, 0.61, 0.59, 0.62]}
     df = build_table(fabricate(tmp_path, miou))
     df["trained"] = [True] * 5 + [True, False, True, True, True]  # B1-AVE seed 1 never left the plateau
     row = judge_claims(df)[0]
-    assert row.n == 5 and row.seeds == (0, 1, 2, 3, 4) and row.verdict == "inconclusive"
-    assert row.diff == pytest.approx(100 * np.mean([0.10, -0.32, 0.10, 0.09, 0.13]))
-    assert "on every completed run" in row.rule
+    assert row.n == 4 and row.seeds == (0, 2, 3, 4) and row.verdict == "supported"
+    assert row.diff == pytest.approx(100 * np.mean([0.10, 0.10, 0.09, 0.13]))
+    assert "on the seeds on which both runs trained" in row.rule
     assert row.untrained["B1-AVE"] == pytest.approx((1, 5, *wilson(1, 5)))
     assert row.untrained["FCN"][:2] == (0, 5)
-    left_out = judge_claims(df, exclude_untrained=True)[0]
-    assert left_out.n == 4 and left_out.seeds == (0, 2, 3, 4) and left_out.verdict == "supported"
-    assert left_out.diff == pytest.approx(100 * np.mean([0.10, 0.10, 0.09, 0.13]))
-    assert "on the runs that trained" in left_out.rule
+    # 1 of 5 against 0 of 5: Fisher's exact p is 1 (one row with a stall: Holm over one)
+    assert row.stall_p == pytest.approx(1.0) and row.stalls_more == ""
+    every = judge_claims(df, exclude_untrained=False)[0]
+    assert every.n == 5 and every.seeds == (0, 1, 2, 3, 4) and every.verdict == "inconclusive"
+    assert every.diff == pytest.approx(100 * np.mean([0.10, -0.32, 0.10, 0.09, 0.13]))
+    assert "on every completed run" in every.rule
     from study.report.verdicts import sensitivity_text
 
-    assert sensitivity_text([row], [left_out]) == ("Sensitivity (the runs that did not train left out, the same "
-                                                   "rule): PPM beats the FCN baseline, B1-AVE vs FCN: inconclusive "
-                                                   "-> supported (Δ +10.5, 4 seeds).")
+    assert sensitivity_text([row], [every]) == ("Sensitivity (every completed run counted, those that did not train "
+                                                "too, the same rule): PPM beats the FCN baseline, B1-AVE vs FCN: "
+                                                "supported -> inconclusive (Δ +2, 5 seeds).")
     assert sensitivity_text([row], [row]).endswith("no verdict moves.")
     df["trained"] = pd.Series([None] * 10, dtype=object)  # no value: trained (records from before the flag)
-    assert judge_claims(df, exclude_untrained=True)[0].n == 5
+    assert judge_claims(df)[0].n == 5
     df["trained"] = pd.array([True] * 6 + [False, pd.NA, True, True], dtype="boolean")  # as parquet reads it back
-    assert judge_claims(df, exclude_untrained=True)[0].seeds == (0, 2, 3, 4)
+    assert judge_claims(df)[0].seeds == (0, 2, 3, 4)
+
+
+def test_stall_rates_are_compared_as_their_own_outcome(tmp_path):
+    miou = {"FCN": [0.50 + 0.01 * i for i in range(12)], "B1-MAX": [0.60 + 0.01 * i for i in range(12)]}
+    df = build_table(fabricate(tmp_path, miou))
+    df["trained"] = [True] * 12 + [False] * 8 + [True] * 4  # B1-MAX stalls on 8 of 12 seeds, the FCN on none
+    row = judge_claims(df)[0]
+    assert row.n == 4 and row.untrained["B1-MAX"][:2] == (8, 12)
+    # Fisher's exact two-sided p of [[8, 4], [0, 12]]: C(12,8) C(12,0) / C(24,8) doubled by symmetry of the tails
+    from math import comb
+
+    one_tail = sum(comb(12, k) * comb(12, 8 - k) for k in range(8, 9)) / comb(24, 8)
+    assert row.stall_p == pytest.approx(2 * one_tail) and row.stalls_more == "B1-MAX"
+
+
+def test_size_readings_against_the_smallest_difference_of_interest():
+    from study.results.claims import excludes, size_reading
+
+    cases = {(0.6, 2.0): "better by at least 0.5", (-3.0, -0.5): "worse by at least 0.5",
+             (0.1, 0.4): "better by less than 0.5", (-0.48, -0.06): "worse by less than 0.5",
+             (0.1, 0.9): "better by an unknown amount", (-0.9, -0.1): "worse by an unknown amount",
+             (-0.27, 0.15): "equivalent within ±0.5", (-1.6, 0.41): "not better by 0.5 or more",
+             (-0.2, 1.0): "not worse by 0.5 or more", (-1.0, 1.0): "inconclusive"}
+    for (lo, hi), reading in cases.items():
+        assert size_reading(lo, hi, 0.5) == reading, (lo, hi)
+    assert size_reading(0.1, 0.4, None) == "" and size_reading(math.nan, 1.0, 0.5) == ""
+    assert excludes(-0.27, 0.15, 0.13) is False and excludes(-1.6, 0.41, 2.7) is True
+    assert excludes(-1.0, 1.0, math.nan) is None
+
+
+def test_rows_carry_their_size_reading_and_whether_they_exclude_the_paper(tmp_path):
+    miou = {"FCN": [0.50, 0.52, 0.51, 0.50, 0.49], "B1-AVE": [0.505, 0.525, 0.515, 0.505, 0.495]}
+    df = build_table(fabricate(tmp_path, miou))
+    paper = pd.DataFrame({"variant": ["FCN", "B1-AVE"], "miou": [37.23, 40.07], "pixel_acc": [78.0, 79.5]})
+    row = judge_claims(df, paper, margin=1.0)[0]
+    # every difference is +0.5 points: sd 0, interval [0.5, 0.5], decided, inside (0, 1): better by less than 1
+    assert row.verdict == "supported" and row.size == "better by less than 1"
+    assert row.paper_diff == pytest.approx(2.84) and row.paper_excluded is True
+    assert judge_claims(df, paper)[0].size == ""  # no m, no reading
+    from study.report.conclusion import claim_line, claim_summaries
+
+    line = claim_line(row)
+    assert line.startswith("**supported** (better by less than 1): PPM beats the FCN baseline, B1-AVE vs FCN")
+    assert "(paper: +2.84, excluded)" in line
+    (summary,) = claim_summaries([row])
+    assert summary.startswith("PPM beats the FCN baseline (1 row): 1 supported; read against ±m: 1 better by less "
+                              "than 1; its interval ends below +0.6")
+    assert summary.endswith("the paper's difference is excluded by 1 of 1 row.")
+
+
+def test_a_claim_summary_bounds_the_gain_only_by_every_rows_interval():
+    from study.report.conclusion import claim_summaries
+    from study.results.claims import ClaimRow
+
+    def row(lo, hi):
+        return ClaimRow("PPM beats the FCN baseline", "B", "FCN", "inconclusive", diff=(lo + hi) / 2, ci_low=lo,
+                        ci_high=hi, paper_diff=2.7, paper_excluded=hi < 2.7)
+    (text,) = claim_summaries([row(-1.0, 0.41), row(-0.5, 1.15)])
+    assert "2 inconclusive" in text and "no row shows a gain of 1.2 points or more" in text
+    assert text.endswith("excluded by 2 of 2 rows.")
+    (text,) = claim_summaries([row(-1.0, 0.41), row(-0.5, 2.95)])
+    assert "3.0 points or more" in text and "excluded by 1 of 2 rows" in text
 
 
 def test_a_plan_tests_at_its_looks(tmp_path):
@@ -253,3 +317,15 @@ def test_the_papers_rows_are_matched_on_axis_values_not_names(tmp_path):
     assert match_paper(paper, df) == {"baseline": "FCN", "pyramid-4": "B1236-AVE-DR", "one-bin-max": "B1-MAX"}
     row = next(r for r in judge_claims(df, paper) if r.better == "pyramid-4" and r.worse == "baseline")
     assert row.paper_diff == pytest.approx(41.68 - 37.23)
+
+
+def test_rows_of_a_variant_added_after_runs_had_ended_say_so(tmp_path):
+    miou = {"FCN": [0.50, 0.52, 0.51], "B1-AVE": [0.55, 0.56, 0.57], "B1236-AVE": [0.60, 0.61, 0.62]}
+    df = build_table(fabricate(tmp_path, miou))
+    rows = {r.key[1:]: r for r in judge_claims(df, added_after={"B1236-AVE": 6})}
+    assert rows[("B1236-AVE", "FCN")].added_after == 6 and rows[("B1236-AVE", "B1-AVE")].added_after == 6
+    assert rows[("B1-AVE", "FCN")].added_after is None
+    from study.report.conclusion import claim_line
+
+    assert claim_line(rows[("B1236-AVE", "FCN")]).endswith(
+        "a variant of this row entered the study file after 6 runs had ended.")

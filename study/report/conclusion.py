@@ -83,14 +83,50 @@ def what_ran(facts: Mapping[str, Any], amp: bool | None, kind: str = "grid") -> 
 
 
 def claim_line(c: ClaimRow) -> str:
-    """**verdict**: claim, better vs worse: Δ +x mIoU points, 95% interval [lo, hi], n seeds (paper: +y)."""
+    """**verdict** (size): claim, better vs worse: Δ +x mIoU points, interval [lo, hi], n seeds (paper: +y,
+    excluded or not); a row of a variant added after runs had finished says so."""
     d = row_digits(c)
     diff = signed(c.diff, d) if math.isfinite(c.diff) else "no difference measured"
-    line = f"**{c.verdict}**: {c.claim}, {c.better} vs {c.worse}: Δ {diff} mIoU points"
+    size = f" ({c.size})" if c.size and not c.verdict.startswith("equivalent") else ""
+    line = f"**{c.verdict}**{size}: {c.claim}, {c.better} vs {c.worse}: Δ {diff} mIoU points"
     if math.isfinite(c.ci_low):
         line += f", {level_label(c)} interval [{c.ci_low:.{d}f}, {c.ci_high:.{d}f}]"
     line += f", {c.n} seeds"
-    return line + (f" (paper: {c.paper_diff:+.2f})." if math.isfinite(c.paper_diff) else ".")
+    if math.isfinite(c.paper_diff):
+        line += f" (paper: {c.paper_diff:+.2f}" + ({True: ", excluded", False: ", inside the interval"}.get(
+            c.paper_excluded, "") + ")")
+    if c.added_after is not None:
+        line += f"; a variant of this row entered the study file after {c.added_after} runs had ended"
+    return line + "."
+
+
+def upper_bound(rows: Sequence[ClaimRow]) -> float:
+    """The largest upper interval end over `rows`, rounded up to 0.1 point: no row's interval reaches it."""
+    return math.floor(10 * max(c.ci_high for c in rows)) / 10 + 0.1
+
+
+def claim_summaries(claims: Sequence[ClaimRow]) -> list[str]:
+    """One sentence per claim over its rows, generated from their readings: the verdicts, the size readings, the
+    largest gain no row's interval reaches (said only where every row has an interval), and how many rows exclude
+    the paper's difference."""
+    out = []
+    for name in dict.fromkeys(c.claim for c in claims):
+        rows = [c for c in claims if c.claim == name]
+        text = f"{name} ({len(rows)} row{'s' if len(rows) > 1 else ''}): {verdict_counts(rows)}"
+        sizes = sorted({c.size for c in rows if c.size and not c.verdict.startswith("equivalent")})
+        if sizes:
+            text += "; read against ±m: " + ", ".join(f"{sum(c.size == s for c in rows)} {s}" for s in sizes)
+        if all(math.isfinite(c.ci_high) for c in rows):
+            bound = upper_bound(rows)
+            if bound > 0:
+                text += (f"; no row shows a gain of {bound:.1f} points or more (every interval ends below it)"
+                         if len(rows) > 1 else f"; its interval ends below +{bound:.1f}")
+        papers = [c for c in rows if c.paper_excluded is not None]
+        if papers:
+            text += (f"; the paper's difference is excluded by {sum(c.paper_excluded for c in papers)} of "
+                     f"{len(papers)} row{'s' if len(papers) > 1 else ''}")
+        out.append(text + ".")
+    return out
 
 
 def verdict_counts(claims: Sequence[ClaimRow]) -> str:
@@ -107,8 +143,9 @@ def untrained_text(facts: Mapping[str, Any], kind: str = "grid") -> str:
     if runs:
         listed = ", ".join(f"{v} seed {s}" for v, s in runs)
         judged = ("they count in the control comparisons, as every completed run does" if kind == "controls"
-                  else "the verdicts count every completed run; leaving these out is the sensitivity analysis under "
-                       "the verdicts")
+                  else "the verdicts count a seed where both runs of a row trained, the stall rates are compared "
+                       "as an outcome of their own, and counting every completed run is the sensitivity analysis "
+                       "under the verdicts")
         return f"Did not train: {len(runs)} of {facts['completed']} completed runs ({listed}); {judged}."
     if facts["checked"] and facts.get("unjudged"):
         return ("Did not train: none flagged (every run the training check judged passed it; not judged: "
@@ -170,6 +207,7 @@ def conclusion_blocks(*, facts: Mapping[str, Any], claims: Sequence[ClaimRow], s
                                     f"claim's choice; one Holm family, this study's): "
                                     f"{verdict_counts(claims)}."))
         blocks.append(Block("list", items=[claim_line(c) for c in claims]))
+        blocks += [Block("text", "Per claim, what its rows allow:"), Block("list", items=claim_summaries(claims))]
     elif kind == "grid":
         blocks.append(Block("text", "No pair of variants in this study isolates one of the paper's claims."))
     blocks.append(Block("text", untrained_text(facts, kind)))
@@ -189,5 +227,12 @@ def one_line(kind: str, claims: Sequence[ClaimRow], search: Mapping[str, Any] | 
             text += f"; the paper's pyramid ranks {rank} of {search['completed']} completed"
         return text
     if claims:
-        return f"{verdict_counts(claims)} of {len(claims)} claim row{'s' if len(claims) > 1 else ''}"
+        line = f"{verdict_counts(claims)} of {len(claims)} claim row{'s' if len(claims) > 1 else ''}"
+        margin = claims[0].margin
+        decided = [c for c in claims if c.verdict in ("supported", "contradicted")]
+        if margin and decided:
+            sizes = dict.fromkeys(c.size for c in decided)
+            line += (f"; decided rows against m = {margin:g}: "
+                     + ", ".join(f"{sum(c.size == s for c in decided)} {s}" for s in sizes))
+        return line
     return "no claim isolated"

@@ -57,17 +57,18 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
                                ci(r["rule_ci_low"], r["rule_ci_high"]), r["rule_as_implied"]] for r in rows]))
     blocks.append(Block("list", items=[f"{r['control']}, {r['a']} vs {r['b']}: {r['why']}." for r in rows]))
     untrained = sorted({(v, k, n) for r in rows for v, (k, n) in r["untrained"].items() if k})
-    blocks.append(Block("text", "Did not train (runs the training check flagged as never leaving the plateau; they "
-                                "count, as every completed run does): " +
+    blocks.append(Block("text", "Did not train (runs the training check flagged as never leaving the plateau; a "
+                                "comparison counts a seed where both runs trained): " +
                         ("; ".join(f"{v}: {k} of {n} runs" for v, k, n in untrained) if untrained else "none")
                         + "."))
     if untrained:
-        moved = [f"{r['control']}, {r['a']} vs {r['b']}: {r['rule_verdict']} -> {r['rule_verdict_trained_only']}"
-                 for r in rows if r["rule_verdict"] != r["rule_verdict_trained_only"]]
-        blocks.append(Block("text", "Sensitivity (the runs that did not train left out, the claims rule): "
+        moved = [f"{r['control']}, {r['a']} vs {r['b']}: {r['rule_verdict']} -> {r['rule_verdict_every_run']}"
+                 for r in rows if r["rule_verdict"] != r["rule_verdict_every_run"]]
+        blocks.append(Block("text", "Sensitivity (every completed run counted, those that did not train too, the "
+                                    "claims rule): "
                                     + ("; ".join(moved) + "." if moved else "no verdict moves.")))
     blocks.append(Block("text", (
-        "Rule: Δ = a - b over the seeds both completed (mIoU points); M is the comparison's margin (shown with "
+        "Rule: Δ = a - b over the seeds on which both runs completed and trained (mIoU points); M is the comparison's margin (shown with "
         "what it expects). "
         f"Each test is one-sided at 0.05/{first['k']} (Bonferroni over the {first['k']} comparisons), read off the "
         f"two-sided {100 * first['level']:.1f}% t-interval [lo, hi]. Expected 'beats': yes when lo > 0, no when "

@@ -9,6 +9,7 @@ failures and provenance. No timestamps: rendering twice gives identical bytes.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pandas as pd
 from study.atomic import atomic_write_bytes, atomic_write_text
 from study.manifest import MANIFEST_FILE
 from study.record import seeds_text
+from study.registration import added_after
 from study.report import plots, search_section
 from study.report.aa_block import aa_blocks, aa_line
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
@@ -25,9 +27,10 @@ from study.report.conclusion import conclusion_blocks, data_text, one_line
 from study.report.confirm_block import confirmation_blocks, replicated_by_blocks
 from study.report.controls_block import controls_blocks, controls_lead, controls_line
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
+from study.report.registration_block import registration_blocks
 from study.report.verdicts import claim_blocks
 from study.results.aa import judge_aa, parse_aa
-from study.results.claims import judge_claims, load_paper_table, match_paper
+from study.results.claims import judge_claims, load_paper_table, match_paper, row_summary
 from study.results.controls import Comparison, judge_controls
 from study.results.images import bootstrap_mious
 from study.results.search import pruned_steps
@@ -74,9 +77,10 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         raise ResultsError(f"{study_dir / MANIFEST_FILE}: {e}") from None
     controls = judge_controls(df, comparisons) if kind == "controls" else None
     aa = judge_aa(df, pair, margin=manifest.equivalence_margin, planned=manifest.seeds) if pair else None
-    claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin) \
+    late = added_after(manifest.registrations)
+    claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin, added_after=late) \
         if controls is None else []
-    sensitivity = judge_claims(df, paper, plan=plan, margin=manifest.equivalence_margin, exclude_untrained=True) \
+    sensitivity = judge_claims(df, paper, plan=plan, margin=manifest.equivalence_margin, exclude_untrained=False) \
         if claims and facts["untrained"] else None
     trials, search, importances = search_section.load(study_dir) if kind == "search" else (None, None, {})
     amp = next((bool(r.config.get("train", {}).get("amp")) for r in records if "amp" in r.config.get("train", {})),
@@ -101,6 +105,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         blocks += aa_blocks(aa)
     if claims or kind == "grid":
         blocks += claim_blocks(claims, fig_dir, images, sensitivity)
+    blocks += registration_blocks(manifest.registrations, facts["runs"])
     if manifest.confirms:
         blocks += confirmation_blocks(_original_claims(study_dir.parent / manifest.confirms, paper), claims,
                                       manifest.confirms)
@@ -121,8 +126,21 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     parts = ([controls_line(controls)] if controls else []) + ([aa_line(aa)] if aa is not None else [])
     line = "; ".join(parts) if controls is not None else one_line(kind, claims, search)
     entry = {"kind": kind, "description": manifest.description, "conclusion": line,
-             "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else ""}
+             "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else "",
+             "claims": [row_summary(c) for c in claims], "m": manifest.equivalence_margin,
+             "controls": [_plain(r) for r in controls or []], "aa": _plain(aa) if aa is not None else None}
     return blocks, entry
+
+
+def _plain(value: Any) -> Any:
+    """A result as JSON values: nan as None, tuples as lists, numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _replications(study_dir: Path, name: str, paper: pd.DataFrame | None) -> list[tuple[str, str, list[Any]]]:
@@ -248,7 +266,7 @@ def render_study(study_dir: Path, reports_dir: Path) -> Path:
         blocks, entry = build_blocks(study_dir, staging)
         atomic_write_text(staging / "index.md", to_markdown(blocks))
         atomic_write_text(staging / "index.html", to_html(blocks))
-        atomic_write_text(staging / SUMMARY_FILE, json.dumps(entry, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(staging / SUMMARY_FILE, json.dumps(entry, indent=2, sort_keys=True, allow_nan=False) + "\n")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

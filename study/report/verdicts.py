@@ -72,6 +72,12 @@ def _untrained(c: ClaimRow) -> str:
     return "; ".join(parts)
 
 
+def _stalls(c: ClaimRow) -> str:
+    if math.isnan(c.stall_p):
+        return ""
+    return f"p {_p(c.stall_p) or '1.000'}" + (f": {c.stalls_more} stalls more" if c.stalls_more else "")
+
+
 def _seeds_cell(c: ClaimRow, rows: Sequence[ClaimRow]) -> str:
     if max(r.planned_looks for r in rows) > 1:
         return f"{c.n} (look {c.look} of {c.planned_looks})"
@@ -92,16 +98,23 @@ COLUMNS = (
     Column("Δ mIoU", lambda c, _: signed(c.diff, row_digits(c)), core=True),
     Column("interval", lambda c, _: ci(c.ci_low, c.ci_high, row_digits(c)), core=True),
     Column("verdict", lambda c, _: c.verdict, core=True),
+    Column("size (vs ±m)", lambda c, _: c.size, core=True),
     Column("paper Δ", lambda c, _: signed(c.paper_diff), core=True),
+    Column("paper Δ excluded", lambda c, _: "" if c.paper_excluded is None else "yes" if c.paper_excluded else "no",
+           core=True),
+    Column("registered", lambda c, _: "" if c.added_after is None else f"added after {c.added_after} runs",
+           core=True),
     Column("P(improvement)", lambda c, _: _improvement(c)),
     Column("p (Holm)", lambda c, _: _p(c.p_adjusted)),
     Column("noise: sd of Δ (df)", lambda c, _: f"{_sig(c.sd)} ({c.df})" if math.isfinite(c.sd) else ""),
     Column("level", lambda c, _: level_label(c) if math.isfinite(c.confidence) else ""),
     Column("detectable Δ (80% power)", lambda c, _: _range(c.detectable_low, c.detectable_high, _sig)),
     Column("seeds for the paper's Δ", lambda c, _: _range(c.seeds_low, c.seeds_high, _seeds)),
+    Column("seeds for Δ = m", lambda c, _: _range(c.margin_seeds_low, c.margin_seeds_high, _seeds)),
     Column("two-level 95% CI", lambda c, _: own_ci(c.two_level_ci_low, c.two_level_ci_high)),
     Column("image-level 95% CI", lambda c, _: own_ci(c.image_ci_low, c.image_ci_high)),
     Column("did not train [95%]", lambda c, _: _untrained(c)),
+    Column("stall rates (Fisher, Holm)", lambda c, _: _stalls(c)),
 )
 
 
@@ -133,19 +146,32 @@ def verdict_tables(claims: Sequence[ClaimRow]) -> list[Block]:
     return blocks
 
 
+def size_text(margin: float) -> str:
+    """What the size column says, for a study whose smallest difference of interest is `margin`."""
+    m = f"{margin:g}"
+    return (f"Size: m = {m} mIoU points is the study's smallest difference of interest, set in its study file (the "
+            f"pre-registration section says whether before its runs). Each row's interval (the verdict's) is read "
+            f"against ±m: better or worse by at least {m} where it clears +{m} or -{m}; by less than {m} where it "
+            f"excludes 0 and ±{m} (a decided difference too small to matter); by an unknown amount where it excludes "
+            f"0 only; equivalent within ±{m} where it lies inside (-{m}, {m}) (every difference of that size "
+            f"excluded, two one-sided tests at the row's level; the verdict then reads so too); not better (or not "
+            f"worse) by {m} or more where it excludes only +{m} (or -{m}); inconclusive otherwise. 'paper Δ "
+            f"excluded': whether the same interval leaves out the paper's difference for the pair.")
+
+
 def sensitivity_text(claims: Sequence[ClaimRow], sensitivity: Sequence[ClaimRow]) -> str:
     """Which verdicts move when the runs that did not train are left out (the rows in the same order)."""
     moved = [f"{c.claim}, {c.better} vs {c.worse}: {c.verdict} -> {s.verdict} "
              f"(Δ {signed(s.diff, row_digits(s))}, {s.n} seeds)"
              for c, s in zip(claims, sensitivity, strict=True) if c.verdict != s.verdict]
-    head = "Sensitivity (the runs that did not train left out, the same rule): "
+    head = "Sensitivity (every completed run counted, those that did not train too, the same rule): "
     return head + ("; ".join(moved) + "." if moved else "no verdict moves.")
 
 
 def claim_blocks(claims: Sequence[ClaimRow], fig_dir: Path, images: ImageBootstrap | None = None,
                  sensitivity: Sequence[ClaimRow] | None = None) -> list[Block]:
     """Heading, the verdict table (core, then folded details), the forest plot, the rule, what the intervals answer;
-    `sensitivity` (the same rows judged without the runs that did not train) adds the verdicts that would move."""
+    `sensitivity` (the same rows judged on every completed run) adds the verdicts that would move."""
     blocks = [Block("heading", "The paper's claims: verdicts")]
     if not claims:
         return blocks + [Block("text", "No pair of variants in this study isolates one of the paper's claims.")]
@@ -165,15 +191,16 @@ def claim_blocks(claims: Sequence[ClaimRow], fig_dir: Path, images: ImageBootstr
         blocks.append(Block("text", "No pair of variants in this study isolates: " + "; ".join(untested) + "."))
     margin = claims[0].margin
     if margin:
-        blocks.append(Block("text", f"Equivalence: a row the rule leaves inconclusive whose interval (at the same "
-                                    f"level) lies inside ±{margin:g} mIoU points, a margin fixed in the study file "
-                                    f"before it ran, reads \"equivalent within ±{margin:g}\": every difference of "
-                                    f"that size is excluded."))
+        blocks.append(Block("text", size_text(margin)))
     if any(k for c in claims for k, *_ in c.untrained.values()):
         blocks.append(Block("text", "Did not train: runs flagged in their record as never leaving the training "
-                                    "plateau. They count in the verdicts, as every completed run does; the count "
-                                    "of runs that did not train (of the variant's completed runs) stands beside each "
-                                    "row, with its 95% Wilson interval, in percent."))
+                                    "plateau (the training check reads the loss, never the metric). A verdict is "
+                                    "about the runs that trained: a seed counts in a row when both its runs "
+                                    "trained. The stalls are an outcome of their own: the count of runs that did "
+                                    "not train (of the variant's completed runs) stands beside each row with its "
+                                    "95% Wilson interval in percent, and the two variants' counts are compared by "
+                                    "Fisher's exact test, Holm over the rows (a variant named there stalls more "
+                                    "often)."))
     if sensitivity is not None:
         blocks.append(Block("text", sensitivity_text(claims, sensitivity)))
     blocks.append(Block("text", _image_text(images)))

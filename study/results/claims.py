@@ -5,7 +5,14 @@ pooling, reduction, backbone, recipe). Each such pair gets the paired difference
 trained, its interval at the verdict's level, image-level and two-level intervals, P(improvement) on those seeds,
 a Holm-adjusted p-value and a verdict from the study-level rule in study.results.stats, the paper's difference for
 the same pair, what the row could detect and what the paper's difference would need (study.results.power), and
-each variant's "did not train" count: one ClaimRow.
+each variant's "did not train" count with the comparison of the two stall rates, the row's size reading against the
+study's smallest difference of interest m, whether its interval excludes the paper's difference, and whether both
+variants were in the study file before its runs began: one ClaimRow.
+
+What a verdict estimates is fixed before the data (docs/statistics.md): the mean paired difference over the seeds
+on which both variants' runs trained (the training check of each run's record, which reads the training loss,
+never the metric); a run that did not train is an outcome of its own, counted per variant and compared between
+the two variants of a row by Fisher's exact test, Holm over the study's rows.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from study.results import axes
 from study.results.axes import (
@@ -36,7 +44,7 @@ from study.results.axes import (
 from study.results.images import ImageBootstrap, image_interval, two_level_interval
 from study.results.power import plan as power_plan
 from study.results.sequential import SequentialPlan
-from study.results.stats import ALPHA, decide, paired_improvement, rule_text, wilson
+from study.results.stats import ALPHA, decide, holm, paired_improvement, rule_text, wilson
 from study.results.table import trained_mask
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "configs" / "paper"
@@ -68,6 +76,7 @@ class ClaimRow:
     better: str  # the variant the paper says is better
     worse: str
     verdict: str  # supported | contradicted | inconclusive | too few seeds | equivalent within ±m
+    size: str = ""  # the size reading against m (size_reading); "" without m or interval
     n: int = 0  # the seeds the shown look used
     seeds: tuple[int, ...] = ()
     diff: float = NAN  # mean paired difference better - worse
@@ -100,6 +109,12 @@ class ClaimRow:
     detectable_high: float = NAN
     seeds_low: float = NAN
     seeds_high: float = NAN
+    margin_seeds_low: float = NAN  # the seeds that detect a difference of m, over the same range
+    margin_seeds_high: float = NAN
+    paper_excluded: bool | None = None  # the interval excludes the paper's Δ (None: no paper Δ or no interval)
+    stall_p: float = NAN  # Fisher's exact p of the two variants' did-not-train counts, Holm-adjusted over the rows
+    stalls_more: str = ""  # the variant that stalls more often, where that comparison is decided
+    added_after: int | None = None  # runs finished when a variant of this row entered the study file (None: before any)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -197,12 +212,15 @@ FINAL = ("completed", "failed")  # a run with one of these statuses has ended: i
 def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: str = "miou",
                  images: ImageBootstrap | None = None, alpha: float = ALPHA,
                  plan: SequentialPlan | None = None, margin: float | None = None,
-                 exclude_untrained: bool = False) -> list[ClaimRow]:
+                 exclude_untrained: bool = True, added_after: dict[str, int] | None = None) -> list[ClaimRow]:
     """Every claim the study can test: one row per variant pair, differences in points.
 
-    The rule is `study.results.stats.decide` over all rows together (each row's `rule` describes it), on every completed
-    run; `exclude_untrained` leaves out the runs the training check flagged (the sensitivity analysis beside the
-    verdicts). Each variant's "did not train: k of n" count comes along with its Wilson interval. `images`
+    The rule is `study.results.stats.decide` over all rows together (each row's `rule` describes it), on the runs
+    that trained (the estimand fixed in docs/statistics.md); `exclude_untrained=False` counts every completed run
+    (the sensitivity analysis beside the verdicts). Each variant's "did not train: k of n" count comes along with
+    its Wilson interval, and each row compares its two variants' counts (`stall_rows`). `added_after`
+    ({variant: runs finished when the study file first named it}, study.registration) marks the rows of a variant
+    that was not registered before the runs began. `images`
     (study.results.images.bootstrap_mious) adds the image-level and two-level intervals; `plan` (seeds added in
     rounds) makes the rule test at the plan's looks, each with its share of alpha. With `margin` (points, fixed in
     the study file), a row the rule leaves inconclusive whose interval lies inside (-margin, margin) reads
@@ -232,8 +250,10 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
                      spend=plan.shares if plan is not None else None, finished=finished)
     m = sum(math.isfinite(d["p_adjusted"]) for d in decided)
     rule = rule_text(m, alpha, looks or (), plan.shares if plan is not None else (),
-                     runs="the runs that trained" if exclude_untrained else "every completed run")
+                     runs="the seeds on which both runs trained" if exclude_untrained else "every completed run")
     boot = images.mious if images is not None else {}
+    stalls = stall_rows(done, found, alpha)
+    added = added_after or {}
     rows = []
     for (claim, better, worse), d in zip(found, decided, strict=True):
         a, b = names.index(better), names.index(worse)
@@ -249,7 +269,8 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
         imp, imp_lo, imp_hi = paired_improvement(diffs)
         share = plan.shares[d["look"] - 1] if plan is not None else 1.0
         design = power_plan(d["sd"], d["n"], level=alpha / max(m, 1) * share, planning_level=alpha / max(m, 1),
-                            paper_diff=paper_diff)
+                            paper_diff=paper_diff, margin=margin)
+        late = [added[v] for v in (better, worse) if v in added]
         rows.append(ClaimRow(
             claim=claim.name, better=better, worse=worse, n=d["n"], seeds=tuple(used), diff=d["diff"], sd=d["sd"],
             df=d["df"], ci_low=lo, ci_high=hi, confidence=d["confidence"], image_ci_low=img[0],
@@ -258,8 +279,79 @@ def judge_claims(df: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
             prob_improvement_high=imp_hi, verdict=equivalence(d["verdict"], lo, hi, margin), margin=margin,
             look=d["look"], looks=d["looks"], planned_looks=d["planned_looks"],
             untrained={v: _untrained(done, v) for v in (better, worse)}, paper_diff=paper_diff,
-            paper_source=claim.paper_source, metric=metric, rule=rule, **design))
+            paper_source=claim.paper_source, metric=metric, rule=rule, size=size_reading(lo, hi, margin),
+            paper_excluded=excludes(lo, hi, paper_diff), added_after=min(late) if late else None,
+            **stalls[(better, worse)], **design))
     return rows
+
+
+def row_summary(c: ClaimRow) -> dict[str, Any]:
+    """A claim row as plain JSON values (nan as None), the fields a script needs to check a report: claim, pair,
+    seeds, Δ, interval and its level, p before and after Holm, verdict, size reading and m, the paper's Δ and
+    whether the interval excludes it, the detectable Δ, the seeds the paper's Δ would need, stalls, registration."""
+    def num(v: float) -> float | None:
+        return float(v) if math.isfinite(v) else None
+
+    return {"claim": c.claim, "better": c.better, "worse": c.worse, "seeds": list(c.seeds), "n": c.n,
+            "diff": num(c.diff), "sd": num(c.sd), "ci_low": num(c.ci_low), "ci_high": num(c.ci_high),
+            "level": num(c.confidence), "p": num(c.p_value), "p_holm": num(c.p_adjusted), "verdict": c.verdict,
+            "size": c.size, "m": c.margin, "paper_diff": num(c.paper_diff), "paper_excluded": c.paper_excluded,
+            "detectable_low": num(c.detectable_low), "detectable_high": num(c.detectable_high),
+            "seeds_for_paper_low": num(c.seeds_low), "seeds_for_paper_high": num(c.seeds_high),
+            "seeds_for_m_low": num(c.margin_seeds_low), "seeds_for_m_high": num(c.margin_seeds_high),
+            "did_not_train": {v: [k, n] for v, (k, n, *_) in c.untrained.items()}, "stall_p_holm": num(c.stall_p),
+            "stalls_more": c.stalls_more or None, "added_after_runs": c.added_after, "metric": c.metric}
+
+
+def size_reading(lo: float, hi: float, margin: float | None) -> str:
+    """The row's interval [lo, hi] (better - worse) read against the smallest difference of interest m:
+    better (worse) by at least m where it clears +m (-m); by less than m where it excludes 0 and m; by an unknown
+    amount where it excludes 0 only; equivalent within ±m inside (-m, m); not better (worse) by m or more where
+    it excludes only one of ±m; else inconclusive. "" without m or interval."""
+    if not margin or not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    m = f"{margin:g}"
+    if lo >= margin:
+        return f"better by at least {m}"
+    if hi <= -margin:
+        return f"worse by at least {m}"
+    if lo > 0:
+        return f"better by less than {m}" if hi < margin else "better by an unknown amount"
+    if hi < 0:
+        return f"worse by less than {m}" if lo > -margin else "worse by an unknown amount"
+    if -margin < lo and hi < margin:
+        return f"equivalent within ±{m}"
+    if hi < margin:
+        return f"not better by {m} or more"
+    if lo > -margin:
+        return f"not worse by {m} or more"
+    return "inconclusive"
+
+
+def excludes(lo: float, hi: float, value: float) -> bool | None:
+    """Whether [lo, hi] leaves `value` out (None where either is missing)."""
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(value)):
+        return None
+    return bool(value < lo or value > hi)
+
+
+def stall_rows(done: pd.DataFrame, found: list[tuple[Claim, str, str]], alpha: float = ALPHA
+               ) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (better, worse): Fisher's exact two-sided p of the two variants' did-not-train counts over their completed
+    runs, Holm-adjusted over the rows where some run did not train (nan elsewhere), and the variant that stalls
+    more often where the adjusted p is below alpha: a stall rate judged as an outcome of its own."""
+    counts = {v: _untrained(done, v)[:2] for _, b, w in found for v in (b, w)}
+    p = []
+    for _, better, worse in found:
+        (kb, nb), (kw, nw) = counts[better], counts[worse]
+        p.append(float(sps.fisher_exact([[kb, nb - kb], [kw, nw - kw]])[1]) if (kb or kw) and nb and nw else math.nan)
+    adjusted = holm(p)
+    out = {}
+    for (_, better, worse), q in zip(found, adjusted, strict=True):
+        (kb, nb), (kw, nw) = counts[better], counts[worse]
+        more = (better if kb / nb > kw / nw else worse) if math.isfinite(q) and q < alpha else ""
+        out[(better, worse)] = {"stall_p": q, "stalls_more": more}
+    return out
 
 
 def equivalence(verdict: str, lo: float, hi: float, margin: float | None) -> str:

@@ -65,18 +65,20 @@ def sd_range(sd: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, 
 
 
 def plan(sd: float, n: int, *, level: float, planning_level: float, paper_diff: float = math.nan,
-         power: float = POWER) -> dict[str, float]:
+         margin: float | None = None, power: float = POWER) -> dict[str, float]:
     """A row's design figures: the smallest difference it detects at its n seeds and `level`
-    (detectable_low/high), and the seeds that detect `paper_diff` at `planning_level` (seeds_low/high), each over
-    the sd's interval; nan where not estimable."""
+    (detectable_low/high), and the seeds that detect `paper_diff` (seeds_low/high) and the smallest difference of
+    interest `margin` (margin_seeds_low/high) at `planning_level`, each over the sd's interval; nan where not
+    estimable."""
     lo, hi = sd_range(sd, n)
     out = {"noise_sd_low": lo, "noise_sd_high": hi, "detectable_low": math.nan, "detectable_high": math.nan,
-           "seeds_low": math.nan, "seeds_high": math.nan}
+           "seeds_low": math.nan, "seeds_high": math.nan, "margin_seeds_low": math.nan, "margin_seeds_high": math.nan}
     if math.isnan(lo):
         return out
     effect = detectable_effect(n, level, power)
     out["detectable_low"], out["detectable_high"] = effect * lo, effect * hi
-    if math.isfinite(paper_diff) and paper_diff != 0:
-        out["seeds_low"] = seeds_for(abs(paper_diff) / lo, planning_level, power)
-        out["seeds_high"] = seeds_for(abs(paper_diff) / hi, planning_level, power)
+    for key, target in (("seeds", paper_diff), ("margin_seeds", margin if margin else math.nan)):
+        if math.isfinite(target) and target != 0:
+            out[f"{key}_low"] = seeds_for(abs(target) / lo, planning_level, power)
+            out[f"{key}_high"] = seeds_for(abs(target) / hi, planning_level, power)
     return out
