@@ -122,9 +122,10 @@ def aa_blocks(aa: dict[str, Any], fig_dir: Path | None = None) -> list[Block]:
             "Resampled level: every seed both variants completed gives one paired difference; each regrouping "
             "shuffles them (a fixed-seed generator: the same runs give the same numbers) and cuts them into "
             "disjoint groups of n, each judged by the same rule as a family of one row (the table's groups judged). "
-            "Its Monte Carlo se is the sd of the regroupings' rates over the square root of their number: groups of "
-            "one regrouping are cut from the same differences without replacement, so they are not independent "
-            "draws and the binomial se over groups, which assumes they are, does not apply. It is the simulation's error given these "
+            "Its Monte Carlo se is the sd of the regroupings' rates over the square root of their number: "
+            "groups of one regrouping are cut from the same differences without replacement, so they are not "
+            "independent draws and the binomial se over groups, which assumes they are, does not apply. It is the "
+            "simulation's error given these "
             "differences, not their own sampling error (other seeds give other differences). The "
             "fixed groups are the study's verdicts; the resampled level shows how the rule behaves on this noise "
             "at each n.")))
