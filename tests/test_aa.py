@@ -3,13 +3,15 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from study.config import ConfigError
-from study.report.aa_block import aa_blocks, aa_line
+from study.report.aa_block import aa_blocks, aa_line, resampled_line
 from study.report.blocks import to_markdown
-from study.results.aa import clopper_pearson, judge_aa, parse_aa
+from study.results.aa import FALSE, clopper_pearson, false_verdicts, judge_aa, parse_aa, resampled_level
+from study.results.stats import decide
 from study.search.space import load_study
 
 A = [0.80, 0.81, 0.79, 0.70, 0.72, 0.71, 0.75]
@@ -137,3 +139,77 @@ def test_an_interval_under_alpha_is_read_as_shown():
     aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3})
     md = to_markdown(aa_blocks({**aa, "false": 0, "rate": 0.0, "rate_low": 0.0, "rate_high": 0.04}))
     assert "the claims rule is shown to keep its false-verdict rate at most 5%" in md
+
+
+def test_the_vectorised_rule_gives_decide_s_verdicts_on_many_random_groups():
+    """false_verdicts is decide on a 2 x n matrix, one-row family: the same verdict on every group, ties and
+    all-equal groups included."""
+    rng = np.random.default_rng(7)
+    for n in (3, 4, 5, 10):
+        groups = rng.standard_t(3, size=(600, n)) * 2 + rng.choice([0.0, 0.5, 2.0], size=(600, 1))
+        groups[:20] = np.round(groups[:20])  # ties
+        groups[20:25] = 1.5  # all equal, not 0: decided
+        groups[25:30] = 0.0  # all 0: not decided
+        ours = false_verdicts(groups)
+        for g, got in zip(groups, ours, strict=True):
+            (d,) = decide(np.vstack([g, np.zeros(n)]), [(0, 1)])
+            assert got == (d["verdict"] in FALSE), (n, g)
+        assert ours[20:25].all() and not ours[25:30].any() and 0 < ours[30:].sum() < 570
+
+
+def test_the_resampled_level_on_differences_whose_verdicts_are_known():
+    ones = resampled_level([1.0] * 30, sizes=(3, 5, 10), draws=100)  # every group all 1: p = 0, decided
+    assert [(r["n"], r["groups"], r["regroupings"], r["false"], r["rate"], r["se"]) for r in ones] == [
+        (3, 100, 10, 100, 1.0, 0.0), (5, 102, 17, 102, 1.0, 0.0), (10, 102, 34, 102, 1.0, 0.0)]
+    zeros = resampled_level([0.0] * 30, sizes=(3,), draws=100)  # all 0: p = 1, never decided
+    assert (zeros[0]["rate"], zeros[0]["se"]) == (0.0, 0.0)
+    short = resampled_level([1.0, 2.0, 3.0, 4.0], sizes=(3, 5))  # fewer differences than n: no group
+    assert short[1]["groups"] == 0 and math.isnan(short[1]["rate"]) and short[0]["groups"] >= 20000
+
+
+def test_the_monte_carlo_se_is_between_regroupings_by_hand():
+    """Six differences 1, 1, 1, 0, 0, 0 in two groups of 3: only 1, 1, 1 is decided (all equal, not 0; 1, 1, 0 has
+    t = 2 and 1, 0, 0 t = 1 on 2 df, p = 0.18 and 0.42), and it comes with 0, 0, 0: a regrouping has rate 1/2 with
+    chance 2 / C(6, 3) = 1/10, else 0, so the two groups of a regrouping are not independent (one false verdict
+    excludes the other). The se is the sd of the per-regrouping rates over sqrt(regroupings): sqrt(0.25 x 0.1 x 0.9
+    / R), not the binomial sqrt(0.05 x 0.95 / 2R) over groups."""
+    (r,) = resampled_level([1, 1, 1, 0, 0, 0], sizes=(3,), draws=20000, seed=3)
+    reps, k = r["regroupings"], r["false"]  # k regroupings had rate 1/2, the others 0
+    assert (reps, r["groups"]) == (10000, 20000) and r["rate"] == k / 20000
+    assert r["se"] == pytest.approx(0.5 * math.sqrt(k * (reps - k) / (reps * (reps - 1))) / math.sqrt(reps))
+    assert r["se"] == pytest.approx(math.sqrt(0.25 * 0.1 * 0.9 / reps), rel=0.05)
+    assert abs(r["rate"] - 0.05) < 3 * r["se"]
+    assert resampled_level([1, 1, 1, 0, 0, 0], sizes=(3,), draws=200, seed=3) == \
+        resampled_level([1, 1, 1, 0, 0, 0], sizes=(3,), draws=200, seed=3)  # a fixed-seed generator
+
+
+def test_judge_aa_carries_the_differences_t_statistics_and_resampled_level():
+    aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3})
+    assert aa["differences"] == pytest.approx([1.0, 1.1, 0.9, 0.5, -0.5, 0.0, 1.0])  # every shared seed, in order
+    assert aa["groups"][0]["t"] == pytest.approx(1 / (0.1 / math.sqrt(3)))
+    assert [(r["n"], r["groups"] > 0) for r in aa["resampled"]] == [(3, True), (5, True), (10, False)]
+    assert aa["resampled"] == resampled_level(aa["differences"])
+
+
+def test_the_resampled_sentence_places_alpha_against_rate_and_two_se():
+    aa = {"differences": [0.0] * 450, "seeds_per_group": 3, "n": 150, "rate_low": 0.037, "rate_high": 0.127}
+    level = [{"n": 3, "rate": 0.03, "se": 0.005}, {"n": 5, "rate": 0.046, "se": 0.002},
+             {"n": 10, "rate": 0.08, "se": 0.01}]
+    line = resampled_line(aa, level)
+    assert "3.00% (se 0.50%) at n = 3, 4.60% (se 0.20%) at n = 5, 8.00% (se 1.00%) at n = 10" in line
+    assert ("at n = 3 under it by more than 2 se (the rule decides less often than its alpha); at n = 5 within 2 se "
+            "of it; at n = 10 over it by more than 2 se (the rule over-decides)") in line
+    assert "The fixed groups' interval (3.7%-12.7%) does not hold the resampled rate at their n = 3." in line
+
+
+def test_the_section_shows_the_resampled_table_and_both_figures(tmp_path):
+    aa = judge_aa(_table(A=A * 3, B=B * 3), {"a": "A", "b": "B", "seeds_per_group": 3})
+    md = to_markdown(aa_blocks(aa, tmp_path / "figures"))
+    assert "| fixed (the study's verdicts) " in md and "| resampled (" in md and "Monte Carlo se" in md
+    assert "Resampled level: the same rule on random regroupings of the 21 observed paired differences" in md
+    for name in ("aa_differences.png", "aa_t.png"):
+        first = (tmp_path / "figures" / name).read_bytes()
+        assert len(first) > 1000 and f"(figures/{name})" in md
+        aa_blocks(aa, tmp_path / "figures")
+        assert (tmp_path / "figures" / name).read_bytes() == first  # re-rendering gives the same bytes
+    assert md.index("| resampled (") < md.index("figures/aa_t.png") < md.index("| Δ mIoU (a - b)")

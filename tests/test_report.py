@@ -231,6 +231,52 @@ def test_many_seeds_print_per_seed_tables_ten_seeds_wide(tmp_path):
     md = (out / "table1" / "index.md").read_text()
     assert "mIoU per seed (table, seeds 0-9)" in md and "mIoU per seed (table, seeds 10, 11)" in md
     assert "| seed 9 " in md and "| seed 10 " in md and "seed 9   | seed 10" not in md
+    assert not (out / "table1" / "every_run.csv").exists()  # up to SEEDS_INLINE seeds the tables stay inline
+
+
+@pytest.mark.slow
+def test_more_seeds_than_inline_tables_take_write_one_csv_beside_the_report(tmp_path):
+    """Above SEEDS_INLINE seeds the per-seed values go to every_run.csv (one row per seed), linked, not folded."""
+    from study.report.measured import SEEDS_INLINE
+
+    n = SEEDS_INLINE + 1
+    study = fabricate(tmp_path / "results", {"FCN": [0.5 + (i % 7) / 100 for i in range(n)],
+                                             "B1-AVE": [0.6 + (i % 5) / 100 for i in range(n - 1)]})
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    md = (out / "table1" / "index.md").read_text()
+    assert "mIoU per seed (table" not in md
+    assert f"mIoU per seed: [every_run.csv](every_run.csv), one row per seed ({n})" in md
+    assert '<a href="every_run.csv">every_run.csv</a>' in (out / "table1" / "index.html").read_text()
+    first = (out / "table1" / "every_run.csv").read_bytes()
+    lines = first.decode().splitlines()
+    # sd over seeds of 50..56 points is about 2: one decimal; B1-AVE has no seed 30
+    assert lines[:3] == ["seed,FCN,B1-AVE,did not train", "0,50.0,60.0,", "1,51.0,61.0,"]
+    assert lines[-1] == f"{n - 1},{50 + (n - 1) % 7:.1f},," and len(lines) == n + 1
+    assert report_main([str(study), "--out", str(out)]) == 0
+    assert (out / "table1" / "every_run.csv").read_bytes() == first
+
+
+def test_every_run_blocks_switch_to_the_csv_above_the_inline_seeds(tmp_path):
+    """every_run_blocks on a hand-made summary: SEEDS_INLINE seeds fold inline, one more writes the file, with the
+    run that did not train named in its row."""
+    import pandas as pd
+
+    from study.report.measured import SEEDS_INLINE, every_run_blocks
+
+    def summary(n):
+        return pd.DataFrame([{"variant": v, "n": n, "miou_seeds": list(range(n)), "miou_std": 0.5,
+                              "miou_values": [base + s / 100 for s in range(n)], "miou_mean": base,
+                              "miou_ci_low": base - 1, "miou_ci_high": base + 1} for v, base in (("A", 50), ("B", 60))])
+
+    inline = every_run_blocks(summary(SEEDS_INLINE), [("B", 2)], tmp_path / "small" / "figures")
+    assert [b.fold for b in inline if b.kind == "table"] == [f"mIoU per seed (table, seeds {a}-{a + 9})"
+                                                             for a in (0, 10, 20)]
+    assert "60.02 (did not train)" in inline[2].rows[1] and not (tmp_path / "small" / "every_run.csv").exists()
+    big = every_run_blocks(summary(SEEDS_INLINE + 1), [("B", 2)], tmp_path / "big" / "figures")
+    assert [b.kind for b in big] == ["heading", "figure", "text"] and "[every_run.csv](every_run.csv)" in big[2].text
+    lines = (tmp_path / "big" / "every_run.csv").read_text().splitlines()
+    assert lines[:4] == ["seed,A,B,did not train", "0,50.00,60.00,", "1,50.01,60.01,", "2,50.02,60.02,B"]
 
 
 def test_the_throughput_protocol_is_the_per_variant_benchmarks(tmp_path):

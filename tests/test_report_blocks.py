@@ -29,3 +29,8 @@ def test_folded_tables_and_coloured_verdicts():
     assert "<td>[-1, 2]</td>" in html
     assert "<details><summary>More per claim: p</summary><div class=\"tw\"><table>" in html
     assert '<meta name="viewport"' in html
+
+
+def test_relative_links_in_text_and_intervals_left_alone():
+    html = to_html([Block("text", "values: [every_run.csv](every_run.csv); Δ +0.5 [0.1, 0.9] (95%) <x>")])
+    assert '<a href="every_run.csv">every_run.csv</a>' in html and "[0.1, 0.9] (95%) &lt;x&gt;" in html

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from study.record import seeds_text
+from study.report import plots
 from study.report.blocks import Block, ci, fmt
 
 GOAL = 0.05  # the false-verdict rate the rule is built to stay under (its alpha)
@@ -21,8 +23,61 @@ def aa_line(aa: dict[str, Any]) -> str:
             f"{100 * aa['rate']:.1f}% (95% interval {100 * aa['rate_low']:.1f}-{100 * aa['rate_high']:.1f}%)")
 
 
-def aa_blocks(aa: dict[str, Any]) -> list[Block]:
-    """Heading, the rate against the goal, one row per group, and the rule."""
+def _pct(rate: float, digits: int = 1) -> str:
+    return f"{100 * rate:.{digits}f}%"
+
+
+def resampled_blocks(aa: dict[str, Any]) -> list[Block]:
+    """The fixed groups' rate beside the resampled level's per n (a table), and one sentence on what it shows."""
+    level = [r for r in aa.get("resampled", ()) if r["groups"]]
+    if not level:
+        return []
+    rows = [["fixed (the study's verdicts)", str(aa["seeds_per_group"]), str(aa["n"]), str(aa["false"]),
+             _pct(aa["rate"]), f"exact 95% interval {_pct(aa['rate_low'])}-{_pct(aa['rate_high'])}"]] if aa["n"] else []
+    rows += [[f"resampled ({r['regroupings']} regroupings)", str(r["n"]), str(r["groups"]), str(r["false"]),
+              _pct(r["rate"], 2), f"Monte Carlo se {100 * r['se']:.2f}%"] for r in level]
+    return [Block("table", headers=["groups", "seeds a group", "groups judged", "false verdicts", "rate",
+                                    "its uncertainty"], rows=rows),
+            Block("text", resampled_line(aa, level))]
+
+
+def resampled_line(aa: dict[str, Any], level: list[dict[str, Any]]) -> str:
+    """Each n's resampled rate with its Monte Carlo se, where the rule's alpha lies against rate ± 2 se, and
+    whether the fixed groups' interval holds the resampled rate at their own n."""
+    where: dict[str, list[str]] = {"below": [], "within": [], "above": []}
+    for r in level:
+        lo, hi = r["rate"] - 2 * r["se"], r["rate"] + 2 * r["se"]
+        where["below" if hi < GOAL else "above" if lo > GOAL else "within"].append(str(r["n"]))
+    said = {"below": "under it by more than 2 se (the rule decides less often than its alpha)",
+            "within": "within 2 se of it",
+            "above": "over it by more than 2 se (the rule over-decides)"}
+    rates = ", ".join(f"{_pct(r['rate'], 2)} (se {100 * r['se']:.2f}%) at n = {r['n']}" for r in level)
+    parts = [f"at n = {', '.join(ns)} {said[k]}" for k, ns in where.items() if ns]
+    text = (f"Resampled level: the same rule on random regroupings of the {len(aa['differences'])} observed paired "
+            f"differences into disjoint groups of n decides falsely {rates}. Against the rule's {100 * GOAL:g}%: "
+            + "; ".join(parts))
+    own = next((r for r in level if r["n"] == aa["seeds_per_group"]), None)
+    if own is not None and aa["n"]:
+        held = aa["rate_low"] <= own["rate"] <= aa["rate_high"]
+        text += (f". The fixed groups' interval ({_pct(aa['rate_low'])}-{_pct(aa['rate_high'])}) "
+                 f"{'holds' if held else 'does not hold'} the resampled rate at their n = {own['n']}")
+    return text + "."
+
+
+def figure_blocks(aa: dict[str, Any], fig_dir: Path) -> list[Block]:
+    """The paired differences against a normal, and the fixed groups' t statistics against Student's t."""
+    df = aa["seeds_per_group"] - 1
+    figures = [(f"A/A paired differences {aa['a']} - {aa['b']} (mIoU points) against a normal of their mean and sd "
+                "(normal Q-Q plot)", plots.aa_differences(aa.get("differences", ()), fig_dir / "aa_differences.png")),
+               (f"The fixed groups' paired t statistics against Student's t with {df} df (Q-Q plot; dashed: the "
+                "rule's thresholds, beyond which a group is decided)",
+                plots.aa_t_statistics([g["t"] for g in aa["groups"]], df, fig_dir / "aa_t.png", aa["alpha"]))]
+    return [Block("figure", title, items=[f"figures/{file}"]) for title, file in figures if file]
+
+
+def aa_blocks(aa: dict[str, Any], fig_dir: Path | None = None) -> list[Block]:
+    """Heading, the rate against the goal, the resampled level beside it, the figures (with `fig_dir`), one row
+    per group, and the rule."""
     blocks = [Block("heading", "A/A: does the claims rule decide between twins?"), Block("text", aa_line(aa) + ".")]
     if aa["n"]:
         hi = aa["rate_high"]
@@ -35,6 +90,10 @@ def aa_blocks(aa: dict[str, Any]) -> list[Block]:
         blocks.append(Block("text", f"Goal: at most {100 * GOAL:g}%; {reading}. Verdicts: "
                                     f"{aa['n'] - aa['false'] - aa['equivalent']} inconclusive, {aa['equivalent']} "
                                     f"equivalent, {aa['false']} false."))
+    blocks += resampled_blocks(aa)
+    if aa["n"] and fig_dir is not None:
+        blocks += figure_blocks(aa, fig_dir)
+    if aa["n"]:
         rows = [[", ".join(str(s) for s in g["seeds"]), fmt(g["diff"]), ci(g["ci_low"], g["ci_high"]),
                  f"{100 * g['confidence']:.2f}%", g["verdict"]] for g in aa["groups"]]
         blocks.append(Block("table", headers=["seeds", "Δ mIoU (a - b)", "interval", "its level", "claims rule"],
@@ -58,4 +117,16 @@ def aa_blocks(aa: dict[str, Any]) -> list[Block]:
         f"completed run, its interval{margin}), as a Holm family of one row, the most liberal family the rule "
         f"forms (a study of m rows tests each at alpha/m to alpha = {aa['alpha']:g}). A false verdict is supported or "
         "contradicted; the rate's interval is the exact (Clopper-Pearson) 95% binomial interval.")))
+    if any(r["groups"] for r in aa.get("resampled", ())):
+        blocks.append(Block("text", (
+            "Resampled level: every seed both variants completed gives one paired difference; each regrouping "
+            "shuffles them (a fixed-seed generator: the same runs give the same numbers) and cuts them into "
+            "disjoint groups of n, each judged by the same rule as a family of one row (the table's groups judged). "
+            "Its Monte Carlo se is the sd of the regroupings' rates over the square root of their number: "
+            "groups of one regrouping are cut from the same differences without replacement, so they are not "
+            "independent draws and the binomial se over groups, which assumes they are, does not apply. It is the "
+            "simulation's error given these "
+            "differences, not their own sampling error (other seeds give other differences). The "
+            "fixed groups are the study's verdicts; the resampled level shows how the rule behaves on this noise "
+            "at each n.")))
     return blocks

@@ -1,7 +1,8 @@
 """Report content as blocks (heading, text, table, figure, list, code), written as Markdown and as HTML.
 
 Every string from configs or data is escaped in the HTML. No timestamps: the same blocks give the same bytes.
-Inline markup in text and list items: **bold** (a verdict word in bold is coloured in the HTML) and `code`.
+Inline markup in text and list items: **bold** (a verdict word in bold is coloured in the HTML), `code` and
+[a link](relative/path).
 A table with `fold` set is collapsed under that summary (<details>, in both files).
 """
 
@@ -125,10 +126,14 @@ def tone(text: str) -> str:
                  or low.startswith(word + ":") or low.startswith(word + ",")), "")
 
 
+LINK = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")  # [text](path), no space in the path
+
+
 def inline(text: str) -> str:
-    """Escaped text with **bold** (coloured when it is a verdict) and `code`."""
+    """Escaped text with **bold** (coloured when it is a verdict), `code` and [links](path)."""
     out = html.escape(text)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = LINK.sub(r'<a href="\2">\1</a>', out)
 
     def bold(m: re.Match) -> str:
         cls = tone(html.unescape(m.group(1)))

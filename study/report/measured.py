@@ -4,12 +4,15 @@ spread supports (study.report.blocks.decimals)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from study.atomic import atomic_write_text
 from study.record import seeds_text
 from study.report import plots
 from study.report.blocks import Block, ci, decimals, fmt, pm, signed
@@ -32,10 +35,15 @@ def short(v: Any) -> str:
 
 
 SEEDS_PER_TABLE = 10  # per-seed columns in one table, so it fits a laptop's page
+SEEDS_INLINE = 30  # more seeds than this: the per-seed values go to one file beside the report, not into tables
+EVERY_RUN_FILE = "every_run.csv"
 
 
-def every_run_blocks(summary: pd.DataFrame, untrained: list[tuple[str, int]], fig_dir: Path) -> list[Block]:
-    """The strip plot of every run beside its variant's mean and interval, and the per-seed values folded."""
+def every_run_blocks(summary: pd.DataFrame, untrained: list[tuple[str, int]], fig_dir: Path,
+                     table_dir: Path | None = None) -> list[Block]:
+    """The strip plot of every run beside its variant's mean and interval, and the per-seed values: folded tables
+    of SEEDS_PER_TABLE seeds up to SEEDS_INLINE seeds, above that one CSV file in `table_dir` (the report folder,
+    default the figures folder's parent) linked from the report."""
     file = plots.strip(summary, fig_dir / "every_run.png", untrained)
     if not file:
         return []
@@ -43,19 +51,46 @@ def every_run_blocks(summary: pd.DataFrame, untrained: list[tuple[str, int]], fi
     blocks = [Block("heading", "Every run"),
               Block("figure", "mIoU of every run (dots, by seed) beside its variant's mean and 95% CI",
                     items=[f"figures/{file}"])]
+    done = summary[summary["n"] > 0]
+    if len(seeds) > SEEDS_INLINE:
+        path = (fig_dir.parent if table_dir is None else table_dir) / EVERY_RUN_FILE
+        atomic_write_text(path, every_run_csv(done, seeds, untrained))
+        return blocks + [Block("text", f"mIoU per seed: [{path.name}]({path.name}), one row per seed ({len(seeds)}), "
+                                       f"one column per variant ({len(done)}), each at its variant's precision as in "
+                                       "the tables; the last column names the variants whose run at that seed did "
+                                       "not train.")]
     for start in range(0, len(seeds), SEEDS_PER_TABLE):  # many seeds: one folded table per block of seeds
         part = seeds[start:start + SEEDS_PER_TABLE]
         rows = []
-        for _, s in summary[summary["n"] > 0].iterrows():
-            d = decimals(s["miou_std"])
-            values = dict(zip(s["miou_seeds"], s["miou_values"], strict=True))
-            rows.append([s["variant"], *(("" if seed not in values else f"{values[seed]:.{d}f}"
-                                          + (" (did not train)" if (s["variant"], seed) in untrained else ""))
-                                         for seed in part)])
+        for _, s in done.iterrows():
+            values = _per_seed(s)
+            rows.append([s["variant"], *("" if seed not in values else values[seed] + (
+                " (did not train)" if (s["variant"], seed) in untrained else "") for seed in part)])
         which = "" if len(seeds) <= SEEDS_PER_TABLE else f", seeds {seeds_text(part)}"
         blocks.append(Block("table", headers=["variant", *(f"seed {s}" for s in part)], rows=rows,
                             fold=f"mIoU per seed (table{which})"))
     return blocks
+
+
+def _per_seed(s: pd.Series) -> dict[int, str]:
+    """seed -> a variant's mIoU of that seed, at the precision its sd over seeds supports."""
+    d = decimals(s["miou_std"])
+    return {int(seed): f"{v:.{d}f}" for seed, v in zip(s["miou_seeds"], s["miou_values"], strict=True)}
+
+
+def every_run_csv(summary: pd.DataFrame, seeds: list[int], untrained: list[tuple[str, int]]) -> str:
+    """The per-seed table as CSV text: seed, one mIoU column per variant (empty: no completed run), and the
+    variants whose run did not train ("; "-separated). Plain text, no timestamps: the same runs give the same
+    bytes."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["seed", *summary["variant"], "did not train"])
+    values = [_per_seed(s) for _, s in summary.iterrows()]
+    bad = set(untrained)
+    for seed in seeds:
+        writer.writerow([seed, *(v.get(seed, "") for v in values),
+                         "; ".join(v for v in summary["variant"] if (v, seed) in bad)])
+    return buffer.getvalue()
 
 
 def measured_blocks(df: pd.DataFrame, summary: pd.DataFrame, baseline: str | None, records: list,

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from study.atomic import atomic_write_bytes  # noqa: E402
 from study.results.claims import ClaimRow  # noqa: E402
@@ -209,4 +210,48 @@ def forest(claims: list[ClaimRow], path: Path, unit: str = "mIoU points") -> str
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def _qq_axes(ax: plt.Axes, theory: np.ndarray, observed: np.ndarray, line: tuple[float, float]) -> None:
+    """Sorted values against their theoretical quantiles, with the line intercept + slope * quantile."""
+    ax.scatter(theory, observed, s=10, color="#3a6f9a", zorder=3)
+    ends = np.array([theory.min(), theory.max()])
+    ax.plot(ends, line[0] + line[1] * ends, color="black", linewidth=1)
+    ax.grid(color="#e6e6e6", linewidth=0.8)
+    ax.set_axisbelow(True)
+
+
+def plotting_positions(n: int) -> np.ndarray:
+    """(i - 0.5) / n, i = 1..n: the probabilities whose quantiles a Q-Q plot puts n sorted values against."""
+    return (np.arange(1, n + 1) - 0.5) / n
+
+
+def aa_differences(diffs: Any, path: Path) -> str | None:
+    """Normal Q-Q plot of the A/A paired differences (a - b, mIoU points) against the normal of their mean and sd."""
+    d = np.sort(np.asarray([x for x in diffs if np.isfinite(x)], dtype=float))
+    if len(d) < 3:
+        return None
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    _qq_axes(ax, stats.norm.ppf(plotting_positions(len(d))), d, (float(d.mean()), float(d.std(ddof=1))))
+    ax.set_xlabel("standard normal quantile")
+    ax.set_ylabel("paired difference a - b (mIoU points)")
+    ax.set_title(f"A/A differences ({len(d)} seeds) against a normal (line)", fontsize=9)
+    return _save(fig, path)
+
+
+def aa_t_statistics(t: Any, df: int, path: Path, alpha: float) -> str | None:
+    """Q-Q plot of the fixed A/A groups' paired t statistics against Student's t with df degrees of freedom
+    (line: equality), dashed at the rule's two-sided thresholds ±t(1 - alpha/2): points beyond them were decided."""
+    x = np.sort(np.asarray([v for v in t if np.isfinite(v)], dtype=float))
+    if len(x) < 3:
+        return None
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    _qq_axes(ax, stats.t.ppf(plotting_positions(len(x)), df), x, (0.0, 1.0))
+    crit = float(stats.t.isf(alpha / 2, df))
+    for y in (-crit, crit):
+        ax.axhline(y, color="#c0392b", linewidth=0.8, linestyle="--")
+    ax.set_xlabel(f"Student's t quantile ({df} df)")
+    ax.set_ylabel("group's paired t statistic")
+    ax.set_title(f"A/A groups' t ({len(x)} groups) against t({df}); dashed: the rule's ±{crit:.2f}", fontsize=9)
     return _save(fig, path)

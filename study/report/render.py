@@ -102,7 +102,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     if controls:
         blocks += controls_blocks(df, controls)
     if aa is not None:
-        blocks += aa_blocks(aa)
+        blocks += aa_blocks(aa, fig_dir)
     if claims or kind == "grid":
         blocks += claim_blocks(claims, fig_dir, images, sensitivity)
     blocks += registration_blocks(manifest.registrations, facts["runs"])

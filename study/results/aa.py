@@ -10,6 +10,11 @@ its own Holm family of one row, the most liberal family the rule forms: in a stu
 at alpha/m to alpha, so a study's per-row false-verdict rate is at most the one measured here.
 A false verdict is "supported" or "contradicted" (the two are the same model); its rate comes with an exact
 (Clopper-Pearson) 95% interval.
+
+Beside the fixed groups, the resampled level (`resampled_level`): the same rule over many random regroupings of the
+observed paired differences into disjoint groups of n (3, 5, 10), its false-verdict rate with its Monte Carlo error.
+It says how the rule behaves on this noise at each n, given these differences; it does not replace the fixed groups,
+whose verdicts are the study's.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from study.results.claims import equivalence
 from study.results.controls import seed_values
 from study.results.stats import ALPHA, MIN_SEEDS, decide
 
 FALSE = ("supported", "contradicted")
+SIZES = (3, 5, 10)  # group sizes of the resampled level
+DRAWS = 20000  # groups judged per size (at least; whole regroupings)
 
 
 def parse_aa(data: Any, variants: Any = None, where: str = "aa") -> dict[str, Any]:
@@ -75,11 +82,71 @@ def judge_aa(df: pd.DataFrame, aa: dict[str, Any], *, margin: float | None = Non
         (d,) = decide(y, [(0, 1)], alpha)
         verdict = equivalence(d["verdict"], d["ci_low"], d["ci_high"], margin)
         rows.append({"seeds": group, "diff": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
-                     "confidence": d["confidence"], "p_value": d["p_value"], "verdict": verdict,
-                     "false": verdict in FALSE})
+                     "confidence": d["confidence"], "p_value": d["p_value"], "t": _t(d["diff"], d["sd"], d["n"]),
+                     "verdict": verdict, "false": verdict in FALSE})
     k = sum(r["false"] for r in rows)
     lo, hi = clopper_pearson(k, len(rows))
+    shared = sorted(set(va) & set(vb))
+    diffs = [va[s] - vb[s] for s in shared]
     return {"a": a, "b": b, "seeds_per_group": size, "groups": rows, "false": k, "n": len(rows),
             "rate": k / len(rows) if rows else math.nan, "rate_low": lo, "rate_high": hi, "alpha": alpha,
             "margin": margin, "leftover": seeds[len(cut) * size:], "waiting": waiting, "planned": len(cut),
-            "equivalent": sum(r["verdict"].startswith("equivalent") for r in rows)}
+            "equivalent": sum(r["verdict"].startswith("equivalent") for r in rows),
+            "differences": diffs, "resampled": resampled_level(diffs, alpha=alpha)}
+
+
+def _t(diff: float, sd: float, n: int) -> float:
+    """A group's paired t statistic (±inf where its differences are all equal and not 0, nan where all 0)."""
+    if not math.isfinite(sd) or n < MIN_SEEDS:
+        return math.nan
+    if sd == 0:
+        return math.copysign(math.inf, diff) if diff else math.nan
+    return diff / (sd / math.sqrt(n))
+
+
+def false_verdicts(groups: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
+    """Per row of `groups` (groups x n paired differences, finite, n >= MIN_SEEDS): whether the claims rule on that
+    group alone (a Holm family of one row: decided at p < alpha) gives a false verdict, supported or contradicted.
+
+    The paired t-test of study.results.stats.paired_t / t_p_value, vectorised: the same p (to rounding) and so the
+    same verdicts as `decide` (tests/test_aa.py checks that on many random groups); an equivalence margin never
+    turns a decided row, so it does not enter."""
+    g = np.asarray(groups, dtype=float)
+    n = g.shape[1]
+    mean = g.mean(axis=1)
+    sd = g.std(axis=1, ddof=1)
+    same = (g == g[:, :1]).all(axis=1)  # all equal: paired_t's sd is exactly 0
+    se = np.where(same, 1.0, sd) / math.sqrt(n)
+    p = np.where(same, np.where(mean != 0, 0.0, 1.0), 2 * special.stdtr(n - 1, -np.abs(mean) / se))
+    return p < alpha
+
+
+def resampled_level(diffs: Sequence[float], sizes: Sequence[int] = SIZES, draws: int = DRAWS, seed: int = 0,
+                    alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """The claims rule's false-verdict rate over random regroupings of the observed paired differences, per group
+    size n in `sizes`: each regrouping shuffles the differences (a numpy Generator seeded with `seed`, so the same
+    differences give the same numbers) and cuts them into disjoint groups of n, each judged as its own family of
+    one row (`false_verdicts`); regroupings are drawn until at least `draws` groups are judged.
+
+    Per n: n, regroupings, groups judged, false verdicts, rate, and `se`, its Monte Carlo standard error: the sd
+    of the per-regrouping rates over sqrt(regroupings). The regroupings are independent given the differences, the
+    groups are not: the groups of one regrouping are cut from the same differences without replacement (their
+    means sum to the total: one extreme group makes another less likely). The binomial se over all groups assumes
+    independent groups and so does not hold; the se between whole regroupings (batch means) does, whatever the
+    dependence inside one. It is the error of the simulation alone, given these differences, not the sampling error
+    of the differences themselves. A size with fewer differences than n (or n under MIN_SEEDS) judges none."""
+    d = np.asarray([x for x in diffs if math.isfinite(x)], dtype=float)
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in sizes:
+        per = len(d) // n if n >= MIN_SEEDS else 0
+        row: dict[str, Any] = {"n": n, "regroupings": 0, "groups": 0, "false": 0, "rate": math.nan, "se": math.nan}
+        if per:
+            reps = -(-draws // per)
+            shuffled = rng.permuted(np.tile(d, (reps, 1)), axis=1)[:, :per * n]
+            false = false_verdicts(shuffled.reshape(reps * per, n), alpha).reshape(reps, per)
+            rates = false.mean(axis=1)
+            se = float(rates.std(ddof=1) / math.sqrt(reps)) if reps > 1 else math.nan
+            row.update(regroupings=reps, groups=reps * per, false=int(false.sum()), rate=float(false.mean()), se=se)
+        out.append(row)
+    return out
