@@ -213,3 +213,17 @@ def test_the_section_shows_the_resampled_table_and_both_figures(tmp_path):
         aa_blocks(aa, tmp_path / "figures")
         assert (tmp_path / "figures" / name).read_bytes() == first  # re-rendering gives the same bytes
     assert md.index("| resampled (") < md.index("figures/aa_t.png") < md.index("| Δ mIoU (a - b)")
+
+
+def test_a_run_that_did_not_train_leaves_its_seed_out_of_its_group_and_is_counted():
+    A = [0.60, 0.61, 0.62, 0.63, 0.64, 0.65]
+    B = [0.60, 0.35, 0.62, 0.63, 0.64, 0.65]
+    df = _table(A=A, B=B)
+    df["trained"] = [True] * 7 + [False] + [True] * 4  # B seed 1 stalled
+    aa = judge_aa(df, {"a": "A", "b": "B", "seeds_per_group": 3}, planned=range(6))
+    first, second = aa["groups"]
+    assert first["seeds"] == [0, 1, 2] and first["verdict"] == "too few seeds"  # seeds 0 and 2 left
+    assert second["verdict"] == "inconclusive" and aa["waiting"] == [] and aa["stalls"] == {"A": (0, 6), "B": (1, 6)}
+    from study.report.blocks import to_markdown
+
+    assert "B: 1 of 6 runs." in to_markdown(aa_blocks(aa))

@@ -98,6 +98,11 @@ def aa_blocks(aa: dict[str, Any], fig_dir: Path | None = None) -> list[Block]:
                  f"{100 * g['confidence']:.2f}%", g["verdict"]] for g in aa["groups"]]
         blocks.append(Block("table", headers=["seeds", "Δ mIoU (a - b)", "interval", "its level", "claims rule"],
                             rows=rows, fold=f"every group ({len(rows)})" if len(rows) > 12 else ""))
+    stalls = {v: kn for v, kn in (aa.get("stalls") or {}).items() if kn[0]}
+    if stalls:
+        blocks.append(Block("text", "Did not train (left out of their groups, which are judged on the seeds where "
+                                    "both runs trained; a group left with fewer than 3 reads too few seeds): "
+                            + "; ".join(f"{v}: {k} of {n} runs" for v, (k, n) in stalls.items()) + "."))
     if aa.get("waiting"):
         waiting = aa["waiting"]
         blocks.append(Block("text", f"Waiting for runs: {len(waiting)} planned group{'s' if len(waiting) != 1 else ''}"
