@@ -149,7 +149,8 @@ def from_git(study_file: Path, finished_at: Iterable[str], repo: Path | None = N
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m study.registration STUDY_DIR [--study-file F]`: give a study folder that ran before sweeps
-    recorded registrations the ones its study file's commits show (the manifest's study file by default)."""
+    recorded registrations the ones its study file's commits show (the manifest's study file by default), and the
+    smallest difference of interest its latest version declares (as a sweep would write it)."""
     import argparse
     import dataclasses
     import sys
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as e:
         print(f"error: {study_file}: git could not read its history ({e.stderr.strip() or e})", file=sys.stderr)
         return 2
-    write_manifest(args.study_dir, dataclasses.replace(manifest, registrations=regs))
+    margin = _parse(regs[-1]["text"]).get("equivalence_margin") if regs else manifest.equivalence_margin
+    write_manifest(args.study_dir, dataclasses.replace(manifest, registrations=regs, equivalence_margin=margin))
     print(f"{args.study_dir}: {len(regs)} registration(s) from {study_file}; late: {added_after(regs) or 'none'}")
     return 0
 

@@ -292,3 +292,13 @@ def test_the_throughput_protocol_is_the_per_variant_benchmarks(tmp_path):
     assert report_main([str(study), "--out", str(out)]) == 0
     assert ("Throughput protocol: synthetic input 8x8, 1 warm-up; batch 4, bfloat16, channels_last True, compile "
             "False, device cpu, torch threads torch default;") in (out / "table1" / "index.md").read_text()
+
+
+def test_the_index_says_how_many_holm_families_it_reports():
+    from study.report.render import families_text
+
+    text = families_text(claims=3, rows=31, controls=1)
+    assert text.startswith("Multiplicity: these reports hold 3 Holm families of claim rows (31 rows in all), one "
+                           "per study, and 1 controls study with comparisons of its own (Bonferroni within each).")
+    assert "scanning all 4 families could expect up to 0.2 false verdicts in total" in text
+    assert families_text(0, 0, 0) == "No study here judges a claim."

@@ -113,7 +113,7 @@ def claim_summaries(claims: Sequence[ClaimRow]) -> list[str]:
     for name in dict.fromkeys(c.claim for c in claims):
         rows = [c for c in claims if c.claim == name]
         text = f"{name} ({len(rows)} row{'s' if len(rows) > 1 else ''}): {verdict_counts(rows)}"
-        sizes = sorted({c.size for c in rows if c.size and not c.verdict.startswith("equivalent")})
+        sizes = sorted({c.size for c in rows if c.size not in ("", "inconclusive") and not c.verdict.startswith("equivalent")})
         if sizes:
             text += "; read against ±m: " + ", ".join(f"{sum(c.size == s for c in rows)} {s}" for s in sizes)
         if all(math.isfinite(c.ci_high) for c in rows):

@@ -276,13 +276,34 @@ def render_study(study_dir: Path, reports_dir: Path) -> Path:
     return out_dir
 
 
+def families_text(claims: int, rows: int, controls: int, alpha: float = 0.05) -> str:
+    """What the index's many Holm families mean for a reader who looks across studies."""
+    if not claims and not controls:
+        return "No study here judges a claim."
+    text = (f"Multiplicity: these reports hold {claims} Holm famil{'ies' if claims != 1 else 'y'} of claim rows "
+            f"({rows} rows in all), one per study"
+            + (f", and {controls} controls stud{'ies' if controls != 1 else 'y'} with comparisons of "
+               f"{'their' if controls != 1 else 'its'} own (Bonferroni within each)" if controls else "")
+            + f". Each family keeps its own chance of any false verdict at or below {alpha:g}; nothing bounds the "
+              f"chance across families. Were every claim null, a reader scanning all {claims + controls} families "
+              f"could expect up to {alpha * (claims + controls):.2g} false verdicts in total (the families' rates "
+              f"add), so decided rows gathered from several studies carry no {alpha:g} guarantee as a set: judge a "
+              "claim within its study, and a replication by the rows both studies judged.")
+    return text
+
+
 def render_index(reports_dir: Path, studies: list[tuple[str, str]]) -> None:
     """reports/index.md: every rendered study (name, description) with its one-line conclusion, data, seeds and
     the day its last run finished, from reports/<study>/summary.json (the description alone where that is absent)."""
     groups: dict[bool, list[str]] = {True: [], False: []}  # real data first, then the probe's mechanism checks
+    families = {"claims": 0, "rows": 0, "controls": 0}
     for name, desc in sorted(studies):
         path = Path(reports_dir) / name / SUMMARY_FILE
         entry = json.loads(path.read_text()) if path.exists() else {"description": desc}
+        if entry.get("claims"):
+            families["claims"] += 1
+            families["rows"] += len(entry["claims"])
+        families["controls"] += bool(entry.get("controls"))
         cells = [f"[{name}]({name}/index.md)", entry.get("description") or desc,
                  *(str(entry.get(k, "")) for k in ("conclusion", "data", "seeds", "date"))]
         groups[not str(entry.get("data", "")).startswith("probe")].append(
@@ -290,7 +311,8 @@ def render_index(reports_dir: Path, studies: list[tuple[str, str]]) -> None:
     head = ["| study | what it tests | conclusion (each study one Holm family) | data | seeds | date |",
             "|---|---|---|---|---|---|"]
     lines = ["# Reports", "", "Every shipped study: what it tests, what the harness concluded, on which data and "
-             "seeds, and the day its last run finished. Each report opens with its conclusion in sentences."]
+             "seeds, and the day its last run finished. Each report opens with its conclusion in sentences.",
+             "", families_text(**families)]
     for real, title, what in ((True, "Real data", "evidence about the paper's claims on real images"),
                               (False, "Mechanism checks on the context probe",
                                "data built so that the paper's mechanism can show, with controls; not evidence "
