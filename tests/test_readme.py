@@ -1,0 +1,49 @@
+"""The README stays a product page whose statements hold: its size, its links, and every number in it checked
+against what it describes."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", markdown, flags=re.M)}
+
+
+def test_the_readme_is_a_product_page():
+    assert len(README.splitlines()) <= 120
+    top = README[:README.index("## What a report says")]
+    assert "pip install nox && nox -s ablation" in top and "nox -s tests" in top
+    assert not re.search(r"`[0-9a-f]{7,12}`|commit [0-9a-f]{7,12}", README)  # provenance lives in records
+
+
+def test_every_link_in_the_readme_resolves():
+    for target in re.findall(r"\]\(([^)]+)\)", README):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        file = REPO / path
+        assert file.exists(), target
+        if anchor:
+            assert anchor in _anchors(file.read_text()), target
+
+
+def test_the_numbers_in_the_readme_are_the_default_studys_and_the_rules():
+    from study.results.power import POWER
+
+    study = yaml.safe_load((REPO / "configs/studies/table1.yaml").read_text())
+    paper_variants = [v for v in study["variants"] if v != "FCN-CAP-DR"]
+    assert "FCN-CAP-DR" in study["variants"]
+    assert f"trains the {len(paper_variants)} Table 1 variants and the FCN matched to B1236-AVE-DR's capacity over " \
+           f"{len(study['seeds'])} seeds" in " ".join(README.split())
+    assert f"with {POWER:.0%} power" in README
+    top = README.split("## What a report says")[0].replace("CVPR 2017", "").replace("Table 1", "")
+    numbers = re.findall(r"(?<![\w.-])\d+(?:\.\d+)?(?![\w.])", top)
+    # the only numbers before the report section: the Python version, the variant and seed counts, the cores
+    assert set(numbers) <= {"3.11", str(len(paper_variants)), str(len(study["seeds"])), "2"}, numbers
