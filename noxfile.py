@@ -1,5 +1,5 @@
 """Sessions a user types: `nox -s ablation`, `nox -s tests`, `nox -s fast`, `nox -s bench`, `nox -s report`,
-`nox -s lint`, `nox -s gpu_check`.
+`nox -s lint`, `nox -s gpu_check`, `nox -s chaos` (workers killed at random during real training).
 
 Venvs are built with virtualenv + pip (pip finds the pinned torch wheels on local disk; uv does not).
 """
