@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from study.data.names import DATASETS, PROBE_KINDS, ROOTLESS
+from study.dataset_names import DATASETS, PROBE_KINDS, ROOTLESS
 
 
 class ConfigError(ValueError):
@@ -103,7 +103,7 @@ AUGMENTATIONS = ("scale", "rotate", "blur", "flip")
 class DataConfig:
     """Which data set, where it lives, and the training augmentation."""
 
-    name: str = "probe"  # one of study.data.names.DATASETS
+    name: str = "probe"  # one of study.dataset_names.DATASETS
     root: str = ""  # data set folder in its official layout (not used by the probe)
     train_split: str = "train"
     val_split: str = "val"
@@ -171,8 +171,8 @@ class TrainConfig:
     eval_every: int = 0  # evaluate on val every N steps (0: only at the end)
     log_every: int = 50
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
-    amp: bool = True  # bf16 autocast where it pays: GPUs with bf16, CPUs with AMX / AVX-512 BF16 (study/throughput/settings.py)
-    channels_last: bool = True  # NHWC where it pays: GPUs, and CPUs with bf16 on AMX (study/throughput/settings.py)
+    amp: bool = True  # bf16 autocast where it pays: GPUs with bf16, CPUs with AMX / AVX-512 BF16 (study/device.py)
+    channels_last: bool = True  # NHWC where it pays: GPUs, and CPUs with bf16 on AMX (study/device.py)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm under DDP
     force_settings: bool = added(False)  # take amp and channels_last as set, even where they measured slower

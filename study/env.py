@@ -46,7 +46,7 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 
 def bf16_supported(device: torch.device) -> bool:
     """torch can run bf16 here: CUDA GPUs with bf16; CPUs where oneDNN has bf16 kernels (AVX-512 or newer, some
-    of them emulated: study/throughput/settings.py decides whether bf16 pays)."""
+    of them emulated: study/device.py decides whether bf16 pays)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":

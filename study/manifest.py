@@ -120,6 +120,52 @@ class StudyManifest:
         return list(self.variant_order or self.variants)
 
 
+# The sections of a controls study's file, parsed once here (torch- and scipy-free) for the study file, the manifest
+# and the results that judge them.
+MIN_SEEDS = 3  # the claims rule's fewest shared seeds: no verdict on fewer (study.results.stats reads it here)
+EXPECTATIONS = ("better", "worse", "non-inferior", "equivalent")
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One control comparison of a study file: variants a and b, what the data implies, the margin, why."""
+
+    a: str
+    b: str
+    expected: str  # one of EXPECTATIONS
+    margin: float  # mIoU points
+    why: str
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "controls") -> Comparison:
+        """From a study file's or manifest's mapping; a one-line ValueError names the field."""
+        if not isinstance(data, dict) or set(data) != {"a", "b", "expected", "margin", "why"}:
+            raise ValueError(f"{where}: each comparison is {{a, b, expected, margin, why}}")
+        if data["expected"] not in EXPECTATIONS:
+            raise ValueError(f"{where}: expected must be one of {', '.join(EXPECTATIONS)}, got {data['expected']!r}")
+        margin = data["margin"]
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0:
+            raise ValueError(f"{where}: margin must be a positive number of mIoU points")
+        if not all(isinstance(data[k], str) and data[k] for k in ("a", "b", "why")):
+            raise ValueError(f"{where}: a, b and why must be non-empty strings")
+        return cls(data["a"], data["b"], data["expected"], float(margin), data["why"])
+
+
+def parse_aa(data: Any, variants: Any = None, where: str = "aa") -> dict[str, Any]:
+    """{a, b, seeds_per_group} checked (a one-line ValueError names the field); a and b among `variants` if given."""
+    if not isinstance(data, dict) or set(data) != {"a", "b", "seeds_per_group"}:
+        raise ValueError(f"{where}: expected {{a, b, seeds_per_group}}")
+    if not all(isinstance(data[k], str) and data[k] for k in ("a", "b")) or data["a"] == data["b"]:
+        raise ValueError(f"{where}: a and b must name two different variants")
+    n = data["seeds_per_group"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < MIN_SEEDS:
+        raise ValueError(f"{where}: seeds_per_group must be an integer >= {MIN_SEEDS} (the rule's fewest seeds)")
+    for key in ("a", "b"):
+        if variants is not None and data[key] not in variants:
+            raise ValueError(f"{where}: {key} names variant {data[key]!r}, which the study does not have")
+    return dict(data)
+
+
 def write_manifest(study_dir: str | Path, manifest: StudyManifest) -> Path:
     """results/<study>/study.json, atomically (the runner's layout: indent 2, sorted keys)."""
     path = Path(study_dir) / MANIFEST_FILE

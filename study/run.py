@@ -25,6 +25,7 @@ from study.config import Config, ConfigError, config_hash
 from study.config_files import apply_overrides, from_dict
 from study.data.build import build_dataset, class_names
 from study.data.fingerprint import data_fingerprint
+from study.device import resolve, widest_conv
 from study.env import pick_device, provenance, seed_everything
 from study.evaluate.predict import evaluate
 from study.features.cache import MANIFEST, describe, ensure_cache
@@ -43,7 +44,6 @@ from study.record import (
     write_record,
 )
 from study.throughput.bench import benchmark
-from study.throughput.settings import resolve, widest_conv
 from study.train import distributed
 from study.train.checkpoint import CHECKPOINT, rng_state, set_rng_state
 from study.train.distributed import World

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from study.config import ConfigError
+from study.manifest import parse_aa
 from study.report.aa_block import aa_blocks, aa_line, resampled_line
 from study.report.blocks import to_markdown
-from study.results.aa import FALSE, clopper_pearson, false_verdicts, judge_aa, parse_aa, resampled_level
+from study.results.aa import FALSE, clopper_pearson, false_verdicts, judge_aa, resampled_level
 from study.results.stats import decide
 from study.search.space import load_study
 

@@ -73,8 +73,8 @@ def test_bench_matrix_settings_and_ratios():
 
 
 def test_bench_matrix_names_the_default_row_and_the_fastest():
+    from study.device import Speed
     from study.throughput.matrix import auto_row, verdict
-    from study.throughput.settings import Speed
 
     row = {"latency_ms_p50": 1.0, "peak_mem_mb": 10.0}
     results = {"fp32": {**row, "dtype": "float32", "train_img_s": 10.0, "infer_img_s": 1.0},

@@ -2,7 +2,7 @@
 
 import pytest
 
-from study.throughput.scale import _stats, measure, table
+from study.search.scale import _stats, measure, table
 
 
 def test_stats_are_milliseconds_with_a_nearest_rank_p95():

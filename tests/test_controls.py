@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from study.manifest import Comparison
 from study.report.blocks import to_markdown
 from study.report.controls_block import controls_blocks
-from study.results.controls import Comparison, as_implied, concluded, judge_controls, paired_tests
+from study.results.controls import as_implied, concluded, judge_controls, paired_tests
 from study.results.table import ResultsError
 from study.search.space import load_study
 

@@ -7,7 +7,7 @@ import torch
 from study.config import Config, ConfigError, DataConfig, config_hash
 from study.data import synthetic
 from study.data.build import LOADERS, build_dataset, class_names
-from study.data.names import DATASETS, PROBE_KINDS
+from study.dataset_names import DATASETS, PROBE_KINDS
 
 RED, BLUE = np.array(synthetic.CUE_COLOURS[synthetic.ROAD]), np.array(synthetic.CUE_COLOURS[synthetic.WATER])
 

@@ -76,7 +76,7 @@ def test_hash_pattern():
     assert not HASH.search("sha256 57934424...") and not HASH.search("`100000` groups")
 
 
-def readme_has_no_commit_hashes():
+def test_readme_has_no_commit_hashes():
     """README.md is being rewritten elsewhere; rename to test_readme_has_no_commit_hashes once it passes."""
     found = commit_hashes(ROOT / "README.md")
     assert not found, "commit hashes in README.md:\n" + "\n".join(found)

@@ -6,7 +6,7 @@ import torch
 
 from study.config import TrainConfig, config_hash
 from study.config_files import load_config
-from study.throughput.settings import NARROW, cpu_flags, cpu_kind, resolve, widest_conv
+from study.device import NARROW, cpu_flags, cpu_kind, resolve, widest_conv
 
 CPU = torch.device("cpu")
 AVX2 = frozenset({"fma", "avx", "avx2"})

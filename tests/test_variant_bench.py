@@ -8,7 +8,7 @@ from conftest import write_tiny_yaml  # noqa: I001
 from study.config import ConfigError
 from study.record import RunRecord, run_dir, write_record
 from study.search.space import cell_config, load_study, variant_bench_config
-from study.throughput.variants import bench_variants
+from study.search.variants import bench_variants
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_completed_variants_are_timed_once(study_file, tmp_path):
 
 def test_a_resumed_study_takes_the_shipped_timings_whose_config_is_current(study_file, tmp_path):
     from study.config import config_hash
-    from study.throughput.variants import take_bench
+    from study.search.variants import take_bench
 
     spec = load_study(study_file)
     out = str(tmp_path / "results")

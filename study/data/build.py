@@ -1,4 +1,4 @@
-"""DataConfig + split -> dataset. `LOADERS` is the one map from a data set name (study.data.names.DATASETS) to its
+"""DataConfig + split -> dataset. `LOADERS` is the one map from a data set name (study.dataset_names.DATASETS) to its
 loader and its class names."""
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from PIL import Image
 
 from study.config import DataConfig
 from study.data.common import DatasetError, SegDataset
-from study.data.names import PROBE_KINDS
+from study.dataset_names import PROBE_KINDS
 
 GENERATOR_VERSION = 1  # bump whenever the scenes a (config, split, index) gives change: records name it
 CLASSES = ("road", "water", "car", "boat", "building", "skyscraper", "bed", "pillow")

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from study.atomic import atomic_write_bytes, atomic_write_text
-from study.manifest import MANIFEST_FILE
+from study.manifest import MANIFEST_FILE, Comparison, parse_aa
 from study.record import seeds_text
 from study.registration import added_after
 from study.report import plots, search_section
@@ -29,9 +29,9 @@ from study.report.controls_block import controls_blocks, controls_lead, controls
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.registration_block import registration_blocks
 from study.report.verdicts import claim_blocks
-from study.results.aa import judge_aa, parse_aa
+from study.results.aa import judge_aa
 from study.results.claims import judge_claims, load_paper_table, match_paper, row_summary
-from study.results.controls import Comparison, judge_controls
+from study.results.controls import judge_controls
 from study.results.images import bootstrap_mious
 from study.results.search import pruned_steps
 from study.results.sequential import SequentialPlan

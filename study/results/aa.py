@@ -36,21 +36,6 @@ SIZES = (3, 5, 10)  # group sizes of the resampled level
 DRAWS = 100000  # groups judged per size (at least; whole regroupings): a Monte Carlo se near 0.07 points
 
 
-def parse_aa(data: Any, variants: Any = None, where: str = "aa") -> dict[str, Any]:
-    """{a, b, seeds_per_group} checked (a one-line ValueError names the field); a and b among `variants` if given."""
-    if not isinstance(data, dict) or set(data) != {"a", "b", "seeds_per_group"}:
-        raise ValueError(f"{where}: expected {{a, b, seeds_per_group}}")
-    if not all(isinstance(data[k], str) and data[k] for k in ("a", "b")) or data["a"] == data["b"]:
-        raise ValueError(f"{where}: a and b must name two different variants")
-    n = data["seeds_per_group"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < MIN_SEEDS:
-        raise ValueError(f"{where}: seeds_per_group must be an integer >= {MIN_SEEDS} (the rule's fewest seeds)")
-    for key in ("a", "b"):
-        if variants is not None and data[key] not in variants:
-            raise ValueError(f"{where}: {key} names variant {data[key]!r}, which the study does not have")
-    return dict(data)
-
-
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """The exact binomial interval of k successes in n trials (nan without trials)."""
     if n == 0:

@@ -16,45 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from study.manifest import EXPECTATIONS, Comparison
 from study.results.stats import MIN_SEEDS
 from study.results.table import ResultsError, trained_mask
 
 ALPHA = 0.05  # family-wise, over the study's control comparisons
-EXPECTATIONS = ("better", "worse", "non-inferior", "equivalent")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One control comparison of a study file: variants a and b, what the data implies, the margin, why."""
-
-    a: str
-    b: str
-    expected: str  # one of EXPECTATIONS
-    margin: float  # mIoU points
-    why: str
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "controls") -> Comparison:
-        """From a study file's or manifest's mapping; a one-line ValueError names the field."""
-        if not isinstance(data, dict) or set(data) != {"a", "b", "expected", "margin", "why"}:
-            raise ValueError(f"{where}: each comparison is {{a, b, expected, margin, why}}")
-        if data["expected"] not in EXPECTATIONS:
-            raise ValueError(f"{where}: expected must be one of {', '.join(EXPECTATIONS)}, got {data['expected']!r}")
-        margin = data["margin"]
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0:
-            raise ValueError(f"{where}: margin must be a positive number of mIoU points")
-        if not all(isinstance(data[k], str) and data[k] for k in ("a", "b", "why")):
-            raise ValueError(f"{where}: a, b and why must be non-empty strings")
-        return cls(data["a"], data["b"], data["expected"], float(margin), data["why"])
-
-
 def _p_above(mean: float, se: float, df: int, c: float) -> float:
     """One-sided p of H0: Δ <= c (small when Δ is shown above c)."""
     if se == 0:

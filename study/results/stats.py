@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
-MIN_SEEDS = 3  # fewer shared seeds than this: no verdict
+from study.manifest import MIN_SEEDS  # fewer shared seeds than this: no verdict
+
 ALPHA = 0.05  # family-wise error over all claim rows of a study (and over all looks)
 CONFIDENCE = 0.95  # descriptive intervals: per variant, P(improvement), the noise range
 

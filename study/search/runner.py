@@ -30,8 +30,8 @@ from study.search.slurm import check_storage, node_slots, submit_and_wait
 from study.search.space import cell_config, grid_cells, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
 from study.search.supervise import STORAGE_ENV, local_workers, supervise
+from study.search.variants import bench_variants
 from study.search.worker import PackFn, RunFn, work
-from study.throughput.variants import bench_variants
 
 RESTARTS_PER_WORKER = 3  # a study replaces at most 3 x N dead workers before it gives up (re-run to go on)
 
@@ -175,7 +175,7 @@ def take_finished(spec, source: Path, out_dir: str, cli: tuple[str, ...]) -> int
     from study.atomic import atomic_write_bytes
     from study.data.fingerprint import data_fingerprint
     from study.record import RECORD_FILE, completed_record, read_record, run_dir
-    from study.throughput.variants import take_bench
+    from study.search.variants import take_bench
 
     if not (source / "runs").is_dir():
         raise StudyError(f"--resume-from: {source / 'runs'} not found")

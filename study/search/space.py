@@ -19,7 +19,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from study.config import Config, ConfigError
 from study.config_files import apply_overrides, from_dict, load_yaml_mapping, read_yaml
-from study.manifest import StudyManifest
+from study.manifest import Comparison, StudyManifest, parse_aa
 
 if TYPE_CHECKING:  # imported when a study file asks for it: the statistics load scipy
     from study.results.sequential import SequentialPlan
@@ -76,7 +76,7 @@ class StudySpec:
     equivalence_margin: float | None = None
     # the earlier study on the same data and recipe whose paired noise `python -m study plan` plans with
     noise_from: str | None = None
-    # kind: controls: the comparisons (study.results.controls.Comparison as dicts) the report judges instead of the
+    # kind: controls: the comparisons (study.manifest.Comparison as dicts) the report judges instead of the
     # paper's claims
     controls: tuple[dict[str, Any], ...] = ()
     # kind: controls: an A/A pair {a, b, seeds_per_group} (study.results.aa): twins judged by the claims rule
@@ -146,9 +146,6 @@ def _on_demand(path: Path, raw: Any) -> SequentialPlan:
 def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]
               ) -> tuple[tuple[dict[str, Any], ...], dict[str, Any] | None]:
     """A controls study's comparisons and its A/A pair, checked: each names the study's variants."""
-    from study.results.aa import parse_aa
-    from study.results.controls import Comparison
-
     kind = raw.get("kind", "search" if "search" in raw else "grid")
     if kind not in ("grid", "search", "controls") or (kind == "search") != ("search" in raw):
         raise _err(path, "kind", "must be grid or controls (a study with search: is a search)")

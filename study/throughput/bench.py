@@ -4,7 +4,7 @@ Measured on synthetic input of `bench.image_size` (pre- and post-processing excl
 train images/s (forward + backward + SGD step), inference images/s, latency p50/p95 at batch 1, peak memory,
 parameters, FLOPs per image from torch.utils.flop_counter (the pyramid's own share too), the achieved FLOP/s as a
 share of the machine's own peak measured in the same process (study/throughput/peak.py), and MFU against the datasheet peak
-of known GPUs. Precision and memory format are the ones `study.throughput.settings.resolve` gives the config on this device.
+of known GPUs. Precision and memory format are the ones `study.device.resolve` gives the config on this device.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from study.config import Config
+from study.device import resolve, widest_conv
 from study.throughput.peak import best_of, measure_peak, nominal_peak, sync
-from study.throughput.settings import resolve, widest_conv
 from study.train.losses import segmentation_loss
 
 

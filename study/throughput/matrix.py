@@ -8,7 +8,7 @@ train and inference images/s and their ratio to fp32; the JSON keeps every measu
 `--compile-timeout` seconds (default 120) and is reported as skipped, with the reason, when it fails or takes
 longer. Every row forces its setting (`train.force_settings=true`); a bf16 row is skipped where torch has no
 bf16 on the device (it would repeat an fp32 row). Before the table it prints what the config gets by default on
-this machine (study/throughput/settings.py) and why; after it, which row that is and how it compares with the fastest. Each row
+this machine (study/device.py) and why; after it, which row that is and how it compares with the fastest. Each row
 also gives the achieved training FLOP/s as a share of the machine's own peak, measured in the same process.
 """
 
@@ -48,9 +48,9 @@ def auto_choice(config: str, overrides: list[str]):
     """(what the config gets by default on this machine, whether torch has bf16 on that device)."""
     from study.config_files import load_config
     from study.data.build import class_names
+    from study.device import resolve, widest_conv
     from study.env import bf16_supported, pick_device
     from study.models.build import build_model
-    from study.throughput.settings import resolve, widest_conv
 
     cfg = load_config(config, overrides)
     device = pick_device(cfg.run.device)

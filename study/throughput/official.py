@@ -8,7 +8,7 @@ DIR is a local clone of hszhao/semseg (nothing is downloaded; its model is impor
 with 150 classes. Each model runs a training step (forward, the main loss plus 0.4 x the aux loss,
 backward, SGD) and an inference forward on a random batch, in rounds that alternate which model goes first; the
 ratios are per round (official seconds / ours: above 1, ours is faster), reported as median and range. Each model
-runs in its own default: ours in what `study.throughput.settings` picks on this device (bf16 autocast and
+runs in its own default: ours in what `study.device` picks on this device (bf16 autocast and
 channels_last where they pay), the official code in fp32 NCHW, as its training script does; `--same-settings`
 gives the official model ours' precision and memory format too, so the comparison is of the networks alone.
 """
@@ -28,8 +28,8 @@ import torch
 
 from study.config import ConfigError
 from study.config_files import load_config
+from study.device import resolve, widest_conv
 from study.models.build import build_model
-from study.throughput.settings import resolve, widest_conv
 from study.train.losses import segmentation_loss
 
 CLASSES = 150

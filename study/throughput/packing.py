@@ -29,11 +29,11 @@ import torch.nn.functional as F
 
 from study.config import Config, ConfigError
 from study.config_files import load_config
+from study.device import resolve, widest_conv
 from study.features.head import FrozenFeatureHead
 from study.models.build import build_model
 from study.throughput.bench import count_flops
 from study.throughput.peak import best_of, measure_peak
-from study.throughput.settings import resolve, widest_conv
 from study.train.packed import Packed
 
 PAYS = 1.1  # packing counts as paying from this median speed-up of a member's step on

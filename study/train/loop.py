@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from study.config import Config, ConfigError
 from study.data.build import seed_worker
-from study.throughput.settings import resolve, widest_conv
+from study.device import resolve, widest_conv
 from study.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
 from study.train.distributed import World
 from study.train.losses import segmentation_loss

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from study.config import Config
 from study.data.build import seed_worker
-from study.throughput.settings import resolve, widest_conv
+from study.device import resolve, widest_conv
 from study.train.checkpoint import CHECKPOINT, load_checkpoint, save_state, set_rng_state
 from study.train.loop import NonFiniteLoss, StepBatchSampler, TrainResult
 from study.train.losses import segmentation_loss

@@ -1,4 +1,4 @@
-"""`python -m study.throughput.scale [--storage URL] [--workers 1,4,16]`: the runner's own overhead per cell, measured.
+"""`python -m study.search.scale [--storage URL] [--workers 1,4,16]`: the runner's own overhead per cell, measured.
 
 W local worker processes run a grid study through the real queue (study/search/queue.py: claim under the study
 lock) and the real worker (study/search/worker.py: run_trial, heartbeat, record stored in the trial, tell) on
@@ -129,7 +129,7 @@ def measure(url_base: str, workers: int, cells: int, record_kb: float, cell_ms: 
         enqueue_s = time.perf_counter() - t0
         go = folder / "go"
         outs = [folder / f"w{i}.json" for i in range(workers)]
-        procs = [subprocess.Popen([sys.executable, "-m", "study.throughput.scale", "--worker", url, name, str(cells),
+        procs = [subprocess.Popen([sys.executable, "-m", "study.search.scale", "--worker", url, name, str(cells),
                                    str(out), str(go), str(record_kb), str(cell_ms)]) for out in outs]
         while not all(o.with_suffix(".ready").exists() for o in outs):
             if any(p.poll() not in (None, 0) for p in procs):
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         url, name, cells, out, go, kb, ms = argv[1:8]
         worker(url, name, int(cells), Path(out), Path(go), float(kb), float(ms))
         return 0
-    p = argparse.ArgumentParser(prog="python -m study.throughput.scale", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m study.search.scale", description=__doc__.splitlines()[0])
     p.add_argument("--storage", action="append", default=None,
                    help="'journal' (default) or a database URL; repeat to compare")
     p.add_argument("--workers", default="1,4,16", help="worker counts (default 1,4,16)")
