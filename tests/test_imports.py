@@ -1,7 +1,6 @@
 """Data flows one way: every import between the parts of study/ is one docs/architecture.md's table allows."""
 
 import ast
-import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
