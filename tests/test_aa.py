@@ -11,7 +11,7 @@ from study.config import ConfigError
 from study.manifest import parse_aa
 from study.report.aa_block import aa_blocks, aa_line, resampled_line
 from study.report.blocks import to_markdown
-from study.results.aa import FALSE, clopper_pearson, false_verdicts, judge_aa, resampled_level
+from study.results.aa import clopper_pearson, false_verdicts, judge_aa, resampled_level
 from study.results.stats import decide
 from study.search.space import load_study
 
@@ -29,14 +29,14 @@ def _table(**values: list[float]) -> pd.DataFrame:
 def test_groups_are_judged_by_the_claims_rule_by_hand():
     aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3})
     first, second = aa["groups"]
-    assert first["seeds"] == [0, 1, 2] and second["seeds"] == [3, 4, 5] and aa["leftover"] == [6]
+    assert first.seeds == (0, 1, 2) and second.seeds == (3, 4, 5) and aa["leftover"] == [6]
     # Δ = 1.0, 1.1, 0.9: mean 1, sd 0.1; t = 1 / (0.1 / sqrt 3) = 17.32 on 2 df; two-sided p = 1 - t / sqrt(t^2 + 2)
     t = 1 / (0.1 / math.sqrt(3))
-    assert first["diff"] == pytest.approx(1.0) and first["p_value"] == pytest.approx(1 - t / math.sqrt(t * t + 2))
-    assert first["confidence"] == pytest.approx(0.95)  # a family of one: Holm's level is alpha itself
-    assert first["ci_low"] == pytest.approx(1 - T_975_DF2 * 0.1 / math.sqrt(3), abs=1e-6)
-    assert first["verdict"] == "supported" and first["false"]
-    assert second["verdict"] == "inconclusive" and not second["false"]
+    assert first.diff == pytest.approx(1.0) and first.p_value == pytest.approx(1 - t / math.sqrt(t * t + 2))
+    assert first.confidence == pytest.approx(0.95)  # a family of one: Holm's level is alpha itself
+    assert first.ci_low == pytest.approx(1 - T_975_DF2 * 0.1 / math.sqrt(3), abs=1e-6)
+    assert first.verdict == "supported" and first.false
+    assert second.verdict == "inconclusive" and not second.false
     assert (aa["false"], aa["n"], aa["rate"], aa["equivalent"]) == (1, 2, 0.5, 0)
     # Clopper-Pearson for 1 of 2: [1 - 0.975^(1/2), 0.975^(1/2)]
     assert (aa["rate_low"], aa["rate_high"]) == pytest.approx((1 - 0.975 ** 0.5, 0.975 ** 0.5))
@@ -44,19 +44,19 @@ def test_groups_are_judged_by_the_claims_rule_by_hand():
 
 def test_the_study_margin_reads_a_tight_group_as_equivalent():
     # group 3-5: Δ = 0.5, -0.5, 0; sd 0.5, interval ±4.303 x 0.2887 = ±1.242, inside ±2 but not ±1
-    assert judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3}, margin=2)["groups"][1]["verdict"] \
+    assert judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3}, margin=2)["groups"][1].label \
         == "equivalent within ±2"
     aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3}, margin=1)
-    assert aa["groups"][1]["verdict"] == "inconclusive" and aa["equivalent"] == 0
+    assert aa["groups"][1].verdict == "inconclusive" and aa["equivalent"] == 0
 
 
 def test_untrained_runs_count_and_missing_runs_leave_the_groups():
     df = _table(A=A, B=B)
     df["trained"] = [True] * 7 + [False] + [True] * 6  # B seed 0 did not train: it still counts
-    assert [g["seeds"] for g in judge_aa(df, {"a": "A", "b": "B", "seeds_per_group": 3})["groups"]] == [[0, 1, 2],
+    assert [list(g.seeds) for g in judge_aa(df, {"a": "A", "b": "B", "seeds_per_group": 3})["groups"]] == [[0, 1, 2],
                                                                                                       [3, 4, 5]]
     aa = judge_aa(df[df.index != 7], {"a": "A", "b": "B", "seeds_per_group": 3})  # B seed 0 never completed
-    assert [g["seeds"] for g in aa["groups"]] == [[1, 2, 3], [4, 5, 6]] and aa["leftover"] == []
+    assert [list(g.seeds) for g in aa["groups"]] == [[1, 2, 3], [4, 5, 6]] and aa["leftover"] == []
     empty = judge_aa(_table(A=A[:2], B=B[:2]), {"a": "A", "b": "B", "seeds_per_group": 3})
     assert empty["n"] == 0 and math.isnan(empty["rate"]) and "no group of 3" in aa_line(empty)
 
@@ -66,7 +66,7 @@ def test_planned_groups_wait_for_their_runs_and_never_regroup():
     groups after it keep their seeds."""
     df = _table(A=A, B=B)
     aa = judge_aa(df[df.index != 7], {"a": "A", "b": "B", "seeds_per_group": 3}, planned=range(9))
-    assert [g["seeds"] for g in aa["groups"]] == [[3, 4, 5]]
+    assert [list(g.seeds) for g in aa["groups"]] == [[3, 4, 5]]
     assert aa["waiting"] == [[0, 1, 2], [6, 7, 8]] and aa["planned"] == 3 and aa["leftover"] == []
     assert (aa["n"], aa["false"]) == (1, 0)
     md = to_markdown(aa_blocks(aa))
@@ -154,7 +154,7 @@ def test_the_vectorised_rule_gives_decide_s_verdicts_on_many_random_groups():
         ours = false_verdicts(groups)
         for g, got in zip(groups, ours, strict=True):
             (d,) = decide(np.vstack([g, np.zeros(n)]), [(0, 1)])
-            assert got == (d["verdict"] in FALSE), (n, g)
+            assert got == d["verdict"].decided, (n, g)
         assert ours[20:25].all() and not ours[25:30].any() and 0 < ours[30:].sum() < 570
 
 
@@ -187,7 +187,7 @@ def test_the_monte_carlo_se_is_between_regroupings_by_hand():
 def test_judge_aa_carries_the_differences_t_statistics_and_resampled_level():
     aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3})
     assert aa["differences"] == pytest.approx([1.0, 1.1, 0.9, 0.5, -0.5, 0.0, 1.0])  # every shared seed, in order
-    assert aa["groups"][0]["t"] == pytest.approx(1 / (0.1 / math.sqrt(3)))
+    assert aa["groups"][0].t == pytest.approx(1 / (0.1 / math.sqrt(3)))
     assert [(r["n"], r["groups"] > 0) for r in aa["resampled"]] == [(3, True), (5, True), (10, False)]
     assert aa["resampled"] == resampled_level(aa["differences"])
 
@@ -223,8 +223,8 @@ def test_a_run_that_did_not_train_leaves_its_seed_out_of_its_group_and_is_counte
     df["trained"] = [True] * 7 + [False] + [True] * 4  # B seed 1 stalled
     aa = judge_aa(df, {"a": "A", "b": "B", "seeds_per_group": 3}, planned=range(6))
     first, second = aa["groups"]
-    assert first["seeds"] == [0, 1, 2] and first["verdict"] == "too few seeds"  # seeds 0 and 2 left
-    assert second["verdict"] == "inconclusive" and aa["waiting"] == [] and aa["stalls"] == {"A": (0, 6), "B": (1, 6)}
+    assert first.seeds == (0, 1, 2) and first.verdict == "too few seeds"  # seeds 0 and 2 left
+    assert second.verdict == "inconclusive" and aa["waiting"] == [] and aa["stalls"] == {"A": (0, 6), "B": (1, 6)}
     from study.report.blocks import to_markdown
 
     assert "B: 1 of 6 runs." in to_markdown(aa_blocks(aa))

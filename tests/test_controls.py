@@ -110,23 +110,23 @@ def test_judge_a_null_control_and_a_collapse():
                  "PRES-B1-AVE": [0.60, 0.62, 0.61, 0.60, 0.59], "PRES-B1-MAX": [0.25, 0.26, 0.24, 0.25, 0.25],
                  "PRES-FCN": [0.50, 0.51, 0.50, 0.52, 0.50]})
     df.loc[(df["variant"] == "PRES-FCN") & (df["seed"] == 4), "status"] = "failed"  # left out of the pairs
-    rows = {(r["a"], r["b"]): r for r in judge_controls(df, _comparisons(df))}
+    rows = {(r.a, r.b): r for r in judge_controls(df, _comparisons(df))}
     assert list(rows) == [("PRES-B1-MAX", "PRES-B1-AVE"), ("PRES-B1-MAX", "PRES-FCN"), ("LOC-B1-AVE", "LOC-FCN")]
     local = rows[("LOC-B1-AVE", "LOC-FCN")]
-    assert local["k"] == 3 and local["level"] == pytest.approx(1 - 0.1 / 3)
-    assert local["diff"] == pytest.approx(0.0, abs=1e-9) and local["as_implied"] == "yes"
-    assert local["p_adjusted"] == pytest.approx(min(1.0, 3 * 0.00241), abs=1e-4)  # Bonferroni over 3
+    assert local.k == 3 and local.level == pytest.approx(1 - 0.1 / 3)
+    assert local.diff == pytest.approx(0.0, abs=1e-9) and local.as_implied == "yes"
+    assert local.p_adjusted == pytest.approx(min(1.0, 3 * 0.00241), abs=1e-4)  # Bonferroni over 3
     worse = rows[("PRES-B1-MAX", "PRES-B1-AVE")]
-    assert worse["diff"] == pytest.approx(25.0 - 60.4) and worse["as_implied"] == "no" and worse["concluded"] == "worse"
+    assert worse.diff == pytest.approx(25.0 - 60.4) and worse.as_implied == "no" and worse.concluded == "worse"
     vs_fcn = rows[("PRES-B1-MAX", "PRES-FCN")]
-    assert vs_fcn["n"] == 4 and vs_fcn["seeds"] == [0, 1, 2, 3] and vs_fcn["as_implied"] == "no"
+    assert vs_fcn.n == 4 and vs_fcn.seeds == (0, 1, 2, 3) and vs_fcn.as_implied == "no"
 
 
 def test_too_few_seeds_decide_nothing():
     df = _table({"MIS-FCN": [0.5, 0.5], "MIS-B1236-AVE-DR": [0.7, 0.71]})
     (row,) = judge_controls(df, _comparisons(df))
-    assert row["n"] == 2 and row["concluded"] == "too few seeds" and row["as_implied"] == "undecided"
-    assert math.isnan(row["p_adjusted"])
+    assert row.n == 2 and row.concluded == "too few seeds" and row.as_implied == "undecided"
+    assert math.isnan(row.p_adjusted)
 
 
 def test_a_comparison_across_two_data_kinds_is_refused():
@@ -148,7 +148,7 @@ def test_a_comparison_naming_a_missing_variant_is_a_one_line_error(tmp_path):
 def test_a_variant_without_runs_gives_a_row_not_a_silent_drop():
     df = _table({"LOC-FCN": FCN})
     (row,) = judge_controls(df, [Comparison("LOC-B1-AVE", "LOC-FCN", "equivalent", 2.0, "why")])
-    assert row["n"] == 0 and row["concluded"] == "too few seeds"
+    assert row.n == 0 and row.concluded == "too few seeds"
 
 
 def test_the_kind_comes_from_the_study_file_not_the_name():
@@ -193,9 +193,9 @@ def test_runs_that_did_not_train_are_left_out_and_counted():
     df = _table({"PRES-B1-MAX": [0.70, 0.25, 0.71, 0.72, 0.70], "PRES-B1-AVE": [0.60, 0.62, 0.61, 0.60, 0.59]})
     df["trained"] = pd.array([True, False, True, None, True] + [True] * 5, dtype="boolean")
     (row,) = judge_controls(df, _comparisons(df))
-    assert row["seeds"] == [0, 2, 3, 4] and row["n"] == 4  # seed 1 did not train; a missing flag counts as trained
-    assert row["untrained"] == {"PRES-B1-MAX": (1, 5), "PRES-B1-AVE": (0, 5)}
-    assert row["diff"] == pytest.approx(((70 - 60) + (71 - 61) + (72 - 60) + (70 - 59)) / 4)
+    assert row.seeds == (0, 2, 3, 4) and row.n == 4  # seed 1 did not train; a missing flag counts as trained
+    assert row.untrained == {"PRES-B1-MAX": (1, 5), "PRES-B1-AVE": (0, 5)}
+    assert row.diff == pytest.approx(((70 - 60) + (71 - 61) + (72 - 60) + (70 - 59)) / 4)
     from study.report.blocks import to_markdown
     from study.report.controls_block import controls_blocks
 
@@ -203,7 +203,7 @@ def test_runs_that_did_not_train_are_left_out_and_counted():
     assert "Did not train (runs the training check flagged" in md and "PRES-B1-MAX: 1 of 5 runs" in md
     # without seed 1 max is ahead by about 10 on every seed: supported; with it (25 against 62) the interval
     # reaches below 0: inconclusive
-    assert row["rule_verdict"] == "supported" and row["rule_verdict_every_run"] == "inconclusive"
+    assert row.rule_verdict == "supported" and row.rule_verdict_every_run == "inconclusive"
     assert ("Sensitivity (every completed run counted, those that did not train too, the claims rule): presence, "
             "PRES-B1-MAX vs PRES-B1-AVE: supported -> inconclusive.") in md
 
@@ -214,9 +214,9 @@ def test_the_claims_rule_judges_every_control_and_can_call_a_null_false():
     df = _table({"LOC-FCN": FCN, "LOC-B1236-AVE-DR": [f + d / 100 for f, d in zip(FCN, [0.5, 0.6, 0.4, 0.5, 0.55],
                                                                                  strict=True)],
                  "LOC-B1-AVE": [f + d / 100 for f, d in zip(FCN, [0.05, -0.05, 0.0, 0.02, -0.02], strict=True)]})
-    rows = {r["a"]: r for r in judge_controls(df, _comparisons(df, margin=0.5))}
-    assert rows["LOC-B1236-AVE-DR"]["rule_verdict"] == "supported" and rows["LOC-B1236-AVE-DR"]["rule_as_implied"] == "no"
-    assert rows["LOC-B1-AVE"]["rule_verdict"] == "equivalent within ±0.5" and rows["LOC-B1-AVE"]["rule_as_implied"] == "yes"
+    rows = {r.a: r for r in judge_controls(df, _comparisons(df, margin=0.5))}
+    assert rows["LOC-B1236-AVE-DR"].rule_verdict == "supported" and rows["LOC-B1236-AVE-DR"].rule_as_implied == "no"
+    assert rows["LOC-B1-AVE"].rule_label == "equivalent within ±0.5" and rows["LOC-B1-AVE"].rule_as_implied == "yes"
     md = to_markdown(controls_blocks(df, list(rows.values())))
     assert "| claims rule " in md and "as implied? (claims rule)" in md
 
@@ -229,8 +229,8 @@ def test_a_control_expected_contradicted_is_judged_so_by_both_rules():
                  "DIL-B1-MAX": maxed}, {"DIL-B1-AVE": "diluted", "DIL-B1-MAX": "diluted"})
     cmp = Comparison("DIL-B1-AVE", "DIL-B1-MAX", "worse", 2.0, "specks dilute an average")
     (row,) = judge_controls(df, [cmp])
-    assert row["diff"] == pytest.approx(-1.5) and row["p_adjusted"] < 0.05
-    assert row["as_implied"] == "yes" and row["concluded"] == "worse, by less than 2"
-    assert row["rule_verdict"] == "contradicted" and row["rule_as_implied"] == "yes"
+    assert row.diff == pytest.approx(-1.5) and row.p_adjusted < 0.05
+    assert row.as_implied == "yes" and row.concluded == "worse, by less than 2"
+    assert row.rule_verdict == "contradicted" and row.rule_as_implied == "yes"
     md = to_markdown(controls_blocks(df, [row]))
     assert "b beats a (a beats b: contradicted)" in md

@@ -277,11 +277,14 @@ def test_a_plan_tests_at_its_looks(tmp_path):
 
 def test_an_inconclusive_row_inside_the_margin_reads_equivalent():
     from study.results.claims import equivalence
+    from study.results.stats import Verdict
 
-    assert equivalence("inconclusive", -0.3, 0.4, 0.5) == "equivalent within ±0.5"
-    assert equivalence("inconclusive", -0.6, 0.4, 0.5) == "inconclusive"  # the margin's size not excluded
-    assert equivalence("inconclusive", -0.3, 0.4, None) == "inconclusive"  # no margin in the study file
-    assert equivalence("supported", 0.1, 0.4, 0.5) == "supported"  # a decided row keeps its verdict
+    assert equivalence(Verdict.INCONCLUSIVE, -0.3, 0.4, 0.5) is Verdict.EQUIVALENT
+    assert Verdict.EQUIVALENT.label(0.5) == "equivalent within ±0.5"
+    assert equivalence(Verdict.INCONCLUSIVE, -0.6, 0.4, 0.5) is Verdict.INCONCLUSIVE  # the margin's size not excluded
+    assert equivalence(Verdict.INCONCLUSIVE, -0.3, 0.4, None) is Verdict.INCONCLUSIVE  # no margin in the study file
+    assert equivalence(Verdict.SUPPORTED, 0.1, 0.4, 0.5) is Verdict.SUPPORTED  # a decided row keeps its verdict
+    assert Verdict.read("equivalent within ±2") is Verdict.EQUIVALENT and Verdict.read("too few seeds").decided is False
 
 
 def test_the_claims_rule_reads_equivalent_through_the_study_margin(tmp_path):
@@ -290,7 +293,7 @@ def test_the_claims_rule_reads_equivalent_through_the_study_margin(tmp_path):
     df = build_table(fabricate(tmp_path, {"FCN": base, "B1236-AVE-DR": [b + n for b, n in zip(base, noise, strict=True)]}))
     row = judge_claims(df, margin=0.5)[0]
     assert row.claim == "PPM beats the FCN baseline" and -0.5 < row.ci_low < row.ci_high < 0.5
-    assert row.verdict == "equivalent within ±0.5" and row.margin == 0.5
+    assert row.verdict == "equivalent" and row.label == "equivalent within ±0.5" and row.margin == 0.5
     assert judge_claims(df)[0].verdict == "inconclusive"
 
 

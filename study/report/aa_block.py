@@ -71,7 +71,7 @@ def figure_blocks(aa: dict[str, Any], fig_dir: Path) -> list[Block]:
                 "(normal Q-Q plot)", plots.aa_differences(aa.get("differences", ()), fig_dir / "aa_differences.png")),
                (f"The fixed groups' paired t statistics against Student's t with {df} df (Q-Q plot; dashed: the "
                 "rule's thresholds, beyond which a group is decided)",
-                plots.aa_t_statistics([g["t"] for g in aa["groups"]], df, fig_dir / "aa_t.png", aa["alpha"]))]
+                plots.aa_t_statistics([g.t for g in aa["groups"]], df, fig_dir / "aa_t.png", aa["alpha"]))]
     return [Block("figure", title, items=[f"figures/{file}"]) for title, file in figures if file]
 
 
@@ -94,8 +94,8 @@ def aa_blocks(aa: dict[str, Any], fig_dir: Path | None = None) -> list[Block]:
     if aa["n"] and fig_dir is not None:
         blocks += figure_blocks(aa, fig_dir)
     if aa["n"]:
-        rows = [[", ".join(str(s) for s in g["seeds"]), fmt(g["diff"]), ci(g["ci_low"], g["ci_high"]),
-                 f"{100 * g['confidence']:.2f}%", g["verdict"]] for g in aa["groups"]]
+        rows = [[", ".join(str(s) for s in g.seeds), fmt(g.diff), ci(g.ci_low, g.ci_high),
+                 f"{100 * g.confidence:.2f}%", g.label] for g in aa["groups"]]
         blocks.append(Block("table", headers=["seeds", "Δ mIoU (a - b)", "interval", "its level", "claims rule"],
                             rows=rows, fold=f"every group ({len(rows)})" if len(rows) > 12 else ""))
     stalls = {v: kn for v, kn in (aa.get("stalls") or {}).items() if kn[0]}

@@ -17,8 +17,9 @@ from study.record import seeds_text
 from study.report.blocks import Block, decimals, signed
 from study.report.verdicts import level_label, row_digits
 from study.results.claims import ClaimRow
+from study.results.stats import Verdict
 
-ORDER = ("supported", "contradicted", "equivalent", "inconclusive", "too few seeds")
+ORDER = (Verdict.SUPPORTED, Verdict.CONTRADICTED, Verdict.EQUIVALENT, Verdict.INCONCLUSIVE, Verdict.TOO_FEW_SEEDS)
 SPREAD_FACTOR = 3.0  # a variant whose seed sd exceeds this many times the median variant's is named
 
 
@@ -87,8 +88,8 @@ def claim_line(c: ClaimRow) -> str:
     excluded or not); a row of a variant added after runs had finished says so."""
     d = row_digits(c)
     diff = signed(c.diff, d) if math.isfinite(c.diff) else "no difference measured"
-    size = f" ({c.size})" if c.size and not c.verdict.startswith("equivalent") else ""
-    line = f"**{c.verdict}**{size}: {c.claim}, {c.better} vs {c.worse}: Δ {diff} mIoU points"
+    size = f" ({c.size})" if c.size and c.verdict is not Verdict.EQUIVALENT else ""
+    line = f"**{c.label}**{size}: {c.claim}, {c.better} vs {c.worse}: Δ {diff} mIoU points"
     if math.isfinite(c.ci_low):
         line += f", {level_label(c)} interval [{c.ci_low:.{d}f}, {c.ci_high:.{d}f}]"
     line += f", {c.n} seeds"
@@ -113,7 +114,7 @@ def claim_summaries(claims: Sequence[ClaimRow]) -> list[str]:
     for name in dict.fromkeys(c.claim for c in claims):
         rows = [c for c in claims if c.claim == name]
         text = f"{name} ({len(rows)} row{'s' if len(rows) > 1 else ''}): {verdict_counts(rows)}"
-        sizes = sorted({c.size for c in rows if c.size not in ("", "inconclusive") and not c.verdict.startswith("equivalent")})
+        sizes = sorted({c.size for c in rows if c.size not in ("", "inconclusive") and c.verdict is not Verdict.EQUIVALENT})
         if sizes:
             text += "; read against ±m: " + ", ".join(f"{sum(c.size == s for c in rows)} {s}" for s in sizes)
         if all(math.isfinite(c.ci_high) for c in rows):
@@ -130,12 +131,12 @@ def claim_summaries(claims: Sequence[ClaimRow]) -> list[str]:
 
 
 def verdict_counts(claims: Sequence[ClaimRow]) -> str:
-    counts: dict[str, int] = {}
+    """"12 supported, 3 inconclusive": the rows' verdicts counted, in ORDER."""
+    counts: dict[Verdict, int] = {}
     for c in claims:
         counts[c.verdict] = counts.get(c.verdict, 0) + 1
-    names = sorted(counts, key=lambda v: (ORDER.index(v.split(" within")[0]) if v.split(" within")[0] in ORDER
-                                          else len(ORDER), v))
-    return ", ".join(f"{counts[v]} {v}" for v in names)
+    labels = {c.verdict: c.label for c in claims}
+    return ", ".join(f"{counts[v]} {labels[v]}" for v in sorted(counts, key=ORDER.index))
 
 
 def untrained_text(facts: Mapping[str, Any], kind: str = "grid") -> str:
@@ -229,7 +230,7 @@ def one_line(kind: str, claims: Sequence[ClaimRow], search: Mapping[str, Any] | 
     if claims:
         line = f"{verdict_counts(claims)} of {len(claims)} claim row{'s' if len(claims) > 1 else ''}"
         margin = claims[0].margin
-        decided = [c for c in claims if c.verdict in ("supported", "contradicted")]
+        decided = [c for c in claims if c.verdict.decided]
         if margin and decided:
             sizes = dict.fromkeys(c.size for c in decided)
             line += (f"; decided rows against m = {margin:g}: "

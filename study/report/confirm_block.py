@@ -13,7 +13,7 @@ from study.results.claims import ClaimRow
 def _cell(row: ClaimRow | None) -> tuple[str, str]:
     if row is None:
         return "not in the study", ""
-    return f"{signed(row.diff, row_digits(row))} {ci(row.ci_low, row.ci_high, row_digits(row))}", row.verdict
+    return f"{signed(row.diff, row_digits(row))} {ci(row.ci_low, row.ci_high, row_digits(row))}", row.label
 
 
 def _span(rows: Sequence[ClaimRow]) -> str:
@@ -27,13 +27,13 @@ def _span(rows: Sequence[ClaimRow]) -> str:
 
 def _kept_and_moved(original: Sequence[ClaimRow], here: Sequence[ClaimRow]) -> tuple[list[tuple], list[tuple]]:
     """The claim keys judged in both studies, and those of them whose verdict differs."""
-    before = {r.key: r.verdict for r in original}
+    before = {r.key: r.label for r in original}
     both = [r for r in here if r.key in before]
-    return [r.key for r in both], [r.key for r in both if before[r.key] != r.verdict]
+    return [r.key for r in both], [r.key for r in both if before[r.key] != r.label]
 
 
 def _moved_text(before: dict, after: dict, moved: Sequence[tuple]) -> str:
-    return "; ".join(f"{k[0]}, {k[1]} vs {k[2]}: {before[k].verdict} -> {after[k].verdict}" for k in moved)
+    return "; ".join(f"{k[0]}, {k[1]} vs {k[2]}: {before[k].label} -> {after[k].label}" for k in moved)
 
 
 def confirmation_blocks(original: Sequence[ClaimRow] | None, here: Sequence[ClaimRow], name: str) -> list[Block]:

@@ -19,18 +19,18 @@ def controls_lead(rows: list[dict], aa: dict | None = None) -> list[Block]:
     first = [Block("text", aa_line(aa) + ".")] if aa is not None else []
     if not rows:
         return first or [Block("text", "No control comparison in this study.")]
-    lines = [f"{r['control']}, {r['a']} vs {r['b']} (expected: {_expected(r)}): {r['concluded']}, "
-             f"Δ {fmt(r['diff'])} mIoU points{_interval(r)}, {r['n']} seeds; "
-             f"as implied: {r['as_implied']}; the claims rule: {r['rule_verdict']} "
-             f"(as implied: {r['rule_as_implied']})" for r in rows]
+    lines = [f"{r.control}, {r.a} vs {r.b} (expected: {_expected(r)}): {r.concluded}, "
+             f"Δ {fmt(r.diff)} mIoU points{_interval(r)}, {r.n} seeds; "
+             f"as implied: {r.as_implied}; the claims rule: {r.rule_label} "
+             f"(as implied: {r.rule_as_implied})" for r in rows]
     return first + [Block("text", f"The controls (data whose answer the construction fixes): {controls_line(rows)}."),
                     Block("list", items=lines)]
 
 
 def controls_line(rows: list[dict]) -> str:
     """The index's summary: how many control comparisons came out as their construction implies."""
-    counts = {k: sum(r["as_implied"] == k for r in rows) for k in ("yes", "no", "undecided")}
-    rule = {k: sum(r["rule_as_implied"] == k for r in rows) for k in ("yes", "no", "undecided")}
+    counts = {k: sum(r.as_implied == k for r in rows) for k in ("yes", "no", "undecided")}
+    rule = {k: sum(r.rule_as_implied == k for r in rows) for k in ("yes", "no", "undecided")}
     return (f"{counts['yes']} of {len(rows)} control comparisons as implied, {counts['no']} against, "
             f"{counts['undecided']} undecided; judged by the claims rule, {rule['yes']} as implied, {rule['no']} "
             f"against, {rule['undecided']} undecided")
@@ -43,35 +43,35 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
     if not rows:
         return blocks + [Block("text", "No control comparison in this study (its study file lists them under "
                                        "controls:, see configs/studies/controls.yaml).")]
-    table = [[r["control"], f"{r['a']} vs {r['b']}", _expected(r), r["n"], fmt(r["diff"]),
-              ci(r["ci_low"], r["ci_high"]), _p(r["p_adjusted"]), r["concluded"], r["as_implied"]] for r in rows]
+    table = [[r.control, f"{r.a} vs {r.b}", _expected(r), r.n, fmt(r.diff),
+              ci(r.ci_low, r.ci_high), _p(r.p_adjusted), r.concluded, r.as_implied] for r in rows]
     first = rows[0]
     blocks.append(Block("table", headers=["control", "a vs b", "expected", "seeds", "Δ mIoU",
-                                          f"{100 * first['level']:.1f}% CI", "p (expected, Bonferroni)",
+                                          f"{100 * first.level:.1f}% CI", "p (expected, Bonferroni)",
                                           "concluded", "as implied?"], rows=table))
     blocks.append(Block("text", "The same comparisons judged by the claims rule (the code that judges the paper's "
                                 "claims, below):"))
     blocks.append(Block("table", headers=["control", "a vs b", "expected", "claims rule", "its interval",
                                           "as implied? (claims rule)"],
-                        rows=[[r["control"], f"{r['a']} vs {r['b']}", _expected(r), r["rule_verdict"],
-                               ci(r["rule_ci_low"], r["rule_ci_high"]), r["rule_as_implied"]] for r in rows]))
-    blocks.append(Block("list", items=[f"{r['control']}, {r['a']} vs {r['b']}: {r['why']}." for r in rows]))
-    untrained = sorted({(v, k, n) for r in rows for v, (k, n) in r["untrained"].items() if k})
+                        rows=[[r.control, f"{r.a} vs {r.b}", _expected(r), r.rule_label,
+                               ci(r.rule_ci_low, r.rule_ci_high), r.rule_as_implied] for r in rows]))
+    blocks.append(Block("list", items=[f"{r.control}, {r.a} vs {r.b}: {r.why}." for r in rows]))
+    untrained = sorted({(v, k, n) for r in rows for v, (k, n) in r.untrained.items() if k})
     blocks.append(Block("text", "Did not train (runs the training check flagged as never leaving the plateau; a "
                                 "comparison counts a seed where both runs trained): " +
                         ("; ".join(f"{v}: {k} of {n} runs" for v, k, n in untrained) if untrained else "none")
                         + "."))
     if untrained:
-        moved = [f"{r['control']}, {r['a']} vs {r['b']}: {r['rule_verdict']} -> {r['rule_verdict_every_run']}"
-                 for r in rows if r["rule_verdict"] != r["rule_verdict_every_run"]]
+        moved = [f"{r.control}, {r.a} vs {r.b}: {r.rule_label} -> {r.rule_label_every_run}"
+                 for r in rows if r.rule_verdict != r.rule_verdict_every_run]
         blocks.append(Block("text", "Sensitivity (every completed run counted, those that did not train too, the "
                                     "claims rule): "
                                     + ("; ".join(moved) + "." if moved else "no verdict moves.")))
     blocks.append(Block("text", (
         "Rule: Δ = a - b over the seeds on which both runs completed and trained (mIoU points); M is the comparison's margin (shown with "
         "what it expects). "
-        f"Each test is one-sided at 0.05/{first['k']} (Bonferroni over the {first['k']} comparisons), read off the "
-        f"two-sided {100 * first['level']:.1f}% t-interval [lo, hi]. Expected 'beats': yes when lo > 0, no when "
+        f"Each test is one-sided at 0.05/{first.k} (Bonferroni over the {first.k} comparisons), read off the "
+        f"two-sided {100 * first.level:.1f}% t-interval [lo, hi]. Expected 'beats': yes when lo > 0, no when "
         "hi < M (a gain of the margin is excluded). 'b beats a': yes when hi < 0, no when lo > -M. 'At least as "
         "good': non-inferiority, yes when lo > -M, no when "
         "hi < 0. 'No difference': equivalence by TOST, yes when -M < lo and hi < M, no when a difference is shown "
@@ -89,12 +89,12 @@ def controls_blocks(df: pd.DataFrame, rows: list[dict]) -> list[Block]:
 
 
 def _interval(row: dict) -> str:
-    bounds = ci(row["ci_low"], row["ci_high"])
-    return f", {100 * row['level']:.1f}% interval {bounds}" if bounds else ""
+    bounds = ci(row.ci_low, row.ci_high)
+    return f", {100 * row.level:.1f}% interval {bounds}" if bounds else ""
 
 
 def _expected(row: dict) -> str:
-    return EXPECTED[row["expected"]].format(m=f"{row['margin']:g}")
+    return EXPECTED[row.expected].format(m=f"{row.margin:g}")
 
 
 def _p(v: float) -> str:

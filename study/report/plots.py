@@ -203,7 +203,7 @@ def forest(claims: list[ClaimRow], path: Path, unit: str = "mIoU points") -> str
             ax.scatter([c.paper_diff], [y], color="#c0392b", marker="x", s=30, zorder=4,
                        label="paper Δ" if y == ys[0] else None)
     ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_yticks(ys, [f"{c.claim}: {c.better} vs {c.worse} ({c.verdict})" for c in claims],
+    ax.set_yticks(ys, [f"{c.claim}: {c.better} vs {c.worse} ({c.label})" for c in claims],
                   fontsize=7)
     ax.set_xlabel(f"Δ (better - worse), {unit}")
     ax.set_title("Claims: paired difference over seeds")

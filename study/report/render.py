@@ -8,6 +8,7 @@ failures and provenance. No timestamps: rendering twice gives identical bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -133,7 +134,10 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
 
 
 def _plain(value: Any) -> Any:
-    """A result as JSON values: nan as None, tuples as lists, numpy scalars as Python numbers."""
+    """A result as JSON values: nan as None, tuples as lists, numpy scalars as Python numbers, a dataclass row as
+    its fields."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -97,7 +97,7 @@ COLUMNS = (
     Column("seeds", _seeds_cell, core=True),
     Column("Δ mIoU", lambda c, _: signed(c.diff, row_digits(c)), core=True),
     Column("interval", lambda c, _: ci(c.ci_low, c.ci_high, row_digits(c)), core=True),
-    Column("verdict", lambda c, _: c.verdict, core=True),
+    Column("verdict", lambda c, _: c.label, core=True),
     Column("size (vs ±m)", lambda c, _: c.size, core=True),
     Column("paper Δ", lambda c, _: signed(c.paper_diff), core=True),
     Column("paper Δ excluded", lambda c, _: "" if c.paper_excluded is None else "yes" if c.paper_excluded else "no",
@@ -161,7 +161,7 @@ def size_text(margin: float) -> str:
 
 def sensitivity_text(claims: Sequence[ClaimRow], sensitivity: Sequence[ClaimRow]) -> str:
     """Which verdicts move when the runs that did not train are left out (the rows in the same order)."""
-    moved = [f"{c.claim}, {c.better} vs {c.worse}: {c.verdict} -> {s.verdict} "
+    moved = [f"{c.claim}, {c.better} vs {c.worse}: {c.label} -> {s.label} "
              f"(Δ {signed(s.diff, row_digits(s))}, {s.n} seeds)"
              for c, s in zip(claims, sensitivity, strict=True) if c.verdict != s.verdict]
     head = "Sensitivity (every completed run counted, those that did not train too, the same rule): "

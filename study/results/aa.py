@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,34 @@ from scipy import special, stats
 
 from study.results.claims import equivalence
 from study.results.controls import seed_values
-from study.results.stats import ALPHA, MIN_SEEDS, decide
+from study.results.stats import ALPHA, MIN_SEEDS, Verdict, decide
 
-FALSE = ("supported", "contradicted")
 SIZES = (3, 5, 10)  # group sizes of the resampled level
 DRAWS = 100000  # groups judged per size (at least; whole regroupings): a Monte Carlo se near 0.07 points
+
+
+@dataclass(frozen=True)
+class AAGroup:
+    """One A/A comparison: a group of seeds judged as a claim row "a beats b" (Δ = a - b, points)."""
+
+    seeds: tuple[int, ...]
+    diff: float
+    ci_low: float
+    ci_high: float
+    confidence: float  # the interval's level (the rule's, for a family of one row)
+    p_value: float
+    t: float  # the paired t statistic (±inf where every difference is the same and not 0)
+    verdict: Verdict
+    margin: float | None = None
+
+    @property
+    def false(self) -> bool:
+        """Any decided verdict between twins of one model is false."""
+        return self.verdict.decided
+
+    @property
+    def label(self) -> str:
+        return self.verdict.label(self.margin)
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -68,18 +92,17 @@ def judge_aa(df: pd.DataFrame, aa: dict[str, Any], *, margin: float | None = Non
     for group in groups:
         y = np.array([[va.get(s, np.nan) for s in group], [vb.get(s, np.nan) for s in group]])
         (d,) = decide(y, [(0, 1)], alpha)
-        verdict = equivalence(d["verdict"], d["ci_low"], d["ci_high"], margin)
-        rows.append({"seeds": group, "diff": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
-                     "confidence": d["confidence"], "p_value": d["p_value"], "t": _t(d["diff"], d["sd"], d["n"]),
-                     "verdict": verdict, "false": verdict in FALSE})
-    k = sum(r["false"] for r in rows)
+        rows.append(AAGroup(seeds=tuple(group), diff=d["diff"], ci_low=d["ci_low"], ci_high=d["ci_high"],
+                            confidence=d["confidence"], p_value=d["p_value"], t=_t(d["diff"], d["sd"], d["n"]),
+                            verdict=equivalence(d["verdict"], d["ci_low"], d["ci_high"], margin), margin=margin))
+    k = sum(r.false for r in rows)
     lo, hi = clopper_pearson(k, len(rows))
     shared = sorted(set(va) & set(vb))
     diffs = [va[s] - vb[s] for s in shared]
     return {"a": a, "b": b, "seeds_per_group": size, "groups": rows, "false": k, "n": len(rows),
             "rate": k / len(rows) if rows else math.nan, "rate_low": lo, "rate_high": hi, "alpha": alpha,
             "margin": margin, "leftover": seeds[len(cut) * size:], "waiting": waiting, "planned": len(cut),
-            "equivalent": sum(r["verdict"].startswith("equivalent") for r in rows),
+            "equivalent": sum(r.verdict is Verdict.EQUIVALENT for r in rows),
             "differences": diffs, "resampled": resampled_level(diffs, alpha=alpha),
             "stalls": {v: (len(set(r) - set(t)), len(r)) for v, r, t in ((a, ra, va), (b, rb, vb))}}
 

@@ -44,7 +44,7 @@ from study.results.axes import (
 from study.results.images import ImageBootstrap, image_interval, two_level_interval
 from study.results.power import plan as power_plan
 from study.results.sequential import SequentialPlan
-from study.results.stats import ALPHA, decide, holm, paired_improvement, rule_text, wilson
+from study.results.stats import ALPHA, Verdict, decide, holm, paired_improvement, rule_text, wilson
 from study.results.table import trained_mask
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "configs" / "paper"
@@ -75,7 +75,7 @@ class ClaimRow:
     claim: str
     better: str  # the variant the paper says is better
     worse: str
-    verdict: str  # supported | contradicted | inconclusive | too few seeds | equivalent within ±m
+    verdict: Verdict  # words such as "supported" or "equivalent within ±0.5" are read into a Verdict
     size: str = ""  # the size reading against m (size_reading); "" without m or interval
     n: int = 0  # the seeds the shown look used
     seeds: tuple[int, ...] = ()
@@ -115,6 +115,14 @@ class ClaimRow:
     stall_p: float = NAN  # Fisher's exact p of the two variants' did-not-train counts, Holm-adjusted over the rows
     stalls_more: str = ""  # the variant that stalls more often, where that comparison is decided
     added_after: int | None = None  # runs finished when a variant of this row entered the study file (None: before any)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Verdict.read(self.verdict))
+
+    @property
+    def label(self) -> str:
+        """The verdict in words ("equivalent within ±m" names the study's m)."""
+        return self.verdict.label(self.margin)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -294,7 +302,7 @@ def row_summary(c: ClaimRow) -> dict[str, Any]:
 
     return {"claim": c.claim, "better": c.better, "worse": c.worse, "seeds": list(c.seeds), "n": c.n,
             "diff": num(c.diff), "sd": num(c.sd), "ci_low": num(c.ci_low), "ci_high": num(c.ci_high),
-            "level": num(c.confidence), "p": num(c.p_value), "p_holm": num(c.p_adjusted), "verdict": c.verdict,
+            "level": num(c.confidence), "p": num(c.p_value), "p_holm": num(c.p_adjusted), "verdict": c.label,
             "size": c.size, "m": c.margin, "paper_diff": num(c.paper_diff), "paper_excluded": c.paper_excluded,
             "detectable_low": num(c.detectable_low), "detectable_high": num(c.detectable_high),
             "seeds_for_paper_low": num(c.seeds_low), "seeds_for_paper_high": num(c.seeds_high),
@@ -354,10 +362,10 @@ def stall_rows(done: pd.DataFrame, found: list[tuple[Claim, str, str]], alpha: f
     return out
 
 
-def equivalence(verdict: str, lo: float, hi: float, margin: float | None) -> str:
-    """The rule's verdict, or "equivalent within ±m" for an inconclusive row whose interval lies inside ±m."""
-    if margin and verdict == "inconclusive" and -margin < lo and hi < margin:
-        return f"equivalent within ±{margin:g}"
+def equivalence(verdict: Verdict, lo: float, hi: float, margin: float | None) -> Verdict:
+    """The rule's verdict, or EQUIVALENT for an inconclusive row whose interval lies inside ±m."""
+    if margin and verdict is Verdict.INCONCLUSIVE and -margin < lo and hi < margin:
+        return Verdict.EQUIVALENT
     return verdict
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from study.manifest import EXPECTATIONS, Comparison
-from study.results.stats import MIN_SEEDS
+from study.results.stats import MIN_SEEDS, Verdict
 from study.results.table import ResultsError, trained_mask
 
 ALPHA = 0.05  # family-wise, over the study's control comparisons
@@ -129,19 +130,19 @@ def _control_kind(df: pd.DataFrame, a: str, b: str) -> str:
     return next(iter(kinds), "")
 
 
-def rule_expected(expected: str, margin: float) -> tuple[str, ...]:
+def rule_expected(expected: str) -> tuple[Verdict, ...]:
     """The verdicts of the claims rule (study.results.stats.decide, Holm, with the margin's equivalence reading)
     that agree with what the construction implies for "a vs b"."""
-    equivalent = f"equivalent within ±{margin:g}"
-    return {"better": ("supported",), "worse": ("contradicted",), "non-inferior": ("supported", equivalent), "equivalent": (equivalent,)}[expected]
+    return {"better": (Verdict.SUPPORTED,), "worse": (Verdict.CONTRADICTED,),
+            "non-inferior": (Verdict.SUPPORTED, Verdict.EQUIVALENT), "equivalent": (Verdict.EQUIVALENT,)}[expected]
 
 
-def rule_as_implied(expected: str, verdict: str, margin: float) -> str:
+def rule_as_implied(expected: str, verdict: Verdict) -> str:
     """yes: the claims rule's verdict is one the construction implies; no: it decided otherwise (a false verdict
     on data whose answer is known); undecided: inconclusive or too few seeds."""
-    if verdict in rule_expected(expected, margin):
+    if verdict in rule_expected(expected):
         return "yes"
-    return "undecided" if verdict in ("inconclusive", "too few seeds") else "no"
+    return "no" if verdict.decided else "undecided"
 
 
 def _claims_rule(df: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float, metric: str,
@@ -163,8 +164,46 @@ def _claims_rule(df: pd.DataFrame, comparisons: Sequence[Comparison], alpha: flo
             for r, c in zip(rows, comparisons, strict=True)]
 
 
+@dataclass(frozen=True)
+class ControlRow:
+    """One control comparison judged: its own rule's reading (one-sided at alpha / k, Bonferroni over the study's k
+    comparisons) and, beside it, the claims rule's verdict on the same pair (Δ = a - b, points)."""
+
+    control: str  # the probe kind both variants ran on
+    a: str
+    b: str
+    expected: str  # one of EXPECTATIONS
+    why: str
+    margin: float
+    n: int
+    seeds: tuple[int, ...]
+    diff: float
+    ci_low: float  # the control rule's two-sided interval at `level`
+    ci_high: float
+    p_adjusted: float  # the expected test's p, Bonferroni-adjusted
+    concluded: str  # what the interval shows against ±margin (`concluded`)
+    as_implied: str  # yes | no | undecided (`as_implied`)
+    level: float
+    k: int  # the study's comparisons
+    untrained: dict[str, tuple[int, int]]  # variant: (did not train, completed)
+    rule_verdict: Verdict  # the claims rule on the seeds where both trained
+    rule_ci_low: float
+    rule_ci_high: float
+    rule_confidence: float
+    rule_verdict_every_run: Verdict  # the claims rule on every completed run (the sensitivity)
+    rule_as_implied: str
+
+    @property
+    def rule_label(self) -> str:
+        return self.rule_verdict.label(self.margin)
+
+    @property
+    def rule_label_every_run(self) -> str:
+        return self.rule_verdict_every_run.label(self.margin)
+
+
 def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha: float = ALPHA,
-                   metric: str = "miou") -> list[dict[str, Any]]:
+                   metric: str = "miou") -> list[ControlRow]:
     """One row per comparison of the study file, in its order (a variant without runs gives "too few seeds"):
     the control rule's reading (below) and, beside it, the verdict of the rule that judges the paper's claims, both on
     the seeds where both variants' runs trained (the estimand of docs/statistics.md), with the claims rule on every
@@ -184,13 +223,14 @@ def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha
             t.update(ci_low=math.nan, ci_high=math.nan, p_better=math.nan, p_worse=math.nan,
                      p_noninferior=math.nan, p_equivalent=math.nan)
         p_key = {"better": "p_better", "worse": "p_worse", "non-inferior": "p_noninferior", "equivalent": "p_equivalent"}[cmp.expected]
-        rows.append({"control": kind, "a": a, "b": b, "expected": cmp.expected, "why": cmp.why,
-                     "n": t["n"], "seeds": seeds, "diff": t["diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
-                     "p_adjusted": min(1.0, k * t[p_key]) if math.isfinite(t[p_key]) else math.nan,
-                     "concluded": concluded(t["ci_low"], t["ci_high"], margin),
-                     "as_implied": as_implied(cmp.expected, t["ci_low"], t["ci_high"], margin),
-                     "margin": margin, "level": 1 - 2 * level, "k": k,
-                     "untrained": {v: untrained_count(df, v) for v in (a, b)}, **by_rule[len(rows)],
-                     "rule_verdict_every_run": every[len(rows)]["rule_verdict"],
-                     "rule_as_implied": rule_as_implied(cmp.expected, by_rule[len(rows)]["rule_verdict"], margin)})
+        rule = by_rule[len(rows)]
+        rows.append(ControlRow(
+            control=kind, a=a, b=b, expected=cmp.expected, why=cmp.why, margin=margin, n=t["n"], seeds=tuple(seeds),
+            diff=t["diff"], ci_low=t["ci_low"], ci_high=t["ci_high"],
+            p_adjusted=min(1.0, k * t[p_key]) if math.isfinite(t[p_key]) else math.nan,
+            concluded=concluded(t["ci_low"], t["ci_high"], margin),
+            as_implied=as_implied(cmp.expected, t["ci_low"], t["ci_high"], margin), level=1 - 2 * level, k=k,
+            untrained={v: untrained_count(df, v) for v in (a, b)}, **rule,
+            rule_verdict_every_run=every[len(rows)]["rule_verdict"],
+            rule_as_implied=rule_as_implied(cmp.expected, rule["rule_verdict"])))
     return rows

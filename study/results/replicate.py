@@ -52,7 +52,7 @@ def replicate(df: pd.DataFrame, groups: Sequence[Sequence[int]], paper: pd.DataF
     out = []
     for key in keys:
         rows = [g.get(key) for g in by_group]
-        verdicts = [r.verdict if r else "absent" for r in rows]
+        verdicts = [r.label if r else "absent" for r in rows]
         out.append({"claim": key[0], "better": key[1], "worse": key[2], "verdicts": verdicts,
                     "diffs": [r.diff if r else float("nan") for r in rows],
                     "ns": [r.n if r else 0 for r in rows],

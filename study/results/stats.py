@@ -13,12 +13,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from scipy import special, stats
 
 from study.manifest import MIN_SEEDS  # fewer shared seeds than this: no verdict
+
+
+class Verdict(StrEnum):
+    """What the rule says of one row (a claim, a control judged as a claim, an A/A group)."""
+
+    SUPPORTED = "supported"  # decided on the paper's side
+    CONTRADICTED = "contradicted"  # decided against it
+    INCONCLUSIVE = "inconclusive"
+    TOO_FEW_SEEDS = "too few seeds"
+    EQUIVALENT = "equivalent"  # inconclusive, its interval inside ±m
+
+    @property
+    def decided(self) -> bool:
+        return self in (Verdict.SUPPORTED, Verdict.CONTRADICTED)
+
+    def label(self, margin: float | None = None) -> str:
+        """The verdict in words: "equivalent within ±m" names its margin."""
+        return f"equivalent within ±{margin:g}" if self is Verdict.EQUIVALENT and margin else self.value
+
+    @classmethod
+    def read(cls, text: str) -> Verdict:
+        """A verdict from its words, "equivalent within ±m" included."""
+        return cls.EQUIVALENT if str(text).startswith("equivalent") else cls(text)
+
 
 ALPHA = 0.05  # family-wise error over all claim rows of a study (and over all looks)
 CONFIDENCE = 0.95  # descriptive intervals: per variant, P(improvement), the noise range
@@ -155,10 +180,10 @@ def decide(y: np.ndarray, pairs: Sequence[tuple[int, int]], alpha: float = ALPHA
             row["ci_low"], row["ci_high"] = t_interval(t["mean"], t["sd"] / math.sqrt(t["n"]), t["df"],
                                                        row["confidence"])
         if decided:
-            row["verdict"] = "supported" if t["mean"] > 0 else "contradicted"
+            row["verdict"] = Verdict.SUPPORTED if t["mean"] > 0 else Verdict.CONTRADICTED
         else:
-            row["verdict"] = "inconclusive" if math.isfinite(p_adj) and math.isfinite(t["p_value"]) \
-                else "too few seeds"
+            row["verdict"] = Verdict.INCONCLUSIVE if math.isfinite(p_adj) and math.isfinite(t["p_value"]) \
+                else Verdict.TOO_FEW_SEEDS
     return out
 
 
