@@ -18,9 +18,12 @@ What a packed step changes against K separate steps, exactly:
   to rounding, not bit for bit;
 - memory format: NCHW always (vmap's batched convolutions are NCHW, and refuse channels_last members on CUDA),
   where a separate run takes channels_last on a GPU or a CPU with bf16 on AMX (study/throughput/settings.py);
-- under bf16 autocast, batch norm reads and writes fp32 in a pack (a forward pre-hook casts its input): vmap's
-  batch norm applies the affine part itself, and its CUDA backward refused a bf16 input beside fp32 running
-  statistics; a separate run's fused kernel reads bf16 and computes in fp32.
+- under bf16 autocast, batch norm reads and writes fp32 in a pack (a forward pre-hook casts its input; vmap's
+  CUDA batch norm backward refused a bf16 input beside fp32 running statistics), where a separate run's fused
+  kernel reads and writes bf16 and computes in fp32: the ops between a batch norm and the next convolution (ReLU,
+  the residual add) run in fp32 in a pack and in bf16 in a separate run.
+Nothing else differs in `python -m study.throughput.packing`: both sides start from the same initialisations and
+step on the same batches with the same SGD settings.
 """
 
 from __future__ import annotations

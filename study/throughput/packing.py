@@ -3,9 +3,9 @@
 The product trains one run at a time. Packing (K seeds of a variant as one network, one training step for all of
 them: study/throughput/packed_step.py, which says exactly what a packed step changes against K separate steps)
 stays out of the product until a GPU measurement shows it pays; this command is that measurement. Measured so
-far (docs/speed.md): on a 2-core Xeon with AMX-BF16 a packed member's step ran at 0.23-0.52x the speed of one run
-alone (K = 2-8); the one GPU run (an H100) failed to train packed, before the NCHW and fp32 batch-norm fixes, and
-has not been re-measured on a GPU since.
+far (docs/speed.md): on a 2-core Xeon with AMX-BF16 a packed member's step ran at 0.23-0.57x the speed of one run
+alone (medians, K = 2-8, bf16 and fp32; frozen-feature heads 0.29-0.30x); on the one GPU run (an H100) packing
+failed, before the NCHW and fp32 batch-norm fixes in packed_step.py, and it has not been measured on a GPU since.
 
 `python -m study.throughput.packing CONFIG [overrides] [--members 2,4,8] [--rounds R] [--device cuda] [--out F]`
 (part of `nox -s bench` on the CPU, and of `nox -s gpu_check`)
