@@ -260,10 +260,6 @@ class RunConfig:
     # A/A twin: 0 is the run itself; k > 0 draws the pyramid and heads (and so the dropout masks) from a stream of
     # its own, keeping the seed's backbone draw, data order and augmentation, as two variants of one seed differ
     twin: int = added(0)
-    # seeds of one variant a sweep worker trains as one packed network (study.train.packed), an execution strategy
-    # that changes no result: 0 lets the machine choose by measurement (study.throughput.packing.auto_pack),
-    # 1 trains one run at a time, K >= 2 packs up to K seeds
-    pack: int = added(0)
 
     def validate(self) -> None:
         _check(bool(self.study) and "/" not in self.study, "run.study", "must be a non-empty name without '/'")
@@ -273,7 +269,6 @@ class RunConfig:
                "must be auto, cpu, cuda or cuda:N")
         _check(self.threads >= 0, "run.threads", "must be >= 0")
         _check(self.twin >= 0, "run.twin", "must be >= 0")
-        _check(self.pack >= 0, "run.pack", "must be >= 0 (0: the machine chooses, 1: never pack, K: up to K seeds)")
 
 
 @dataclass(frozen=True)
@@ -308,7 +303,7 @@ SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": 
             "bench": BenchConfig, "run": RunConfig}
 
 # Keys that place or label a run but do not change what it computes: left out of the hash.
-UNHASHED = {("run", "study"), ("run", "variant"), ("run", "out_dir"), ("run", "device"), ("run", "threads"), ("run", "pack"),
+UNHASHED = {("run", "study"), ("run", "variant"), ("run", "out_dir"), ("run", "device"), ("run", "threads"),
             ("data", "workers"), ("data", "root"), ("train", "log_every"), ("train", "trained_loss_ratio"),
             ("train", "trained_sibling_ratio"), ("data", "feature_cache_dir")}
 

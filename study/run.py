@@ -1,6 +1,6 @@
 """The one wiring point of a run: build what it needs (threads, device, seed, data, model), then train, evaluate
-and benchmark it (`run_one`; seeds of one variant packed into one network: `run_packed`), evaluate a saved model
-(`evaluate_model_file`) or time a config (`bench_config`).
+and benchmark it (`run_one`: one run at a time), evaluate a saved model (`evaluate_model_file`) or time a config
+(`bench_config`).
 
 `model.pt` is written and read here only.
 """
@@ -11,7 +11,7 @@ import json
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,6 @@ from study.train import distributed
 from study.train.checkpoint import CHECKPOINT, rng_state, set_rng_state
 from study.train.distributed import World
 from study.train.loop import NonFiniteLoss, TrainResult, train
-from study.train.packed import Member, checkpoint_steps, train_packed
 
 MODEL_FILE = "model.pt"
 HEADLINE = ("miou", "miou_present", "pixel_acc", "mean_acc", "mean_acc_present", "per_class_iou")
@@ -140,69 +139,6 @@ def run_one(cfg: Config, *, on_eval: Callable[[int, dict], bool] | None = None,
     return _conclude(run, lambda: train(run.net, run.train_set, cfg=cfg, device=run.device, folder=run.folder,
                                         config_hash=run.chash, evaluate=run.evaluate, on_eval=on_eval,
                                         world=run.world, log=run.say), on_eval)
-
-
-def run_packed(cfgs: Sequence[Config], *, log: Callable[[str], None] | None = None) -> list[RunRecord]:
-    """Train seeds of one variant as one packed network (study.train.packed); write and return each its record.
-
-    Each record is the one run_one would write for its cell, its provenance naming the pack (`packed`: members and
-    seeds; train_seconds a member's share of the pack's time); cells already completed are returned as they are.
-    Where a pack cannot be formed (fewer than two cells left, checkpoints at different steps, torch.compile, a
-    multi-process run, cells of different train configs) the cells run one at a time with run_one, which says why.
-    """
-    folders = [run_dir(c.run.out_dir, c.run.study, c.run.variant, c.run.seed) for c in cfgs]
-    pending = [c for c, f in zip(cfgs, folders, strict=True) if completed_record(f, config_hash(c)) is None]
-    why = _unpackable(pending)
-    if why is None:
-        runs = [_prepare(c, log) for c in pending]
-        members = [Member(cfg=r.cfg, folder=r.folder, config_hash=r.chash, trainee=r.trainee, train_set=r.train_set,
-                          evaluate=r.evaluate, log=r.say) for r in runs]
-        steps = set(checkpoint_steps(members))
-        if len(steps) > 1:
-            why = f"their checkpoints are at different steps ({sorted(steps, key=lambda s: s or 0)})"
-    if why is not None:
-        if len(pending) > 1:
-            (log or print)(f"[{cfgs[0].run.variant}] {len(pending)} cells one at a time, not packed: {why}")
-        return [run_one(c, log=log) for c in cfgs]
-
-    seeds = [r.cfg.run.seed for r in runs]
-    for r in runs:
-        r.prov["packed"] = {"members": len(runs), "seeds": seeds}
-        r.prov["settings"] = {**r.prov["settings"], "channels_last": False}  # vmap's batched convolutions: NCHW
-        r.say(f"training {r.cfg.train.steps} steps on {r.device}, packed with seeds {seeds} "
-              f"({len(r.train_set)} train / {len(r.val_set)} val images)")
-    try:
-        outcomes: list[Any] = train_packed(members, device=runs[0].device)
-    except ConfigError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the pack's error ends every member's run as failed, not lost
-        if disk_error(e):
-            raise
-        outcomes = [e] * len(runs)
-
-    def outcome(result: Any) -> TrainResult:
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    done = {r.cfg.run.seed: _conclude(r, lambda res=res: outcome(res), None)
-            for r, res in zip(runs, outcomes, strict=True)}
-    return [done.get(c.run.seed) or completed_record(f, config_hash(c))
-            for c, f in zip(cfgs, folders, strict=True)]
-
-
-def _unpackable(cfgs: Sequence[Config]) -> str | None:
-    """Why these cells cannot train as one pack, or None."""
-    if len(cfgs) < 2:
-        return "fewer than two cells left"
-    if any(c.train.compile for c in cfgs):
-        return "train.compile is on (a packed network is not compiled)"
-    if distributed.init_from_env().distributed:
-        return "a multi-process (torchrun) run"
-    unseeded = {config_hash(replace(c, run=replace(c.run, seed=0))) for c in cfgs}
-    if len(unseeded) > 1 or len({c.run.seed for c in cfgs}) < len(cfgs):
-        return "the cells are not seeds of one variant"
-    return None
 
 
 def _prepare(cfg: Config, log: Callable[[str], None] | None) -> _Run:
@@ -356,6 +292,7 @@ def evaluate_model_file(path: Path, *, data_root: str | None = None, split: str 
     config = saved["config"]
     extra = list(overrides) + ([f"data.root={data_root}"] if data_root else [])
     config["model"]["pretrained"] = ""  # the weights come from model.pt
+    config.get("run", {}).pop("pack", None)  # written into model.pt while packed training existed; no key now
     if config["model"].get("freeze_backbone"):  # the whole network on images: no stored maps, any eval mode
         config["model"]["freeze_backbone"] = False
         config["data"].update(feature_flip=False, feature_crop=None)

@@ -104,44 +104,14 @@ def table(out: Path, name: str) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
-def stand_in_pack(cfgs):
-    """A run_packed stand-in: the pending cells step together, each writing its own checkpoint every step, and
-    resume together after a kill (one at a time when their checkpoints disagree, as run_packed does)."""
-    folders = [run_dir(c.run.out_dir, c.run.study, c.run.variant, c.run.seed) for c in cfgs]
-    pending = [(c, f) for c, f in zip(cfgs, folders, strict=True)
-               if not ((f / RECORD_FILE).exists() and read_record(f / RECORD_FILE).status == "completed")]
-    steps = {json.loads((f / "checkpoint.json").read_text())["step"] if (f / "checkpoint.json").exists() else 0
-             for _, f in pending}
-    if len(pending) < 2 or len(steps) > 1:
-        return [stand_in_run(c) for c in cfgs]
-    step = resumed = steps.pop()
-    while step < STEPS:
-        time.sleep(float(os.environ.get("CHAOS_STEP_S", "0")))
-        step += 1
-        for _, f in pending:
-            atomic_write_text(f / "checkpoint.json", json.dumps({"step": step}))
-    seeds = [c.run.seed for c, _ in pending]
-    for c, f in pending:
-        rec = fake_run(c)
-        rec = dataclasses.replace(rec, cost={"resumed_from_step": resumed},
-                                  provenance={"packed": {"members": len(pending), "seeds": seeds}})
-        write_record(rec, f)
-        (f / "checkpoint.json").unlink()
-    return [read_record(f / RECORD_FILE) for f in folders]
-
-
 @pytest.mark.slow  # worker processes killed over ~15 s
-@pytest.mark.parametrize("pack", [1, 3], ids=["one-at-a-time", "packed"])
-def test_four_workers_killed_at_random_one_command_finishes(study_file, tmp_path, monkeypatch, capfd, pack):
-    """Packed: each worker claims a variant's three seeds as one job (run.pack=3); a killed job's cells all go back
-    to the queue and resume from their checkpoints; still every cell exactly once, the same table."""
+def test_four_workers_killed_at_random_one_command_finishes(study_file, tmp_path, monkeypatch, capfd):
     spec = load_study(study_file)
     assert runner.main([str(study_file), "--out", str(tmp_path / "clean")], run_fn=stand_in_run) == 0
     capfd.readouterr()
 
     out = tmp_path / "chaos"
     url = default_url(out / spec.name)
-    monkeypatch.setenv("CHAOS_PACK", str(pack))
     monkeypatch.setattr(runner, "local_workers", lambda args, url, slots: stand_in_workers(study_file, args, url, slots))
     stop, kills = threading.Event(), []
     thread = threading.Thread(target=killer, args=(url, spec, stop, kills, 4, 0.6, out / spec.name / "runs"))
@@ -156,7 +126,7 @@ def test_four_workers_killed_at_random_one_command_finishes(study_file, tmp_path
 
     monkeypatch.setattr(runner, "supervise", supervised)
     t0 = time.monotonic()
-    code = runner.main([str(study_file), "--out", str(out), "--workers", "4", f"run.pack={pack}"])
+    code = runner.main([str(study_file), "--out", str(out), "--workers", "4"])
     thread.join()
     log = capfd.readouterr()
     assert code == 0, log.err
@@ -169,8 +139,6 @@ def test_four_workers_killed_at_random_one_command_finishes(study_file, tmp_path
     records = list((out / spec.name / "runs").glob(f"*/{RECORD_FILE}"))
     assert len(records) == 9 and not list((out / spec.name / "runs").glob("*/checkpoint.*"))
     assert any(read_record(p).cost.get("resumed_from_step") for p in records)  # a killed cell resumed
-    packed = [read_record(p).provenance.get("packed") for p in records]
-    assert any(packed) if pack > 1 else not any(packed)
     pd.testing.assert_frame_equal(table(out, spec.name), table(tmp_path / "clean", spec.name))
     assert time.monotonic() - t0 < 60
 
@@ -230,6 +198,5 @@ def test_chaos_on_real_training(tmp_path):
 
 if __name__ == "__main__":  # a stand-in worker process: python tests/test_chaos.py STUDY_FILE OUT URL
     study_path, out_dir, storage_url = sys.argv[1:4]
-    pack = os.environ.get("CHAOS_PACK", "1")
-    sys.exit(runner.main([study_path, "--worker-only", "--storage", storage_url, "--out", out_dir, f"run.pack={pack}"],
-                         run_fn=stand_in_run, pack_fn=stand_in_pack))
+    sys.exit(runner.main([study_path, "--worker-only", "--storage", storage_url, "--out", out_dir],
+                         run_fn=stand_in_run))

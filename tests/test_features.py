@@ -237,6 +237,11 @@ def test_a_frozen_run_saves_the_whole_network_and_evaluating_it_on_images_gives_
     assert result["pixel_acc"] == pytest.approx(record.metrics["pixel_acc"], abs=1e-3)
     slide, _ = evaluate_model_file(folder / "model.pt", overrides=["eval.mode=slide", "eval.crop_size=[16, 24]"])
     assert slide["eval_mode"] == "slide" and 0 <= slide["miou"] <= 1  # any mode once the network runs on images
+    old = load_model(folder / "model.pt")  # a model.pt written while packed training existed: its config has run.pack
+    old["config"]["run"]["pack"] = 0
+    torch.save(old, tmp_path / "old.pt")
+    again, _ = evaluate_model_file(tmp_path / "old.pt", out=tmp_path / "old.json")
+    assert again["miou"] == pytest.approx(result["miou"], abs=1e-6)
 
 
 @pytest.mark.slow  # a fresh interpreter runs the CLI
@@ -253,26 +258,6 @@ def test_a_full_disk_while_caching_is_one_line_from_the_cli(tmp_path):
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "cannot write" in lines[0]
     assert not any(p.is_dir() and len(p.name) == 24 for p in (tmp_path / "results" / "_features").iterdir())
-
-
-def test_frozen_feature_runs_pack_as_well(frozen_cfg):
-    """Head runs on stored maps train packed like image runs: each member is its separate run (fp32, no dropout),
-    and its saved network keeps the frozen backbone untouched."""
-    from study.record import run_dir
-    from study.run import load_model, run_one, run_packed
-
-    extra = ("train.steps=8", "train.amp=false", "model.dropout=0.0", "run.study=pk")
-    alone = [run_one(frozen_cfg(*extra, f"run.seed={s}", "run.variant=alone")) for s in (0, 1)]
-    packed = run_packed([frozen_cfg(*extra, f"run.seed={s}", "run.variant=packed") for s in (0, 1)])
-    for a, p in zip(alone, packed, strict=True):
-        assert p.status == "completed" and p.provenance["packed"]["seeds"] == [0, 1]
-        assert [c["loss"] for c in p.curves if "loss" in c] == pytest.approx(
-            [c["loss"] for c in a.curves if "loss" in c], rel=1e-4)
-        assert p.metrics["miou"] == pytest.approx(a.metrics["miou"], abs=1e-3)
-    folder = run_dir(frozen_cfg().run.out_dir, "pk", "packed", 1)
-    saved = load_model(folder / "model.pt")
-    initial = build_backbone(frozen_cfg().model).state_dict()
-    assert all(torch.equal(saved["model"][f"backbone.{k}"], v) for k, v in initial.items())
 
 
 def test_the_run_that_builds_the_cache_trains_as_a_run_that_finds_it(frozen_cfg, tmp_path):

@@ -18,7 +18,7 @@ def _overrides(argv):
 def test_plan_times_the_model_four_ways_then_torchrun_and_table1_with_compile_last(tmp_path):
     steps = plan(tmp_path, python="py", workers_per_gpu=3, seeds="0,1,2")
     assert [s.name for s in steps] == ["bench fp32", "bench bf16", "bench bf16+channels_last", "torchrun_cell",
-                                       "table1", "table1_packed", "packing", "bench bf16+channels_last+compile"]
+                                       "table1", "packing", "bench bf16+channels_last+compile"]
     assert sum(s.timeout_s for s in steps) > 460  # the deadline, not the sum, keeps the check under 8 minutes
     settings = {}
     for s in steps:
@@ -38,18 +38,14 @@ def test_plan_times_the_model_four_ways_then_torchrun_and_table1_with_compile_la
     load_config("configs/probe.yaml", _overrides(torchrun.argv))
     table1 = steps[4]
     assert table1.argv[1:5] == ("-m", "study", "sweep", "configs/studies/table1.yaml")
-    assert table1.argv[5:] == ("--workers-per-gpu", "3", "--seeds", "0,1,2", "--out", str(tmp_path / "table1"),
-                                "run.pack=1")
+    assert table1.argv[5:] == ("--workers-per-gpu", "3", "--seeds", "0,1,2", "--out", str(tmp_path / "table1"))
     assert table1.needs == ("optuna",) and table1.timeout_s == 300
     from study.search.runner import parse_args
 
-    parse_args(list(table1.argv[4:]))  # the sweep accepts the flags
-    packed = steps[5]
-    assert packed.argv[5:] == ("--workers-per-gpu", "1", "--seeds", "0,1,2", "--out", str(tmp_path / "table1_packed"),
-                               "run.pack=3")
-    args = parse_args(list(packed.argv[4:]))
-    load_config("configs/probe.yaml", args.overrides)  # run.pack=3 is a valid override
-    packing = steps[6]
+    args = parse_args(list(table1.argv[4:]))  # the sweep accepts the flags
+    load_config("configs/probe.yaml", args.overrides)
+    packing = steps[5]  # the packing measurement only: the product trains one run at a time
+    assert not any("run.pack" in a for s in steps for a in s.argv)
     assert packing.argv[1:4] == ("-m", "study.throughput.packing", "configs/probe.yaml")
     assert packing.argv[4:] == ("--members", "2,4,8", "--device", "cuda", "--out", str(tmp_path / "packing.json"))
 
@@ -86,19 +82,17 @@ def test_markdown_table_from_a_report():
                          "result": {"world_size": 1, "bn": "SyncBatchNorm", "miou": 0.8012}},
                         {"name": "table1", "status": "ok", "seconds": 95.4, "result": {"cells": 14, "completed": 14},
                          "argv": ["py", "-m", "study", "sweep", "t.yaml", "--workers-per-gpu", "4"]},
-                        {"name": "table1_packed", "status": "ok", "seconds": 61.0,
-                         "result": {"cells": 14, "completed": 14},
-                         "argv": ["py", "-m", "study", "sweep", "t.yaml", "--workers-per-gpu", "1", "run.pack=2"]},
                         {"name": "packing", "status": "ok", "seconds": 60.0,
                          "result": {"rows": [{"members": 2, "ratio": 1.8}, {"members": 8, "ratio": 4.25}],
-                                    "members": 8, "why": "pack 8 seeds: 4.25x a member's step"}}]}
+                                    "members": 8, "why": "packing pays here: 4.25x a member's step at K=8"}}]}
     text = markdown(report)
     assert "| bf16 | 41.2 | 130.0 | 9.5 ms | 20.0 GiB | 400 | 40.4% | 50.0% |" in text
     assert "| bf16+channels_last+compile | skipped: out of the 460 s budget |" in text
     assert "one-GPU torchrun job: 41 s, world size 1, SyncBatchNorm, mIoU 80.1." in text
     assert "95 s for 14 cells (14 completed), 4 workers on the GPU, one run at a time each." in text
-    assert "61 s for 14 cells (14 completed), one worker, run.pack=2." in text
-    assert "a member's step against one run's: K=2 1.80x; K=8 4.25x (pack 8 seeds: 4.25x a member's step)." in text
+    assert ("Packing measurement (not in the product), a member's step packed against one run's: K=2 1.80x; "
+            "K=8 4.25x (packing pays here: 4.25x a member's step at K=8).") in text
+    assert "run.pack" not in text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")

@@ -1,4 +1,5 @@
-"""Seeds packed into one network (study.throughput.packing): the packed step is K separate steps, and the choice."""
+"""The packing measurement (study.throughput.packing, study.throughput.packed_step; not part of the product): the
+packed step it times is K separate steps, it runs and reports a ratio, and its verdict needs a real speed-up."""
 
 import contextlib
 
@@ -8,8 +9,8 @@ import torch.nn.functional as F
 from conftest import TINY
 
 from study.config_files import load_config
-from study.throughput.packing import PAYS, choose, members, packed_step
-from study.train.packed import Packed
+from study.throughput.packed_step import Packed, packed_step
+from study.throughput.packing import PAYS, members, verdict
 
 
 def test_a_packed_step_is_k_separate_steps():
@@ -66,33 +67,16 @@ def test_a_pack_of_channels_last_members_under_bf16_is_nchw_with_fp32_batch_norm
     assert torch.isfinite(packed_step(packed, popt, images, targets, bf16))
 
 
-def test_a_packing_measurement_that_fails_on_a_gpu_means_no_packing(monkeypatch):
-    """auto_pack on a GPU measures; where the measurement cannot run, the study trains one run at a time and
-    says why, instead of stopping."""
-    import study.env
-    from study.throughput import packing
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("Expected running_mean to have type BFloat16 but got Float\nmore")
-
-    monkeypatch.setattr(study.env, "pick_device", lambda name: torch.device("cuda", 0))
-    monkeypatch.setattr(packing, "measure", broken)
-    monkeypatch.setattr(packing, "_CHOSEN", {})
-    k, why = packing.auto_pack(load_config(None, TINY))
-    assert k == 1
-    assert why == ("train seeds one by one: packing failed to run on cuda:0 (RuntimeError: Expected running_mean "
-                   "to have type BFloat16 but got Float)")
-
-
-def test_the_choice_needs_a_real_speed_up():
+def test_the_verdict_needs_a_real_speed_up():
     row = {"members": 2, "ratio": 0.4}
-    assert choose([row, {**row, "members": 4, "ratio": 0.3}])[0] == 1
-    assert "does not pay here (best 0.40x at K=2" in choose([row])[1]
-    assert choose([row, {"members": 4, "ratio": PAYS + 0.5}]) == (4, f"pack 4 seeds: {PAYS + 0.5:.2f}x a member's step")
-    assert choose([{"members": 8, "ratio": PAYS}])[0] == 8
+    assert verdict([row, {**row, "members": 4, "ratio": 0.3}])[0] == 1
+    assert "packing does not pay here (best 0.40x at K=2" in verdict([row])[1]
+    assert verdict([row, {"members": 4, "ratio": PAYS + 0.5}]) == (
+        4, f"packing pays here: {PAYS + 0.5:.2f}x a member's step at K=4 (the product still trains one run at a time)")
+    assert verdict([{"members": 8, "ratio": PAYS}])[0] == 8
 
 
-def test_the_command_measures_and_writes_its_choice(tmp_path, capsys):
+def test_the_command_measures_a_tiny_config_and_reports_a_ratio(tmp_path, capsys):
     from study.throughput.packing import main
 
     out = tmp_path / "packing.json"
@@ -105,7 +89,9 @@ def test_the_command_measures_and_writes_its_choice(tmp_path, capsys):
     row = saved["rows"][0]
     assert row["step_gflop"] > 0 and row["peak_gflop_s"] > 0 and 0 < row["separate_share"] and 0 < row["packed_share"]
     assert row["separate_gflop_s"] / row["packed_gflop_s"] == pytest.approx(row["packed_ms"] / row["separate_ms"])
-    assert "choice: " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"K=2: separate {row['separate_ms']:.1f} ms, packed {row['packed_ms']:.1f} ms a member's step: " \
+           f"{row['ratio']:.2f}x" in printed and "verdict: packing " in printed
     assert main(["configs/probe.yaml", "--members", "1"]) == 2
     assert main(["configs/probe.yaml", "--device", "tpu"]) == 2
 
@@ -124,3 +110,16 @@ def test_frozen_feature_heads_are_measured_on_stored_maps():
     assert x.shape == (2, 2, sum(heads[0].splits), 2, 3) and y.shape == (2, 2, 16, 24)
     (row,) = measure(cfg, [2], rounds=1, steps=1, num_classes=3)
     assert row["members"] == 2 and row["ratio"] > 0
+
+
+def test_only_the_measurement_imports_packing():
+    """Packing is a measurement, not a way the product trains: no module outside study/throughput/ imports it."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "study"
+    pattern = re.compile(r"^\s*(from|import)\s+study\.throughput(\.|\s+import\s+)(packing|packed_step)\b", re.M)
+    outside = [str(p.relative_to(root)) for p in root.rglob("*.py")
+               if p.parent.name != "throughput" and pattern.search(p.read_text())]
+    assert outside == []
+    assert not (root / "train" / "packed.py").exists()

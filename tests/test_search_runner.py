@@ -269,24 +269,3 @@ def test_a_finished_study_pointed_at_other_data_is_refused(tmp_path):
         with study_lock(study._storage, url, spec.name):
             queue.prepare(study, spec, str(out), (f"data.root={tmp_path / 'copy'}",))
     assert sorted(p for p in out.rglob("*") if p.is_file()) == before
-
-
-def test_a_packed_claim_takes_a_variants_waiting_seeds_in_one_hold_of_the_lock(study_file, tmp_path):
-    """claim_pack: the next waiting cell and up to K - 1 more of its variant, all RUNNING and named to this worker;
-    K comes from the first cell; a pack never mixes variants; no work, no trials."""
-    spec = load_study(study_file)
-    study, url, _ = setup(spec, tmp_path / "out")
-    asked = []
-
-    def size_of(variant, seed):
-        asked.append((variant, seed))
-        return 3
-
-    first = queue.claim_pack(study, spec, url, size_of)
-    assert [t.user_attrs["cell"] for t in first] == ["FCN__s0", "FCN__s1"] and asked == [("FCN", 0)]
-    states = {t.number: t.state for t in study.get_trials()}
-    assert all(states[t.number] == TrialState.RUNNING for t in first)
-    assert {t.user_attrs["worker"] for t in first} == {f"{socket.gethostname()}:{os.getpid()}"}
-    assert [t.user_attrs["cell"] for t in queue.claim_pack(study, spec, url, lambda v, s: 1)] == ["B1-AVE__s0"]
-    rest = [[t.user_attrs["cell"] for t in queue.claim_pack(study, spec, url, size_of)] for _ in range(3)]
-    assert rest == [["B1236-MAX__s0", "B1236-MAX__s1"], ["B1-AVE__s1"], []]  # cells wait seed by seed

@@ -7,9 +7,6 @@
   the new cells, and a worker claims only cells of the study file it was given.
 - A search (TPE, median pruning) asks new trials under the same lock, so the budget `n_trials` is a total over all
   workers and machines.
-- A packed job (seeds of one variant trained as one network, study.train.packed) claims its first cell as any
-  worker does and, under the same hold of the lock, up to K - 1 more waiting cells of the same variant
-  (`claim_pack`); each stays its own trial.
 - Every claimed trial carries its worker (host:pid) and a heartbeat. Preparing a study re-queues the cells of dead
   workers with the same parameters; they resume from their checkpoint in the cell's stable folder. A cell that
   fails is retried up to `max_retries` times, then reported as failed.
@@ -22,7 +19,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -252,33 +248,6 @@ def claim(study: optuna.Study, spec: StudySpec, url: str) -> optuna.Trial | None
         for key, value in {"cell": run_id(variant, seed), "variant": variant, "seed": seed}.items():
             trial.set_user_attr(key, value)
         return trial
-
-
-def claim_pack(study: optuna.Study, spec: StudySpec, url: str, size_of: Callable[[str, int], int]
-               ) -> list[optuna.Trial]:
-    """A grid worker's next job, under one hold of the study lock: the next WAITING cell, as `claim` takes it, and up
-    to size_of(variant, seed) - 1 more WAITING cells of the same variant (a packed job, study.train.packed); [] when
-    there is no work."""
-    storage = storage_of(study)
-    wanted = spec_cells(spec)
-    me = f"{socket.gethostname()}:{os.getpid()}"
-    out: list[optuna.Trial] = []
-    with study_lock(storage, url, spec.name):
-        waiting = [t for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)),
-                                     key=lambda t: t.number)
-                   if wanted is None or t.user_attrs.get("cell") in wanted]
-        size = 1
-        for t in waiting:
-            if out and len(out) == size:
-                break
-            if out and t.user_attrs.get("variant") != out[0].user_attrs["variant"]:
-                continue
-            storage.set_trial_user_attr(trial_id(t), "worker", me)  # named before RUNNING, as in `claim`
-            if storage.set_trial_state_values(trial_id(t), TrialState.RUNNING):
-                if not out:
-                    size = max(1, size_of(t.user_attrs["variant"], t.user_attrs["seed"]))
-                out.append(optuna.Trial(study, trial_id(t)))
-    return out
 
 
 def cell_state(trials: list[FrozenTrial], spec: StudySpec) -> str:

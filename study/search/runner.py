@@ -31,7 +31,7 @@ from study.search.space import cell_config, grid_cells, load_study, study_manife
 from study.search.storage import default_url, open_storage, redact, study_lock
 from study.search.supervise import STORAGE_ENV, local_workers, supervise
 from study.search.variants import bench_variants
-from study.search.worker import PackFn, RunFn, work
+from study.search.worker import RunFn, work
 
 RESTARTS_PER_WORKER = 3  # a study replaces at most 3 x N dead workers before it gives up (re-run to go on)
 
@@ -120,8 +120,8 @@ def dry_run(args: argparse.Namespace, spec, url: str, slots: list[Slot]) -> None
     print("\n".join(describe(slots)))
 
 
-def execute(args: argparse.Namespace, spec, *, run_fn: RunFn | None, pack_fn: PackFn | None = None, study, storage,
-            url: str, slots: list[Slot], has_gpus: bool, started: float) -> int | None:
+def execute(args: argparse.Namespace, spec, *, run_fn: RunFn | None, study, storage, url: str,
+            slots: list[Slot], has_gpus: bool, started: float) -> int | None:
     """Run the workers until the cells enqueued are done: in this process, as supervised local processes, or as
     SLURM jobs. None when they ran; 2 when SLURM could not be used."""
     cli = tuple(args.overrides)
@@ -133,7 +133,7 @@ def execute(args: argparse.Namespace, spec, *, run_fn: RunFn | None, pack_fn: Pa
             return 2
     elif len(slots) == 1 and not slots[0].gpus and (slots[0].procs > 1 or not has_gpus):  # in this process
         work(spec, url, args.out, cli, worker_run_fn(args, run_fn, slots[0].env()),
-             on_trial=lambda: print(progress(study, spec, started, 1), flush=True), pack_fn=pack_fn)
+             on_trial=lambda: print(progress(study, spec, started, 1), flush=True))
     else:
         def requeue(pid: int) -> int:  # the dead worker's RUNNING cell back to WAITING, as a re-run would
             with study_lock(storage, url, spec.name):
@@ -156,10 +156,10 @@ def execute(args: argparse.Namespace, spec, *, run_fn: RunFn | None, pack_fn: Pa
     return None
 
 
-def main(argv: list[str] | None = None, run_fn: RunFn | None = None, pack_fn: PackFn | None = None) -> int:
+def main(argv: list[str] | None = None, run_fn: RunFn | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        return sweep(args, run_fn, pack_fn)
+        return sweep(args, run_fn)
     except OSError as e:
         if not disk_error(e):
             raise
@@ -212,7 +212,7 @@ def registered(study_dir: Path, spec) -> list[dict]:
                     finished_runs(study_dir))
 
 
-def sweep(args: argparse.Namespace, run_fn: RunFn | None, pack_fn: PackFn | None = None) -> int:
+def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
     try:
         spec = load_study(args.study_file)
         if args.seeds:
@@ -230,7 +230,7 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None, pack_fn: PackFn | None
         study_dir = Path(args.out) / spec.name
         url = args.storage or default_url(study_dir)
         if args.worker_only:
-            work(spec, url, args.out, cli, worker_run_fn(args, run_fn), pack_fn=pack_fn)
+            work(spec, url, args.out, cli, worker_run_fn(args, run_fn))
             return 0
         slots, has_gpus = plan_for(args)
         if args.dry_run:
@@ -268,7 +268,7 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None, pack_fn: PackFn | None
     print(progress(study, spec, started, args.workers), flush=True)
     if spec.on_demand:
         print(plan_line(spec), flush=True)
-    run = functools.partial(execute, args, run_fn=run_fn, pack_fn=pack_fn, study=study, storage=storage, url=url, slots=slots,
+    run = functools.partial(execute, args, run_fn=run_fn, study=study, storage=storage, url=url, slots=slots,
                             has_gpus=has_gpus, started=started)
     failed, number = run(spec), 1
     while spec.on_demand and failed is None and cells_left(study, spec)[0] == 0:  # seeds on demand: rounds

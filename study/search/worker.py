@@ -1,5 +1,4 @@
-"""One worker: claim a cell (or, packed, several seeds of one variant), run it with run_one (run_packed) under a
-heartbeat, report to Optuna, retry or give up.
+"""One worker: claim a cell, run it with run_one under a heartbeat, report to Optuna, retry or give up.
 
 Each finished trial stores its run record in the storage too, so with a shared database every machine can write
 the complete results table.
@@ -23,13 +22,12 @@ from study.atomic import disk_error
 from study.config import config_hash
 from study.record import RunRecord
 from study.search.optuna_handles import storage_of, trial_id
-from study.search.queue import claim, claim_pack, failures, identity, open_study, requeue_lost, trials_by_cell
-from study.search.space import StudySpec, cell_config, grid_cells, suggest
+from study.search.queue import claim, failures, identity, open_study, requeue_lost, trials_by_cell
+from study.search.space import StudySpec, cell_config, suggest
 from study.search.storage import open_storage, study_lock
 
 HEARTBEAT_S = 15.0
 RunFn = Callable[..., RunRecord]
-PackFn = Callable[[list[Any]], list[RunRecord]]
 
 
 class Heartbeat:
@@ -128,73 +126,17 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, url: st
     return record
 
 
-def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: StudySpec, url: str, out_dir: str,
-             cli: tuple[str, ...], pack_fn: PackFn) -> list[RunRecord | None]:
-    """Run claimed cells of one variant as one packed job with pack_fn (run_packed); report each to Optuna."""
-    started = [_start(trial, spec, out_dir, cli) for trial in trials]
-    beats = [Heartbeat(storage_of(study), trial_id(trial)) for trial in trials]
-    records: list[RunRecord | None] = [None] * len(trials)
-    error = ""
-    try:
-        records = list(pack_fn([cfg for cfg, _ in started]))
-    except Exception as e:  # noqa: BLE001 - run_packed records its own failures; this is a last resort
-        if disk_error(e):
-            _give_back(study, trials, spec, url, e)
-            raise
-        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    finally:
-        for beat in beats:
-            beat.stop()
-    for trial, (_, attrs), record in zip(trials, started, records, strict=True):
-        _finish(study, trial, attrs, spec, url, record, error)
-    return records
-
-
-def pack_sizer(spec: StudySpec, out_dir: str, cli: tuple[str, ...]) -> Callable[[str, int], int]:
-    """(variant, seed) -> how many cells of that variant a worker claims as one packed job: the cell config's
-    run.pack or, where it is 0, the machine's measured choice (study.throughput.packing.auto_pack), settled once
-    before any claim (a GPU measures; nothing is measured while the study lock is held) and said once."""
-    variant, seed = next(iter(grid_cells(spec)))
-    chosen = 1
-    if cell_config(spec, variant, seed, {}, out_dir, cli).run.pack == 0:
-        from study.throughput.packing import auto_pack
-
-        chosen, why = auto_pack(cell_config(spec, variant, seed, {}, out_dir, cli))
-        if why not in _SAID:
-            _SAID.add(why)
-            print(f"[{spec.name}] {why}", flush=True)
-
-    def size_of(variant: str, seed: int) -> int:
-        return cell_config(spec, variant, seed, {}, out_dir, cli).run.pack or chosen
-
-    return size_of
-
-
-_SAID: set[str] = set()
-
-
 def work(spec: StudySpec, url: str, out_dir: str, cli: tuple[str, ...], run_fn: RunFn | None = None,
-         on_trial: Callable[[], None] | None = None, pack_fn: PackFn | None = None) -> int:
-    """Claim and run trials until there is no work left; returns how many this worker ran.
-
-    With run_fn left out, cells run with run_one, and seeds of one variant as packed jobs with run_packed where
-    `pack_sizer` says so; a given run_fn (a stand-in, a torchrun job) packs only with a given pack_fn."""
+         on_trial: Callable[[], None] | None = None) -> int:
+    """Claim and run trials, one at a time, until there is no work left; returns how many this worker ran."""
     storage = open_storage(url)
     study = open_study(spec, storage)
     done = 0
-    if run_fn is None:
-        from study.run import run_one as run_fn  # torch is imported only by workers that train
-        from study.run import run_packed
-
-        pack_fn = pack_fn or run_packed
-    size_of = pack_sizer(spec, out_dir, cli) if pack_fn is not None and spec.search is None else None
-    while trials := (claim_pack(study, spec, url, size_of) if size_of is not None
-                     else [t for t in (claim(study, spec, url),) if t is not None]):
-        if len(trials) > 1:
-            run_pack(study, trials, spec, url, out_dir, cli, pack_fn)
-        else:
-            run_trial(study, trials[0], spec, url, out_dir, cli, run_fn)
-        done += len(trials)
+    while (trial := claim(study, spec, url)) is not None:
+        if run_fn is None:
+            from study.run import run_one as run_fn  # torch is imported only by workers that train
+        run_trial(study, trial, spec, url, out_dir, cli, run_fn)
+        done += 1
         if on_trial:
             on_trial()
     return done

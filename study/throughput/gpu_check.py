@@ -7,10 +7,9 @@ Steps, each a process of its own with a timeout, all within one deadline (`--bud
    the peak measured in the same process. cuDNN autotuning is on (run.deterministic=false).
 2. A one-GPU torchrun cell: `torchrun --nproc_per_node 1 -m study run configs/probe.yaml` (NCCL, DDP,
    SyncBatchNorm with world size 1).
-3. The probe Table 1 with `--workers-per-gpu K` (default 4) on seeds `--seeds` (default 0,1): its wall time; then
-   the same cells in one worker with each variant's seeds packed into one network (`run.pack`): its wall time.
-4. Packing (study.throughput.packing): probe training steps of K = 2, 4, 8 seeds packed into one network against
-   the same K one after another, so the GPU says whether one process of K members beats K workers' share.
+3. The probe Table 1 with `--workers-per-gpu K` (default 4) on seeds `--seeds` (default 0,1): its wall time.
+4. The packing measurement (study.throughput.packing, not part of the product): probe training steps of K = 2, 4, 8
+   seeds packed into one network against the same K one after another, so the GPU says whether packing would pay.
 It writes DIR/gpu_check.json (every step: command, timeout, seconds, status, results) and DIR/gpu_check.md (a
 table ready for the README). Without a GPU it says so in one line and exits 0; `--plan` prints the steps and runs
 nothing. It needs what the repository installs (torch, timm...; the sweep needs optuna), not nox.
@@ -70,15 +69,10 @@ def plan(out: Path, *, python: str = sys.executable, workers_per_gpu: int = 4, s
     steps.append(Step("table1", f"the probe Table 1, seeds {seeds}, {workers_per_gpu} workers on the GPU, one run "
                                 f"at a time each",
                       (python, "-m", "study", "sweep", "configs/studies/table1.yaml", "--workers-per-gpu",
-                       str(workers_per_gpu), "--seeds", seeds, "--out", str(out / "table1"), "run.pack=1"),
+                       str(workers_per_gpu), "--seeds", seeds, "--out", str(out / "table1")),
                       300, str(out / "table1"), ("optuna",)))
-    k = len(seeds.split(","))
-    steps.append(Step("table1_packed", f"the probe Table 1, seeds {seeds}, each variant's {k} seeds packed into "
-                                       f"one network in one worker",
-                      (python, "-m", "study", "sweep", "configs/studies/table1.yaml", "--workers-per-gpu", "1",
-                       "--seeds", seeds, "--out", str(out / "table1_packed"), f"run.pack={k}"),
-                      240, str(out / "table1_packed"), ("optuna",)))
-    steps.append(Step("packing", "probe training steps, K = 2, 4, 8 seeds packed into one network vs one by one",
+    steps.append(Step("packing", "the packing measurement: probe training steps, K = 2, 4, 8 seeds packed into one "
+                                 "network vs one by one",
                       (python, "-m", "study.throughput.packing", "configs/probe.yaml", "--members", "2,4,8",
                        "--device", "cuda", "--out", str(out / "packing.json")), 120, str(out / "packing.json")))
     for name, amp, cl, comp, timeout in BENCH:
@@ -196,14 +190,11 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{s['argv'][s['argv'].index('--workers-per-gpu') + 1]} workers on the GPU, one run at a time "
                     f"each" if r else _why(s))
             lines.append(f"- The probe Table 1 (`{shlex.join(s['argv'][1:])}`): {text}.")
-        elif s["name"] == "table1_packed":
-            text = (f"{s['seconds']:.0f} s for {r['cells']} cells ({r['completed']} completed), one worker, "
-                    f"{s['argv'][-1]}" if r else _why(s))
-            lines.append(f"- The probe Table 1 packed (`{shlex.join(s['argv'][1:])}`): {text}.")
         elif s["name"] == "packing":
             text = ("; ".join(f"K={row['members']} {row['ratio']:.2f}x" for row in r["rows"]) + f" ({r['why']})"
                     if r else _why(s))
-            lines.append(f"- Seeds packed into one network, a member's step against one run's: {text}.")
+            lines.append(f"- Packing measurement (not in the product), a member's step packed against one run's: "
+                         f"{text}.")
     return "\n".join(lines) + "\n"
 
 

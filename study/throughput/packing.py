@@ -1,17 +1,17 @@
-"""Seeds packed into one network: does training K seeds of a variant at once beat K runs one after another here?
+"""Seeds packed into one network: would training K seeds of a variant at once beat K runs one after another here?
 
-Packing is an execution strategy, not another experiment: member k keeps its own parameters, batch-norm statistics
-and optimizer state, sees its own batch, and the loss is the sum of the members' losses (so each member's gradient
-is its own). The packed step stacks the K members' parameters and maps one functional network over them with
-`torch.func.vmap` (`study.train.packed`, which trains packed runs): each convolution runs as one grouped
-convolution of K groups. `packed_step` is checked against K separate steps in tests/test_packing.py.
+The product trains one run at a time. Packing (K seeds of a variant as one network, one training step for all of
+them: study/throughput/packed_step.py, which says exactly what a packed step changes against K separate steps)
+stays out of the product until a GPU measurement shows it pays; this command is that measurement. Measured so
+far (docs/speed.md): on a 2-core Xeon with AMX-BF16 a packed member's step ran at 0.23-0.57x the speed of one run
+alone (medians, K = 2-8, bf16 and fp32; frozen-feature heads 0.29-0.30x); on the one GPU run (an H100) packing
+failed, before the NCHW and fp32 batch-norm fixes in packed_step.py, and it has not been measured on a GPU since.
 
 `python -m study.throughput.packing CONFIG [overrides] [--members 2,4,8] [--rounds R] [--device cuda] [--out F]`
 (part of `nox -s bench` on the CPU, and of `nox -s gpu_check`)
 times training steps of the config's network, K members packed against the same K trained one after another,
 interleaved round by round in one process, in the precision and layout a run would use here (the packed step keeps
-NCHW: vmap's batched convolutions are NCHW), and says whether packing pays: only a median speed-up of at least
-PAYS x counts. Runs are not packed unless it does; the measured ratios are in docs/speed.md.
+NCHW), and says whether packing pays: only a median speed-up of a member's step of at least PAYS x counts.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from study.device import resolve, widest_conv
 from study.features.head import FrozenFeatureHead
 from study.models.build import build_model
 from study.throughput.bench import count_flops
+from study.throughput.packed_step import Packed, packed_step
 from study.throughput.peak import best_of, measure_peak
-from study.train.packed import Packed
 
 PAYS = 1.1  # packing counts as paying from this median speed-up of a member's step on
 
@@ -62,24 +62,6 @@ def inputs(cfg: Config, model: torch.nn.Module, k: int, num_classes: int, device
         return x, torch.randint(0, num_classes, (k, n, h * stride, w * stride), device=device)
     h, w = cfg.data.crop_size
     return torch.randn(k, n, 3, h, w, device=device), torch.randint(0, num_classes, (k, n, h, w), device=device)
-
-
-def packed_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """The sum over members of each member's mean cross-entropy: every member's gradient is its own."""
-    k = logits.shape[0]
-    return sum(F.cross_entropy(logits[i].float(), targets[i], ignore_index=ignore_index) for i in range(k))
-
-
-def packed_step(packed: Packed, optimizer: torch.optim.Optimizer, images: torch.Tensor, targets: torch.Tensor,
-                autocast) -> torch.Tensor:
-    """One SGD step of all K members; returns the summed loss (on the device)."""
-    with autocast:
-        logits = packed(images)["out"]
-    loss = packed_loss(logits, targets)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
 
 
 def _time(fn, steps: int, device: torch.device) -> float:
@@ -147,38 +129,15 @@ def _measure_one(cfg: Config, k: int, rounds: int, steps: int, num_classes: int,
     return rows
 
 
-def choose(rows: list[dict[str, Any]]) -> tuple[int, str]:
-    """(members to pack, why): the K with the best median speed-up if it reaches PAYS, else 1 (no packing)."""
+def verdict(rows: list[dict[str, Any]]) -> tuple[int, str]:
+    """(K, why): the K with the best median speed-up of a member's step where it reaches PAYS, else 1 (packing does
+    not pay here, and the product's one run at a time stands)."""
     best = max(rows, key=lambda r: r["ratio"], default=None)
     if best is None or best["ratio"] < PAYS:
         top = f"best {best['ratio']:.2f}x at K={best['members']}" if best else "nothing measured"
-        return 1, f"train seeds one by one: packing does not pay here ({top}; it counts from {PAYS}x)"
-    return best["members"], f"pack {best['members']} seeds: {best['ratio']:.2f}x a member's step"
-
-
-_CHOSEN: dict[str, tuple[int, str]] = {}
-
-
-def auto_pack(cfg: Config) -> tuple[int, str]:
-    """(seeds to pack, why) for a run that leaves it to the machine (run.pack: 0).
-
-    On a CPU: one at a time; packing was measured slower there at every K and precision (docs/speed.md), and a
-    CPU kind where it pays is forced with run.pack=K after `python -m study.throughput.packing` says so. On a GPU:
-    measured once per process on the config's network (K = 2, 4, 8, two rounds) and chosen by `choose`; where the
-    measurement itself fails, one at a time, saying why."""
-    from study.env import pick_device
-
-    device = pick_device(cfg.run.device)
-    if device.type != "cuda":
-        return 1, "train seeds one by one on a CPU: packing measured slower there (docs/speed.md); run.pack=K forces it"
-    key = str(device)
-    if key not in _CHOSEN:
-        try:
-            _CHOSEN[key] = choose(measure(cfg, [2, 4, 8], rounds=2, steps=3, device=device))
-        except Exception as e:  # noqa: BLE001 - a pack that cannot run here must not stop the study: no packing
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            _CHOSEN[key] = 1, f"train seeds one by one: packing failed to run on {key} ({type(e).__name__}: {first})"
-    return _CHOSEN[key]
+        return 1, f"packing does not pay here ({top}; it counts from {PAYS}x): train seeds one by one"
+    return best["members"], (f"packing pays here: {best['ratio']:.2f}x a member's step at K={best['members']} "
+                             f"(the product still trains one run at a time)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4, help="steps timed per round and side")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--out", help="also write the rows and the choice as JSON to this file")
+    parser.add_argument("--out", help="also write the rows and the verdict (members: K where packing pays, else 1; why) as JSON")
     args = parser.parse_args(argv)
     if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
         print(f"error: --device: {args.device!r} is not cpu or an available cuda", file=sys.stderr)
@@ -216,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
               f"step: {r['ratio']:.2f}x ({r['ratio_low']:.2f}-{r['ratio_high']:.2f} over {args.rounds} rounds); "
               f"{100 * r['separate_share']:.0f}% and {100 * r['packed_share']:.0f}% of the measured peak "
               f"({r['peak_gflop_s']:.0f} GFLOP/s)")
-    k, why = choose(rows)
-    print("choice: " + why)
+    k, why = verdict(rows)
+    print("verdict: " + why)
     if args.out:
         from study.atomic import atomic_write_text
 

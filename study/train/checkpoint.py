@@ -53,13 +53,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
                     config_hash: str, extra: dict[str, Any] | None = None) -> None:
-    save_state(path, model.state_dict(), optimizer.state_dict(), step, config_hash, extra)
-
-
-def save_state(path: Path, model_state: dict[str, Any], optimizer_state: dict[str, Any], step: int,
-               config_hash: str, extra: dict[str, Any] | None = None) -> None:
-    """A checkpoint from state dicts (a packed member's are cut from its pack's; study.train.packed)."""
-    state = {"model": model_state, "optimizer": optimizer_state, "step": step, "rng": rng_state(),
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": rng_state(),
              "config_hash": config_hash, **(extra or {})}
     atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
