@@ -217,7 +217,7 @@ def _provenance_blocks(df: pd.DataFrame, records: list, manifest: Any) -> list[B
     if packs:
         size = f"{min(packs)}" if min(packs) == max(packs) else f"{min(packs)}-{max(packs)}"
         items.append(f"execution: {len(packs)} of {len(records)} runs trained packed, {size} seeds of a variant as one "
-                     f"network (each its own initialisation, data, checkpoint and record; `run.pack`)")
+                     f"network (each its own initialisation, data, checkpoint and record)")
     protocols = sorted({json.dumps(r.provenance["eval_protocol"], sort_keys=True) for r in records
                         if r.provenance.get("eval_protocol")})
     items += [f"evaluation protocol: {p}" for p in protocols]

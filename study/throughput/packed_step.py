@@ -17,7 +17,7 @@ What a packed step changes against K separate steps, exactly:
 - floating-point summation order: grouped convolutions and their backward add in another order, so results agree
   to rounding, not bit for bit;
 - memory format: NCHW always (vmap's batched convolutions are NCHW, and refuse channels_last members on CUDA),
-  where a separate run takes channels_last on a GPU or a CPU with bf16 on AMX (study/throughput/settings.py);
+  where a separate run takes channels_last on a GPU or a CPU with bf16 on AMX (study/device.py);
 - under bf16 autocast, batch norm reads and writes fp32 in a pack (a forward pre-hook casts its input; vmap's
   CUDA batch norm backward refused a bf16 input beside fp32 running statistics), where a separate run's fused
   kernel reads and writes bf16 and computes in fp32: the ops between a batch norm and the next convolution (ReLU,
