@@ -297,6 +297,15 @@ class Config:
                "data.feature_flip and data.feature_crop apply with model.freeze_backbone only")
         _check(not frozen or self.eval.mode == "whole", "eval.mode",
                "frozen-feature runs score the stored maps in one pass: eval.mode must be whole")
+        stride, size, cells = self.model.output_stride, self.data.resize, self.data.feature_crop
+        if frozen and size is not None:  # known before any map is stored: refused before a study starts
+            _check(size[0] % stride == 0 and size[1] % stride == 0, "data.resize",
+                   f"frozen features need an image size divisible by model.output_stride {stride} (got "
+                   f"{size[0]}x{size[1]})")
+            _check(cells is None or (cells[0] <= size[0] // stride and cells[1] <= size[1] // stride),
+                   "data.feature_crop", f"{tuple(cells or ())} cells exceed the stored maps' "
+                   f"{size[0] // stride}x{size[1] // stride} (data.resize {size[0]}x{size[1]} / output stride "
+                   f"{stride}): set data.feature_crop to at most [{size[0] // stride}, {size[1] // stride}]")
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig,

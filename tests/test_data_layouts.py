@@ -221,3 +221,24 @@ def test_labelmefacade_errors_name_the_file(tmp_path):
     write_png16_rgba(tmp_path / "labels/a__1.png", odd)
     with pytest.raises(DatasetError, match=r"labels/a__1.png: colour\(s\) 1:2:3 \(R:G:B\) are not LabelMeFacade"):
         read("labelmefacade", tmp_path, "test")
+
+
+def test_folder_without_classes_txt_counts_classes_over_every_split(tmp_path):
+    """A class missing from val: both splits still agree on K (else the model and the scores disagree)."""
+    write_pair(tmp_path / "train/images/a.png", tmp_path / "train/masks/a.png", np.array([[0, 3, 255]]))
+    write_pair(tmp_path / "val/images/b.png", tmp_path / "val/masks/b.png", np.array([[0, 1, 2]]))
+    for split in ("train", "val"):
+        assert read("folder", tmp_path, split)[0].num_classes == 4
+
+
+def test_check_data_reads_a_folder_data_sets_masks_before_a_study(tmp_path):
+    from study.data.build import check_data
+
+    (tmp_path / "classes.txt").write_text("sky\nroad\ncar\n")
+    for split in ("train", "val"):
+        write_pair(tmp_path / f"{split}/images/a.png", tmp_path / f"{split}/masks/a.png", np.array([[0, 2, 255]]))
+    cfg = DataConfig(name="folder", root=str(tmp_path))
+    check_data(cfg)
+    write_pair(tmp_path / "val/images/c.png", tmp_path / "val/masks/c.png", np.array([[0, 9, 255]]))
+    with pytest.raises(DatasetError, match=r"val/masks/c.png: label value\(s\) \[9\] outside the 3 classes"):
+        check_data(cfg)

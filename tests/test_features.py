@@ -192,8 +192,11 @@ def test_frozen_settings_are_checked_with_one_line_errors(frozen_cfg):
         frozen_cfg("model.freeze_backbone=false", "model.backbone_bn=batch")
     with pytest.raises(ConfigError, match="eval.mode"):
         frozen_cfg("eval.mode=slide")
-    with pytest.raises(fc.CacheError, match="divisible by model.output_stride"):
-        fc.ensure_cache(frozen_cfg("data.resize=[30, 44]"), "val")
+    # with data.resize, the map size is known before any map is stored: refused with the config
+    with pytest.raises(ConfigError, match=r"data.resize: .*divisible by model.output_stride 8 \(got 30x44\)"):
+        frozen_cfg("data.resize=[30, 44]")
+    with pytest.raises(ConfigError, match=r"data.feature_crop: .*at most \[4, 6\]"):
+        frozen_cfg("data.resize=[32, 48]", "data.feature_crop=[5, 5]")
     folder, _ = fc.ensure_cache(frozen_cfg(), "train")
     with pytest.raises(fc.CacheError, match="data.feature_crop"):
         FeatureDataset(folder, frozen_cfg("data.feature_crop=[5, 5]"), "train", train=True)

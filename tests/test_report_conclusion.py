@@ -121,3 +121,19 @@ def test_study_file_caveats_are_sentences(tmp_path):
         load_study(path)
     path.write_text("name: s\nbase_config: base.yaml\nvariants: {A: {}}\ncaveats: [' Say it. ']\n")
     assert load_study(path).caveats == ("Say it.",)
+
+
+def test_a_folder_data_set_is_named_and_a_class_absent_from_evaluation_is_a_caveat():
+    from types import SimpleNamespace
+
+    from study.report.conclusion import data_text
+    from study.results.summary import absent_classes
+
+    facts = {"data": ["folder"], "folder_roots": ["mydata"], "train_size": 24, "val_size": 8}
+    assert data_text(facts) == "folder data set mydata (24 training, 8 evaluation images)"
+    run = SimpleNamespace(status="completed", metrics={"confusion_matrix": [[5, 1, 0], [0, 0, 0], [2, 0, 7]],
+                                                       "per_class_iou": {"a": 0.5, "b": float("nan"), "c": 0.7}})
+    facts = {"data": ["folder"], "feature_caches": [], "pretrained": False, "weights": [], **absent_classes([run])}
+    assert facts["absent"] == 1 and facts["absent_names"] == ["b"] and facts["classes"] == 3
+    text = " ".join(caveats(facts, pd.DataFrame({"miou_std": []}), [], "grid"))
+    assert "No evaluation image has a pixel of b: it counts 0 in every run's mIoU" in text and "above 66.67" in text

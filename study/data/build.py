@@ -49,6 +49,24 @@ def build_dataset(cfg: DataConfig, split: str, train: bool | None = None) -> Seg
     return LOADERS[cfg.name].open(cfg, split, train)
 
 
+def check_data(cfg: DataConfig) -> None:
+    """Before a study runs: its train and val splits open (files there, sizes matching) and agree on the classes;
+    a folder data set's masks are read through, so a label outside 0..K-1 and 255 stops the study up front rather
+    than failing every cell. Raises DatasetError naming the file."""
+    from study.data.common import DatasetError, FilePairDataset
+
+    if cfg.name == "probe":
+        return
+    train, val = build_dataset(cfg, cfg.train_split, train=False), build_dataset(cfg, cfg.val_split, train=False)
+    if train.class_names != val.class_names:
+        raise DatasetError(f"{cfg.root}: split '{cfg.train_split}' has {train.num_classes} classes, "
+                           f"'{cfg.val_split}' {val.num_classes}")
+    if cfg.name == "folder":
+        for dataset in (train, val):
+            if isinstance(dataset, FilePairDataset):
+                dataset.check_labels()
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader worker_init_fn: seed Python and NumPy from torch's per-worker seed so augmentation repeats."""
     seed = torch.initial_seed() % 2**32

@@ -120,6 +120,22 @@ class FilePairDataset(SegDataset):
             raise DatasetError(f"{mask_path}: label value {int(raw.max())} outside the {self.num_classes} classes")
         return raw
 
+    def check_labels(self) -> None:
+        """Read every mask once: a value no class or ignore rule covers raises DatasetError naming the file (what
+        a run would meet only when it reaches that image)."""
+        for _, mask_path in self.pairs:
+            try:
+                raw = self.raw_labels(Image.open(mask_path), mask_path)
+            except OSError as e:
+                raise DatasetError(f"{mask_path}: unreadable mask ({e})") from None
+            self._check_mapped(self.table[raw.astype(np.intp)], raw, mask_path)
+
+    def _check_mapped(self, mapped: np.ndarray, raw: np.ndarray, mask_path: Path) -> None:
+        if (mapped == INVALID).any():
+            bad = np.unique(raw[mapped == INVALID]).tolist()
+            raise DatasetError(f"{mask_path}: label value(s) {bad[:5]} outside the {self.num_classes} classes "
+                               f"and not ignored")
+
     def _read(self, index: int) -> tuple[Image.Image, Image.Image]:
         image_path, mask_path = self.pairs[index]
         try:
@@ -131,10 +147,7 @@ class FilePairDataset(SegDataset):
         except OSError as e:
             raise DatasetError(f"{mask_path}: unreadable mask ({e})") from None
         mapped = self.table[raw.astype(np.intp)]
-        if (mapped == INVALID).any():
-            bad = np.unique(raw[mapped == INVALID]).tolist()
-            raise DatasetError(f"{mask_path}: label value(s) {bad[:5]} outside the {self.num_classes} classes "
-                               f"and not ignored")
+        self._check_mapped(mapped, raw, mask_path)
         return image, Image.fromarray(mapped, mode="L")
 
 

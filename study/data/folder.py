@@ -1,7 +1,7 @@
 """A generic folder: <root>/<split>/images/*, <root>/<split>/masks/<same stem>.png, optional <root>/classes.txt.
 
 Masks hold class ids 0..K-1 and 255 for ignore. K comes from classes.txt (one name per line); without it, from
-the largest id found in the split's masks (names class_0..class_{K-1}).
+the largest id found in the masks of every split (names class_0..class_{K-1}), so train and val agree on K.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ def open_folder(cfg: DataConfig, split: str, train: bool) -> FilePairDataset:
         names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
         if not names:
             raise DatasetError(f"{names_file}: no class names")
-    else:
-        top = max((_largest_id(m) for _, m in pairs), default=0)
+    else:  # every split's masks, so that train and val agree on K when a class is missing from one of them
+        masks = [m for _, m in pairs] if base == root else \
+            sorted(m for d in root.iterdir() if (d / "masks").is_dir() for m in (d / "masks").glob("*.png"))
+        top = max((_largest_id(m) for m in masks), default=0)
         names = [f"class_{i}" for i in range(top + 1)]
     palette = [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.65, 0.95))
                for i in range(len(names))]

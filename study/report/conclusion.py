@@ -44,6 +44,8 @@ def _values(facts: Mapping[str, Any], key: str, label: str) -> str:
 
 def data_text(facts: Mapping[str, Any]) -> str:
     data = ", ".join(facts["data"]) or "data not recorded"
+    if facts.get("folder_roots"):  # a folder data set is named by its folder
+        data = data.replace("folder", "folder data set " + ", ".join(facts["folder_roots"]), 1)
     if facts.get("train_size") and facts.get("val_size"):
         data += f" ({facts['train_size']} training, {facts['val_size']} evaluation images)"
     return data
@@ -192,6 +194,13 @@ def caveats(facts: Mapping[str, Any], summary: pd.DataFrame, warnings: Sequence[
         out.append("One seed per trial, and pruned trials stopped early: a search ranks configurations, it does not "
                    "test a claim.")
     out += spread_caveats(summary)
+    if facts.get("absent"):
+        n, k, names = facts["absent"], facts["classes"], facts.get("absent_names") or []
+        which = ", ".join(names[:5]) + (f" and {n - len(names[:5])} more" if n > len(names[:5]) else "") \
+            if names else f"{n} of the {k} classes"
+        out.append(f"No evaluation image has a pixel of {which}: {'it counts' if n == 1 else 'they count'} 0 in "
+                   f"every run's mIoU (all classes, the official convention), so no run can score above "
+                   f"{100 * (k - n) / k:.4g}; miou_present in runs.csv averages the present classes only.")
     out += [f"Compared runs differ in their protocol: {w}." for w in warnings]
     return out
 

@@ -7,6 +7,8 @@ Throughput columns are medians over the variant's rows: the bench/<variant>.json
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -72,6 +74,20 @@ def _one_or_many(done: pd.DataFrame, column: str) -> list[str]:
     return sorted(done[column].astype(str).unique()) if column in done else []
 
 
+def absent_classes(records: list[Any]) -> dict[str, Any]:
+    """Classes with no label pixel in the evaluation split (a row of zeros in the completed runs' confusion
+    matrix): `absent` (how many), `absent_names` (those whose IoU a run left undefined: no pixel labelled or
+    predicted), `classes` (K). Empty where the runs disagree on the split or record no matrix."""
+    done = [r for r in records
+            if r.status == "completed" and (getattr(r, "metrics", None) or {}).get("confusion_matrix")]
+    counts = {sum(1 for row in r.metrics["confusion_matrix"] if not any(row)) for r in done}
+    if len(counts) != 1 or not (absent := counts.pop()):
+        return {}
+    names = sorted({name for r in done for name, v in (r.metrics.get("per_class_iou") or {}).items()
+                    if isinstance(v, float) and math.isnan(v)})
+    return {"absent": absent, "absent_names": names, "classes": len(done[0].metrics["confusion_matrix"])}
+
+
 def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
     """What ran, read from the table and the records' config and provenance (the report words it).
 
@@ -99,6 +115,8 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
                      f"({r.config['data']['val_split']})" for r in records if (fc := r.provenance.get("feature_cache"))})
     days = sorted({r.finished_at[:10] for r in records if r.finished_at})
     flags = trained_mask(done)
+    roots = sorted({Path(str(r.config["data"].get("root") or "")).name for r in records
+                    if (r.config.get("data") or {}).get("name") == "folder"} - {""})
     return {
         "runs": len(df), "completed": len(done), "failed": int((status == "failed").sum()),
         "pruned": int((status == "pruned").sum()), "variants": int(df["variant"].nunique()),
@@ -109,7 +127,7 @@ def study_facts(df: pd.DataFrame, records: list[Any]) -> dict[str, Any]:
         "cpus": sorted({str(r.provenance.get("cpu")) for r in records if r.provenance.get("cpu")}),
         "cpu_unrecorded": sum(not r.provenance.get("cpu") for r in records),
         "precision": str(precision), "precision_from": source, "pretrained": pretrained != [""], "weights": weights,
-        "feature_caches": caches,
+        "feature_caches": caches, "folder_roots": roots, **absent_classes(records),
         "dates": (days[0], days[-1]) if days else None,
         "untrained": [(str(v), int(s)) for v, s, ok in zip(done["variant"], done["seed"], flags, strict=True)
                       if not ok],

@@ -212,6 +212,23 @@ def registered(study_dir: Path, spec) -> list[dict]:
                     finished_runs(study_dir))
 
 
+def check_study_data(spec, out_dir: str, cli: tuple[str, ...]) -> None:
+    """Every data set the study's cells read, opened and checked once before any cell runs (study.data.build.
+    check_data): a bad file is one error line, not a failure in every cell."""
+    from study.data.build import check_data
+    from study.data.common import DatasetError
+
+    seen = set()
+    for variant, seed in grid_cells(spec) if spec.variants else []:
+        data = cell_config(spec, variant, seed, None, out_dir, cli).data
+        if repr(data) not in seen:
+            seen.add(repr(data))
+            try:
+                check_data(data)
+            except DatasetError as e:
+                raise StudyError(str(e).splitlines()[0]) from None
+
+
 def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
     try:
         spec = load_study(args.study_file)
@@ -236,6 +253,7 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
         if args.dry_run:
             dry_run(args, spec, url, slots)
             return 0
+        check_study_data(spec, args.out, cli)
         if args.resume_from:
             taken = take_finished(spec, Path(args.resume_from), args.out, cli)
             print(f"[{spec.name}] {taken} finished cell(s) taken from {args.resume_from}", flush=True)
