@@ -10,9 +10,10 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
 from study.data.names import DATASETS, PROBE_KINDS, ROOTLESS
+from study.models.pyramid_spec import PyramidSpec, PyramidSpecError
 
 
 class ConfigError(ValueError):
@@ -28,11 +29,9 @@ def added(default: Any) -> Any:
     return field(default=default, metadata={"added": True})
 
 
-# The values a pyramid option may take: the config checks them, the model builds them (study/models/ppm.py).
-Pool = Literal["avg", "max", "none"]  # none: branches on the unpooled map (the capacity-matched FCN)
-Branch = Literal["conv", "raw"]
-PpmNorm = Literal["bn", "none", "gn"]
-POOLS, BRANCHES, PPM_NORMS = get_args(Pool), get_args(Branch), get_args(PpmNorm)
+# The config key of each pyramid option (study/models/pyramid_spec.py holds their values and rules).
+PYRAMID_KEYS = {"bins": "model.bins", "pool": "model.pool", "reduction": "model.reduction",
+                "branch": "model.ppm_branch", "norm": "model.ppm_norm", "align_corners": "model.align_corners"}
 
 
 @dataclass(frozen=True)
@@ -67,17 +66,7 @@ class ModelConfig:
     def validate(self) -> None:
         _check(self.output_stride in (8, 16, 32), "model.output_stride", "must be 8, 16 or 32")
         _check(len(self.out_indices) in (1, 2), "model.out_indices", "must name 1 or 2 stages (aux, last)")
-        _check(all(b >= 1 for b in self.bins), "model.bins", "every bin must be >= 1")
-        _check(len(set(self.bins)) == len(self.bins), "model.bins", "bins must be distinct")
-        _check(self.pool in POOLS, "model.pool", f"must be one of {', '.join(POOLS)}")
-        _check(not (self.pool == "none" and self.ppm_branch == "raw"), "model.pool",
-               "'none' (unpooled branches) needs conv branches: leave model.ppm_branch at conv")
-        _check(self.ppm_branch in BRANCHES, "model.ppm_branch", f"must be one of {', '.join(BRANCHES)}")
-        _check(not (self.ppm_branch == "raw" and self.reduction and self.pyramid_bins), "model.ppm_branch",
-               "raw branches concatenate pooled maps at full width: set model.reduction=false")
-        _check(self.ppm_norm in PPM_NORMS, "model.ppm_norm", f"must be one of {', '.join(PPM_NORMS)}")
-        _check(not (self.ppm_branch == "raw" and self.ppm_norm != "bn"), "model.ppm_norm",
-               "raw branches have no conv or norm: leave model.ppm_norm at bn")
+        self.pyramid  # noqa: B018 -- the pyramid options' rules (PyramidSpec), under their config keys
         _check(self.head_channels >= 1, "model.head_channels", "must be >= 1")
         _check(self.aux_channels >= 1, "model.aux_channels", "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
@@ -94,6 +83,16 @@ class ModelConfig:
     def pyramid_bins(self) -> tuple[int, ...]:
         """The bins actually built: empty for the FCN baseline."""
         return self.bins if self.ppm else ()
+
+    @property
+    def pyramid(self) -> PyramidSpec:
+        """The pyramid's options as the model takes them (no bins: the FCN baseline); a ConfigError naming the
+        config key of an option that breaks the spec's rules."""
+        try:
+            return PyramidSpec(bins=self.pyramid_bins, pool=self.pool, reduction=self.reduction,
+                               branch=self.ppm_branch, norm=self.ppm_norm, align_corners=self.align_corners)
+        except PyramidSpecError as e:
+            raise ConfigError(e.render(PYRAMID_KEYS)) from None
 
 
 AUGMENTATIONS = ("scale", "rotate", "blur", "flip")
