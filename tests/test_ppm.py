@@ -4,9 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from study.config import PYRAMID_KEYS, ConfigError, ModelConfig
+from study.config import PYRAMID_KEYS, ConfigError, ModelConfig, PyramidSpec
 from study.models.ppm import PyramidPooling
-from study.models.pyramid_spec import PyramidSpec
 
 
 def test_output_is_input_then_branches_in_bin_order():

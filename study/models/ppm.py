@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.models.pyramid_spec import PAPER_PYRAMID, PyramidSpec
+from study.config import PAPER_PYRAMID, PyramidSpec
 
 GN_GROUP_CHANNELS = 8  # "gn": GroupNorm over groups of (up to) 8 channels, per image
 
@@ -32,7 +32,7 @@ class PyramidPooling(nn.Module):
 
     forward(x) = cat([x, branch_1(x), ..., branch_N(x)], dim=1); each branch is adaptive avg|max pooling, then a
     1x1 conv without bias + BatchNorm + ReLU, then bilinear upsampling to x's size. The options are one
-    PyramidSpec (study/models/pyramid_spec.py, which checks them): `reduction` (the paper's DR) sets the branch
+    PyramidSpec (study/config.py, which checks them): `reduction` (the paper's DR) sets the branch
     width only: C // N with DR (output 2C), C without (output C * (1 + N)), as the official code does with one
     bin. `branch="raw"` concatenates the raw pooled maps (no conv, BN or ReLU; full width, so no DR): a separate
     option for study that maps to no row of the paper. `norm` replaces the branch's BatchNorm: "none" (the conv

@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.config import ModelConfig
+from study.config import PAPER_PYRAMID, ModelConfig, PyramidSpec
 from study.models.backbone import build_backbone
 from study.models.heads import SegHead
 from study.models.ppm import PyramidPooling
-from study.models.pyramid_spec import PAPER_PYRAMID, PyramidSpec
 
 
 class PSPNet(nn.Module):
