@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from study.dataset_names import DATASETS, PROBE_KINDS, ROOTLESS
@@ -28,11 +29,76 @@ def added(default: Any) -> Any:
     return field(default=default, metadata={"added": True})
 
 
-# The values a pyramid option may take: the config checks them, the model builds them (study/models/ppm.py).
+# The pyramid pooling module's options as one frozen, validated value: ModelConfig.pyramid builds it from the
+# model keys, PyramidPooling and PSPNet (study/models) take it; the options' rules live in it only.
 Pool = Literal["avg", "max", "none"]  # none: branches on the unpooled map (the capacity-matched FCN)
 Branch = Literal["conv", "raw"]
 PpmNorm = Literal["bn", "none", "gn"]
 POOLS, BRANCHES, PPM_NORMS = get_args(Pool), get_args(Branch), get_args(PpmNorm)
+
+
+class PyramidSpecError(ConfigError):
+    """A pyramid option is out of range or does not go with another: `field` names it.
+
+    The message is a template whose {placeholders} are field names, so that the config layer can name its own
+    keys (`render`); str() names the spec's fields.
+    """
+
+    def __init__(self, key: str, template: str):
+        self.field, self.template = key, template
+        super().__init__(self.render({f.name: f.name for f in fields(PyramidSpec)}))
+
+    def render(self, names: Mapping[str, str]) -> str:
+        return f"{names[self.field]}: " + self.template.format(**names)
+
+
+@dataclass(frozen=True)
+class PyramidSpec:
+    """The pyramid pooling module (study.models.ppm.PyramidPooling), and the network's upsampling.
+
+    bins: the pooled grids (bin x bin), in concatenation order; empty: no pyramid (the dilated-FCN baseline).
+    pool: avg | max | none (branches on the unpooled map: the FCN matched to a pyramid's capacity).
+    reduction: the paper's DR: each branch's 1x1 conv gives C / len(bins) channels (without DR: C).
+    branch: conv (pool -> 1x1 conv -> norm -> ReLU, the paper) | raw (the pooled maps as they are; no paper row).
+    norm: the conv branch's norm: bn (paper) | none (the conv gets a bias) | gn (GroupNorm, per image).
+    align_corners: bilinear upsampling of the branches and of the network's logits.
+    """
+
+    bins: tuple[int, ...] = (1, 2, 3, 6)
+    pool: str = "avg"
+    reduction: bool = True
+    branch: str = "conv"
+    norm: str = "bn"
+    align_corners: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bins", tuple(self.bins))
+        for key, template in self._violations():
+            raise PyramidSpecError(key, template)
+
+    def _violations(self) -> list[tuple[str, str]]:
+        """(field, message template) of every rule broken, in the order a reader meets the options."""
+        raw = self.branch == "raw"
+        rules = [
+            (all(b >= 1 for b in self.bins), "bins", "every bin must be >= 1"),
+            (len(set(self.bins)) == len(self.bins), "bins", "bins must be distinct"),
+            (self.pool in POOLS, "pool", f"must be one of {', '.join(POOLS)}"),
+            (not (self.pool == "none" and raw), "pool",
+             "'none' (unpooled branches) needs conv branches: leave {branch} at conv"),
+            (self.branch in BRANCHES, "branch", f"must be one of {', '.join(BRANCHES)}"),
+            (not (raw and self.reduction and self.bins), "branch",
+             "raw branches concatenate pooled maps at full width: set {reduction}=false"),
+            (self.norm in PPM_NORMS, "norm", f"must be one of {', '.join(PPM_NORMS)}"),
+            (not (raw and self.norm != "bn"), "norm", "raw branches have no conv or norm: leave {norm} at bn"),
+        ]
+        return [(key, template) for ok, key, template in rules if not ok]
+
+
+PAPER_PYRAMID = PyramidSpec()  # the paper's module: bins 1, 2, 3, 6, average pooling, DR, conv + BN + ReLU
+
+# The config key of each pyramid option: a PyramidSpecError names it.
+PYRAMID_KEYS = {"bins": "model.bins", "pool": "model.pool", "reduction": "model.reduction",
+                "branch": "model.ppm_branch", "norm": "model.ppm_norm", "align_corners": "model.align_corners"}
 
 
 @dataclass(frozen=True)
@@ -67,17 +133,7 @@ class ModelConfig:
     def validate(self) -> None:
         _check(self.output_stride in (8, 16, 32), "model.output_stride", "must be 8, 16 or 32")
         _check(len(self.out_indices) in (1, 2), "model.out_indices", "must name 1 or 2 stages (aux, last)")
-        _check(all(b >= 1 for b in self.bins), "model.bins", "every bin must be >= 1")
-        _check(len(set(self.bins)) == len(self.bins), "model.bins", "bins must be distinct")
-        _check(self.pool in POOLS, "model.pool", f"must be one of {', '.join(POOLS)}")
-        _check(not (self.pool == "none" and self.ppm_branch == "raw"), "model.pool",
-               "'none' (unpooled branches) needs conv branches: leave model.ppm_branch at conv")
-        _check(self.ppm_branch in BRANCHES, "model.ppm_branch", f"must be one of {', '.join(BRANCHES)}")
-        _check(not (self.ppm_branch == "raw" and self.reduction and self.pyramid_bins), "model.ppm_branch",
-               "raw branches concatenate pooled maps at full width: set model.reduction=false")
-        _check(self.ppm_norm in PPM_NORMS, "model.ppm_norm", f"must be one of {', '.join(PPM_NORMS)}")
-        _check(not (self.ppm_branch == "raw" and self.ppm_norm != "bn"), "model.ppm_norm",
-               "raw branches have no conv or norm: leave model.ppm_norm at bn")
+        self.pyramid  # noqa: B018 -- the pyramid options' rules (PyramidSpec), under their config keys
         _check(self.head_channels >= 1, "model.head_channels", "must be >= 1")
         _check(self.aux_channels >= 1, "model.aux_channels", "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
@@ -94,6 +150,16 @@ class ModelConfig:
     def pyramid_bins(self) -> tuple[int, ...]:
         """The bins actually built: empty for the FCN baseline."""
         return self.bins if self.ppm else ()
+
+    @property
+    def pyramid(self) -> PyramidSpec:
+        """The pyramid's options as the model takes them (no bins: the FCN baseline); a ConfigError naming the
+        config key of an option that breaks the spec's rules."""
+        try:
+            return PyramidSpec(bins=self.pyramid_bins, pool=self.pool, reduction=self.reduction,
+                               branch=self.ppm_branch, norm=self.ppm_norm, align_corners=self.align_corners)
+        except PyramidSpecError as e:
+            raise ConfigError(e.render(PYRAMID_KEYS)) from None
 
 
 AUGMENTATIONS = ("scale", "rotate", "blur", "flip")

@@ -129,10 +129,10 @@ def test_raw_branch_is_a_separately_named_option():
     from study.config import ConfigError
 
     model = build_model(tiny(bins=(1, 2), reduction=False, ppm_branch="raw"), 3)
-    assert model.ppm.branch == "raw" and sum(p.numel() for p in model.ppm.parameters()) == 0
+    assert model.ppm.spec.branch == "raw" and sum(p.numel() for p in model.ppm.parameters()) == 0
     assert model.head[0].in_channels == 64 * 3
     no_dr = build_model(tiny(bins=(1, 2), reduction=False), 3)
-    assert no_dr.ppm.branch == "conv" and no_dr.head[0].in_channels == 64 * 3
+    assert no_dr.ppm.spec.branch == "conv" and no_dr.head[0].in_channels == 64 * 3
     assert sum(p.numel() for p in no_dr.ppm.parameters()) == 2 * (64 * 64 + 2 * 64)
     with pytest.raises(ConfigError, match="model.ppm_branch"):
         tiny(bins=(1,), ppm_branch="raw", reduction=True).validate()

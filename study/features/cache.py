@@ -213,6 +213,22 @@ def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     return buf.getvalue()
 
 
+def _feature_block(backbone: torch.nn.Module, xs: torch.Tensor, kinds: list[str], size: tuple[int, int]
+                   ) -> np.ndarray:
+    """The stored maps of a chunk of images, (images, copies, channels, h, w) in float16: each copy (the image or its
+    mirror) through the backbone, its stages concatenated on channels (they must share the map size `size`)."""
+    maps = []
+    for kind in kinds:
+        inputs = xs.flip(-1) if kind == "hflip" else xs
+        feats = backbone(inputs)
+        stacked = torch.cat([f.float() for f in feats], dim=1)
+        if tuple(stacked.shape[-2:]) != size:
+            raise CacheError(f"model.out_indices: the stored stages must share the output stride's size "
+                             f"{size}, got {tuple(stacked.shape[-2:])}")
+        maps.append(stacked)
+    return np.ascontiguousarray(torch.stack(maps, dim=1).to(torch.float16).numpy())
+
+
 def _build_split(cfg: Config, split: str, backbone: torch.nn.Module, channels: list[int], partial: Path,
                  log: Callable[[str], None]) -> tuple[dict[str, Any], SegDataset]:
     train = split == cfg.data.train_split
@@ -264,17 +280,7 @@ def _build_split(cfg: Config, split: str, backbone: torch.nn.Module, channels: l
                                  f"{dataset.name} {split} mixes sizes (set data.resize)")
             if any(p[1].shape != sizes[i] for i, p in zip(idx, pairs, strict=True)):
                 raise CacheError(f"{dataset.name} {split}: a label's size changed while the cache was built")
-            maps = []
-            for kind in kinds:
-                inputs = xs.flip(-1) if kind == "hflip" else xs
-                feats = backbone(inputs)
-                stacked = torch.cat([f.float() for f in feats], dim=1)
-                if tuple(stacked.shape[-2:]) != fshape[-2:]:
-                    raise CacheError(f"model.out_indices: the stored stages must share the output stride's size "
-                                     f"{fshape[-2:]}, got {tuple(stacked.shape[-2:])}")
-                maps.append(stacked)
-            block = torch.stack(maps, dim=1).to(torch.float16).numpy()
-            handles["features"].write(np.ascontiguousarray(block).tobytes())
+            handles["features"].write(_feature_block(backbone, xs, kinds, fshape[-2:]).tobytes())
             handles["labels"].write(b"".join(p[1].astype(np.uint8).tobytes() for p in pairs))
             for f in handles.values():
                 f.flush()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.config import ModelConfig
+from study.config import PAPER_PYRAMID, ModelConfig, PyramidSpec
 from study.models.backbone import build_backbone
 from study.models.heads import SegHead
 from study.models.ppm import PyramidPooling
@@ -17,19 +17,16 @@ from study.models.ppm import PyramidPooling
 class PSPNet(nn.Module):
     """Returns logits, never a loss: {"out": (N, K, H, W)} plus {"aux": ...} in training mode with an aux head."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, *, bins: Sequence[int] = (1, 2, 3, 6),
-                 pool: str = "avg", reduction: bool = True, align_corners: bool = True,
-                 head_channels: int = 512, aux_channels: int = 256, dropout: float = 0.1,
-                 aux_weight: float = 0.4, branch: str = "conv", ppm_norm: str = "bn"):
+    def __init__(self, backbone: nn.Module, num_classes: int, *, pyramid: PyramidSpec = PAPER_PYRAMID,
+                 head_channels: int = 512, aux_channels: int = 256, dropout: float = 0.1, aux_weight: float = 0.4):
         super().__init__()
         channels = backbone.feature_info.channels()
         self.backbone = backbone
         self.num_classes = num_classes
         self.aux_weight = aux_weight
-        self.align_corners = align_corners
+        self.pyramid = pyramid
         last = channels[-1]
-        self.ppm = PyramidPooling(last, bins=bins, pool=pool, reduction=reduction, align_corners=align_corners,
-                                  branch=branch, norm=ppm_norm) if bins else None
+        self.ppm = PyramidPooling(last, pyramid) if pyramid.bins else None
         head_in = self.ppm.out_channels if self.ppm is not None else last
         self.head = SegHead(head_in, head_channels, num_classes, dropout)
         self.aux_head = None
@@ -40,12 +37,10 @@ class PSPNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, num_classes: int) -> PSPNet:
-        """The network a ModelConfig describes: its backbone (study.models.backbone) and every pyramid and head
-        option, read here, beside the constructor that takes them."""
-        return cls(build_backbone(cfg), num_classes, bins=cfg.pyramid_bins, pool=cfg.pool, reduction=cfg.reduction,
-                   align_corners=cfg.align_corners, head_channels=cfg.head_channels,
-                   aux_channels=cfg.aux_channels, dropout=cfg.dropout, aux_weight=cfg.aux_weight,
-                   branch=cfg.ppm_branch, ppm_norm=cfg.ppm_norm)
+        """The network a ModelConfig describes: its backbone (study.models.backbone), its pyramid
+        (ModelConfig.pyramid) and every head option, read here, beside the constructor that takes them."""
+        return cls(build_backbone(cfg), num_classes, pyramid=cfg.pyramid, head_channels=cfg.head_channels,
+                   aux_channels=cfg.aux_channels, dropout=cfg.dropout, aux_weight=cfg.aux_weight)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.decode(self.backbone(x), x.shape[-2:])
@@ -62,7 +57,7 @@ class PSPNet(nn.Module):
         return out
 
     def _upsample(self, logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.pyramid.align_corners)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Backbone parameters vs new layers (pyramid and heads), which train with a larger learning rate."""

@@ -15,6 +15,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from study.search.placement import PlacementError, Slot, describe, local_plan
 from study.search.queue import StudyError, cells_left, open_study, prepare
 from study.search.rounds import check_plan, keep_plan, next_cells, plan_line, start_cells
 from study.search.slurm import check_storage, node_slots, submit_and_wait
-from study.search.space import cell_config, grid_cells, load_study, study_manifest
+from study.search.space import StudySpec, cell_config, grid_cells, load_study, study_manifest
 from study.search.storage import default_url, open_storage, redact, study_lock
 from study.search.supervise import STORAGE_ENV, local_workers, supervise
 from study.search.variants import bench_variants
@@ -231,19 +232,8 @@ def check_study_data(spec, out_dir: str, cli: tuple[str, ...]) -> None:
 
 def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
     try:
-        spec = load_study(args.study_file)
-        if args.seeds:
-            try:
-                seeds = tuple(int(s) for s in args.seeds.split(","))
-            except ValueError:
-                raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-            if spec.on_demand:
-                raise ConfigError("--seeds: the study adds seeds on demand; its seeds are seeds_on_demand's "
-                                  "(order, max_seeds) in the study file")
-            spec = dataclasses.replace(spec, seeds=seeds)
+        spec = _load(args)
         cli = tuple(args.overrides)
-        for variant in spec.variants:  # validate the CLI overrides against every cell before any work
-            cell_config(spec, variant, spec.seeds[0], None, args.out, cli)
         study_dir = Path(args.out) / spec.name
         url = args.storage or default_url(study_dir)
         if args.worker_only:
@@ -288,8 +278,37 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
         print(plan_line(spec), flush=True)
     run = functools.partial(execute, args, run_fn=run_fn, study=study, storage=storage, url=url, slots=slots,
                             has_gpus=has_gpus, started=started)
-    failed, number = run(spec), 1
-    while spec.on_demand and failed is None and cells_left(study, spec)[0] == 0:  # seeds on demand: rounds
+    failed = run(spec)
+    if failed is None:
+        failed, spec = _rounds(args, spec, study, storage, url, run)
+    if failed is not None:
+        return failed
+    return _finish(args, spec, study, started)
+
+
+def _load(args: argparse.Namespace) -> StudySpec:
+    """The study file with --seeds applied; the CLI overrides checked against every cell before any work."""
+    spec = load_study(args.study_file)
+    if args.seeds:
+        try:
+            seeds = tuple(int(s) for s in args.seeds.split(","))
+        except ValueError:
+            raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+        if spec.on_demand:
+            raise ConfigError("--seeds: the study adds seeds on demand; its seeds are seeds_on_demand's "
+                              "(order, max_seeds) in the study file")
+        spec = dataclasses.replace(spec, seeds=seeds)
+    for variant in spec.variants:
+        cell_config(spec, variant, spec.seeds[0], None, args.out, tuple(args.overrides))
+    return spec
+
+
+def _rounds(args: argparse.Namespace, spec: StudySpec, study, storage, url: str,
+            run: Callable[[StudySpec], int | None]) -> tuple[int | None, StudySpec]:
+    """Seeds on demand: while a round ends with every cell done, the plan's next round is enqueued and run.
+    Returns (the exit code of a failed round, or None; the spec of the last round)."""
+    study_dir, number = Path(args.out) / spec.name, 1
+    while spec.on_demand and cells_left(study, spec)[0] == 0:
         export_records(study, args.out, spec)
         after, line = next_cells(spec, study_dir, number)
         print(line, flush=True)
@@ -298,17 +317,23 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
         spec, number = after, number + 1
         try:
             with study_lock(storage, url, spec.name):
-                counts = prepare(study, spec, args.out, cli)
+                counts = prepare(study, spec, args.out, tuple(args.overrides))
         except StudyError as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
+            return 2, spec
         print(f"[{spec.name}] round {number}: enqueued {counts['enqueued']}", flush=True)
         failed = run(spec)
-    if failed is not None:
-        return failed
+        if failed is not None:
+            return failed, spec
+    return None, spec
 
+
+def _finish(args: argparse.Namespace, spec: StudySpec, study, started: float) -> int:
+    """After the last cell: the records exported, each variant timed (grids), the search's outputs, the runs table
+    and the audit. Returns 1 when the audit finds a problem, else 0."""
+    study_dir = Path(args.out) / spec.name
     export_records(study, args.out, spec)
-    bench_problems = bench_variants(spec, args.out, cli, log=lambda line: print(line, flush=True))
+    bench_problems = bench_variants(spec, args.out, tuple(args.overrides), log=lambda line: print(line, flush=True))
     if spec.search:
         write_search_outputs(study, study_dir)
     from study.results.table import ResultsError, write_table

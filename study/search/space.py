@@ -176,104 +176,28 @@ def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]
     return tuple(out), aa
 
 
+STUDY_KEYS = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
+              "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin", "kind",
+              "controls", "aa", "confirms", "caveats", "noise_from"}
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; every cell's config is built once here so errors surface before training."""
     path = Path(path)
     raw = load_yaml_mapping(path, "study file")
-    known = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
-             "variants", "search", "max_retries", "throughput", "seeds_on_demand", "equivalence_margin", "kind",
-             "controls", "aa", "confirms", "caveats", "noise_from"}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(set(raw) - STUDY_KEYS)
     if unknown:
-        raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
-
-    name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise _err(path, "name", "must be a simple name (letters, digits, _ . + -)")
-    if not isinstance(raw.get("base_config"), str):
-        raise _err(path, "base_config", "is required: a run config path relative to the study file")
-    base_config = path.parent / raw["base_config"]
-    if not base_config.is_file():
-        raise _err(path, "base_config", f"{base_config} not found")
-
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
-            or len(set(seeds)) != len(seeds):
-        raise _err(path, "seeds", "must be a non-empty list of distinct non-negative integers")
-    on_demand = None
-    if "seeds_on_demand" in raw:
-        if "variants" not in raw:
-            raise _err(path, "seeds_on_demand", "needs a grid of variants (a search has no claims to decide)")
-        if "seeds" in raw:
-            raise _err(path, "seeds", "a study with seeds_on_demand takes its seeds from seeds_on_demand "
-                       "(order, or 0 .. max_seeds - 1): remove seeds")
-        on_demand = _on_demand(path, raw["seeds_on_demand"])
-        seeds = list(on_demand.seeds)
-
-    objective = raw.get("objective") or {}
-    if not isinstance(objective, dict) or set(objective) - {"metric", "direction"}:
-        raise _err(path, "objective", "expected {metric, direction}")
-    metric = objective.get("metric", "miou")
-    direction = objective.get("direction", "maximize")
-    if metric not in ("miou", "miou_present", "pixel_acc", "mean_acc"):
-        raise _err(path, "objective.metric", "must be miou, miou_present, pixel_acc or mean_acc")
-    if direction not in ("maximize", "minimize"):
-        raise _err(path, "objective.direction", "must be maximize or minimize")
-
-    caveats = raw.get("caveats", [])
-    if not isinstance(caveats, list) or not all(isinstance(c, str) and c.strip() for c in caveats):
-        raise _err(path, "caveats", "must be a list of sentences (what a reader of the report must know)")
-
-    noise_from = raw.get("noise_from")
-    if noise_from is not None and (not isinstance(noise_from, str) or not _NAME.match(noise_from)):
-        raise _err(path, "noise_from", "must name an earlier study (its results/<name> or shipped inputs)")
-    confirms = raw.get("confirms")
-    if confirms is not None and (not isinstance(confirms, str) or not _NAME.match(confirms) or confirms == name):
-        raise _err(path, "confirms", "must name another study (the one this study re-runs: fresh seeds, another backbone)")
-
-    margin = raw.get("equivalence_margin")
-    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
-        raise _err(path, "equivalence_margin", "must be a positive number of mIoU points")
-
-    max_retries = raw.get("max_retries", 1)
-    if not isinstance(max_retries, int) or max_retries < 0:
-        raise _err(path, "max_retries", "must be an integer >= 0")
-
-    throughput = raw.get("throughput", "per_variant" if "variants" in raw else "per_run")
-    if throughput not in ("per_variant", "per_run"):
-        raise _err(path, "throughput", "must be per_variant or per_run")
-    if throughput == "per_variant" and "variants" not in raw:
-        raise _err(path, "throughput", "per_variant needs a grid of variants (a search times every trial)")
-
+        raise _err(path, unknown[0], f"unknown key (known: {', '.join(sorted(STUDY_KEYS))})")
+    name, base_config = _name_and_base(path, raw)
+    seeds, on_demand = _seeds(path, raw)
+    metric, direction = _objective(path, raw)
+    reading = _reading(path, raw, name)
+    max_retries, throughput = _execution(path, raw)
     overrides = _dotted_mapping(path, "overrides", raw.get("overrides"))
-    variants: dict[str, dict[str, Any]] = {}
-    search = None
     if ("variants" in raw) == ("search" in raw):
         raise _err(path, "variants", "a study has either variants (a grid) or search (an Optuna space)")
-    if "variants" in raw:
-        if not isinstance(raw["variants"], dict) or not raw["variants"]:
-            raise _err(path, "variants", "expected a mapping of variant name -> overrides")
-        for vname, vover in raw["variants"].items():
-            if not isinstance(vname, str) or not _NAME.match(vname):
-                raise _err(path, f"variants.{vname}", "variant names are simple names (letters, digits, _ . + -)")
-            variants[vname] = _dotted_mapping(path, f"variants.{vname}", vover)
-    else:
-        s = raw["search"]
-        if not isinstance(s, dict) or set(s) - {"sampler", "pruner", "n_trials", "seed", "space"}:
-            raise _err(path, "search", "expected {sampler, pruner, n_trials, seed, space}")
-        if s.get("sampler", "tpe") not in SAMPLERS:
-            raise _err(path, "search.sampler", f"must be one of {SAMPLERS}")
-        if s.get("pruner", "median") not in PRUNERS:
-            raise _err(path, "search.pruner", f"must be one of {PRUNERS}")
-        n_trials = s.get("n_trials", 20)
-        if not isinstance(n_trials, int) or n_trials < 1:
-            raise _err(path, "search.n_trials", "must be an integer >= 1")
-        space = s.get("space")
-        if not isinstance(space, dict) or not space:
-            raise _err(path, "search.space", "expected a non-empty mapping of dotted key -> parameter")
-        search = SearchSpec(sampler=s.get("sampler", "tpe"), pruner=s.get("pruner", "median"), n_trials=n_trials,
-                            sampler_seed=int(s.get("seed", 0)),
-                            params=tuple(_param(path, k, v) for k, v in space.items()))
+    variants = _variants(path, raw["variants"]) if "variants" in raw else {}
+    search = _search(path, raw["search"]) if "search" in raw else None
 
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in variants:
@@ -286,15 +210,120 @@ def load_study(path: str | Path) -> StudySpec:
     spec = StudySpec(name=name, path=path, base_config=base_config, description=str(raw.get("description", "")),
                      paper_table=paper_table, baseline=baseline, seeds=tuple(seeds), metric=metric,
                      direction=direction, overrides=overrides, variants=variants, search=search,
-                     max_retries=max_retries, throughput=throughput, on_demand=on_demand,
-                     equivalence_margin=float(margin) if margin is not None else None, controls=controls,
-                     aa=aa, confirms=confirms, caveats=tuple(c.strip() for c in caveats), noise_from=noise_from)
+                     max_retries=max_retries, throughput=throughput, on_demand=on_demand, controls=controls,
+                     aa=aa, **reading)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
         except ConfigError as e:
             raise ConfigError(f"{path}: variant {variant}: {e}") from None
     return spec
+
+
+def _name_and_base(path: Path, raw: dict[str, Any]) -> tuple[str, Path]:
+    """The study's name (default: the file's stem) and its base run config, which must exist."""
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _err(path, "name", "must be a simple name (letters, digits, _ . + -)")
+    if not isinstance(raw.get("base_config"), str):
+        raise _err(path, "base_config", "is required: a run config path relative to the study file")
+    base_config = path.parent / raw["base_config"]
+    if not base_config.is_file():
+        raise _err(path, "base_config", f"{base_config} not found")
+    return name, base_config
+
+
+def _seeds(path: Path, raw: dict[str, Any]) -> tuple[list[int], SequentialPlan | None]:
+    """The seeds, listed or (seeds_on_demand) the plan's, and the plan."""
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise _err(path, "seeds", "must be a non-empty list of distinct non-negative integers")
+    if "seeds_on_demand" not in raw:
+        return seeds, None
+    if "variants" not in raw:
+        raise _err(path, "seeds_on_demand", "needs a grid of variants (a search has no claims to decide)")
+    if "seeds" in raw:
+        raise _err(path, "seeds", "a study with seeds_on_demand takes its seeds from seeds_on_demand "
+                   "(order, or 0 .. max_seeds - 1): remove seeds")
+    on_demand = _on_demand(path, raw["seeds_on_demand"])
+    return list(on_demand.seeds), on_demand
+
+
+def _objective(path: Path, raw: dict[str, Any]) -> tuple[str, str]:
+    """(metric, direction) of the objective."""
+    objective = raw.get("objective") or {}
+    if not isinstance(objective, dict) or set(objective) - {"metric", "direction"}:
+        raise _err(path, "objective", "expected {metric, direction}")
+    metric = objective.get("metric", "miou")
+    direction = objective.get("direction", "maximize")
+    if metric not in ("miou", "miou_present", "pixel_acc", "mean_acc"):
+        raise _err(path, "objective.metric", "must be miou, miou_present, pixel_acc or mean_acc")
+    if direction not in ("maximize", "minimize"):
+        raise _err(path, "objective.direction", "must be maximize or minimize")
+    return metric, direction
+
+
+def _reading(path: Path, raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """How the report reads the study (StudySpec fields): caveats, noise_from, confirms, equivalence_margin."""
+    caveats = raw.get("caveats", [])
+    if not isinstance(caveats, list) or not all(isinstance(c, str) and c.strip() for c in caveats):
+        raise _err(path, "caveats", "must be a list of sentences (what a reader of the report must know)")
+    noise_from = raw.get("noise_from")
+    if noise_from is not None and (not isinstance(noise_from, str) or not _NAME.match(noise_from)):
+        raise _err(path, "noise_from", "must name an earlier study (its results/<name> or shipped inputs)")
+    confirms = raw.get("confirms")
+    if confirms is not None and (not isinstance(confirms, str) or not _NAME.match(confirms) or confirms == name):
+        raise _err(path, "confirms", "must name another study (the one this study re-runs: fresh seeds, another backbone)")
+    margin = raw.get("equivalence_margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
+        raise _err(path, "equivalence_margin", "must be a positive number of mIoU points")
+    return {"caveats": tuple(c.strip() for c in caveats), "noise_from": noise_from, "confirms": confirms,
+            "equivalence_margin": float(margin) if margin is not None else None}
+
+
+def _execution(path: Path, raw: dict[str, Any]) -> tuple[int, str]:
+    """(max_retries, throughput): how failed cells are retried and how the study is timed."""
+    max_retries = raw.get("max_retries", 1)
+    if not isinstance(max_retries, int) or max_retries < 0:
+        raise _err(path, "max_retries", "must be an integer >= 0")
+    throughput = raw.get("throughput", "per_variant" if "variants" in raw else "per_run")
+    if throughput not in ("per_variant", "per_run"):
+        raise _err(path, "throughput", "must be per_variant or per_run")
+    if throughput == "per_variant" and "variants" not in raw:
+        raise _err(path, "throughput", "per_variant needs a grid of variants (a search times every trial)")
+    return max_retries, throughput
+
+
+def _variants(path: Path, raw: Any) -> dict[str, dict[str, Any]]:
+    """A grid's variants: name -> dotted overrides."""
+    if not isinstance(raw, dict) or not raw:
+        raise _err(path, "variants", "expected a mapping of variant name -> overrides")
+    variants: dict[str, dict[str, Any]] = {}
+    for vname, vover in raw.items():
+        if not isinstance(vname, str) or not _NAME.match(vname):
+            raise _err(path, f"variants.{vname}", "variant names are simple names (letters, digits, _ . + -)")
+        variants[vname] = _dotted_mapping(path, f"variants.{vname}", vover)
+    return variants
+
+
+def _search(path: Path, s: Any) -> SearchSpec:
+    """A search study's Optuna sampler, pruner, budget and space."""
+    if not isinstance(s, dict) or set(s) - {"sampler", "pruner", "n_trials", "seed", "space"}:
+        raise _err(path, "search", "expected {sampler, pruner, n_trials, seed, space}")
+    if s.get("sampler", "tpe") not in SAMPLERS:
+        raise _err(path, "search.sampler", f"must be one of {SAMPLERS}")
+    if s.get("pruner", "median") not in PRUNERS:
+        raise _err(path, "search.pruner", f"must be one of {PRUNERS}")
+    n_trials = s.get("n_trials", 20)
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise _err(path, "search.n_trials", "must be an integer >= 1")
+    space = s.get("space")
+    if not isinstance(space, dict) or not space:
+        raise _err(path, "search.space", "expected a non-empty mapping of dotted key -> parameter")
+    return SearchSpec(sampler=s.get("sampler", "tpe"), pruner=s.get("pruner", "median"), n_trials=n_trials,
+                      sampler_seed=int(s.get("seed", 0)),
+                      params=tuple(_param(path, k, v) for k, v in space.items()))
 
 
 def grid_cells(spec: StudySpec) -> list[tuple[str, int]]:

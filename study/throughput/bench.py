@@ -51,13 +51,10 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
 def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_classes: int) -> dict[str, Any]:
     """Run the protocol on a copy of `model` (its weights are not touched)."""
     bc, tc = cfg.bench, cfg.train
-    cuda = device.type == "cuda"
     model = copy.deepcopy(model).to(device)
     speed = resolve(device, tc, widest_conv(model))
     memory_format = speed.memory_format
     model = model.to(memory_format=memory_format)
-    runner = torch.compile(model) if tc.compile else model
-    autocast = speed.autocast(device)
     h, w = bc.image_size
     g = torch.Generator(device="cpu").manual_seed(0)
     # BatchNorm in training mode needs two values per channel and a 1x1 pyramid bin holds one per image: a
@@ -69,44 +66,13 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
     x1 = x[:1].contiguous(memory_format=memory_format)
     half = bc.peak_seconds / 2
     peak_before = measure_peak(device, speed.dtype, memory_format, half) if half else None
-    if cuda:
+    if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+    train_rates, infer_rates, latencies = _time(model, cfg, device, speed, (xt, y), x, x1)
 
-    def train_step() -> None:
-        with autocast:
-            out = runner(xt)
-        loss = segmentation_loss(out, y, cfg.model.aux_weight, cfg.data.ignore_index)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def infer(batch: torch.Tensor):
-        def step() -> None:
-            with torch.no_grad(), autocast:
-                runner(batch)
-        return step
-
-    model.train()
-    for _ in range(bc.warmup):
-        train_step()
-    train_rates = [train_batch * bc.iters / _timed(train_step, bc.iters, device) for _ in range(bc.repeats)]
-    model.eval()
-    for _ in range(bc.warmup):
-        infer(x)()
-    infer_rates = [bc.batch_size * bc.iters / _timed(infer(x), bc.iters, device) for _ in range(bc.repeats)]
-    one = infer(x1)
-    one()
-    latencies = sorted(1000 * _timed(one, 1, device) for _ in range(bc.latency_iters))
-
-    if cuda:
-        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-        memory_kind = "cuda max_memory_allocated"
-    else:
-        peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss_before) / 1024
-        memory_kind = "process peak RSS (ru_maxrss)"
+    peak_mb, memory_kind = _peak_memory(device, rss_before)
     flops, ppm_flops = count_flops(model, x1)
     train_img_s, infer_img_s = statistics.median(train_rates), statistics.median(infer_rates)
     train_gflop_s = 3 * flops * train_img_s / 1e9  # forward + backward ~ 3x forward
@@ -135,6 +101,60 @@ def benchmark(model: torch.nn.Module, cfg: Config, device: torch.device, num_cla
         "mfu": train_gflop_s / (nominal * 1e3) if nominal else None,
         "mfu_infer": infer_gflop_s / (nominal * 1e3) if nominal else None,
         "mfu_peak": nominal_kind,
+        **_protocol(cfg, device, speed, train_batch),
+    }
+
+
+def _time(model: torch.nn.Module, cfg: Config, device: torch.device, speed: Any,
+          train_batch: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, x1: torch.Tensor
+          ) -> tuple[list[float], list[float], list[float]]:
+    """(train images/s per repeat, inference images/s per repeat, sorted single-image latencies in ms)."""
+    bc, tc = cfg.bench, cfg.train
+    runner = torch.compile(model) if tc.compile else model
+    autocast = speed.autocast(device)
+    xt, y = train_batch
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+
+    def train_step() -> None:
+        with autocast:
+            out = runner(xt)
+        loss = segmentation_loss(out, y, cfg.model.aux_weight, cfg.data.ignore_index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer(batch: torch.Tensor):
+        def step() -> None:
+            with torch.no_grad(), autocast:
+                runner(batch)
+        return step
+
+    model.train()
+    for _ in range(bc.warmup):
+        train_step()
+    train_rates = [len(xt) * bc.iters / _timed(train_step, bc.iters, device) for _ in range(bc.repeats)]
+    model.eval()
+    for _ in range(bc.warmup):
+        infer(x)()
+    infer_rates = [bc.batch_size * bc.iters / _timed(infer(x), bc.iters, device) for _ in range(bc.repeats)]
+    one = infer(x1)
+    one()
+    latencies = sorted(1000 * _timed(one, 1, device) for _ in range(bc.latency_iters))
+    return train_rates, infer_rates, latencies
+
+
+def _peak_memory(device: torch.device, rss_before: int) -> tuple[float, str]:
+    """(peak memory in MiB, what was read): the GPU's allocator peak, or the process's peak RSS on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss_before) / 1024, "process peak RSS (ru_maxrss)"
+
+
+def _protocol(cfg: Config, device: torch.device, speed: Any, train_batch: int) -> dict[str, Any]:
+    """The record's description of what was measured, and how."""
+    bc, tc = cfg.bench, cfg.train
+    h, w = bc.image_size
+    return {
         "flop_counter": "torch.utils.flop_counter (convolutions and matmuls; pooling, BN and interpolation "
                         "not counted)",
         "batch_size": bc.batch_size,

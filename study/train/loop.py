@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from study.config import Config, ConfigError
+from study.config import Config, ConfigError, TrainConfig
 from study.data.build import seed_worker
 from study.device import resolve, widest_conv
 from study.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
@@ -102,6 +102,75 @@ def _progress(total: int, start: int):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=False)
 
 
+class _LossWindow:
+    """The loss summed on the device and read once per log window: the curves, the NonFiniteLoss check, and a
+    progress bar (a terminal) or log lines (otherwise), on rank 0 only."""
+
+    def __init__(self, device: torch.device, start: int, tc: TrainConfig, per_epoch: int, rank0: bool,
+                 log: Callable[[str], None]):
+        self.running = torch.zeros((), device=device)
+        self.first: torch.Tensor | None = None  # the first step's loss, kept on the device until the first log
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        self.start, self.time = start, time.perf_counter()
+        self.tc, self.per_epoch, self.rank0, self.log = tc, per_epoch, rank0, log
+        self.bar = _progress(tc.steps, start) if rank0 else None
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        self.running += loss
+        if step == 0:
+            self.first = loss.clone()
+        self.finite &= torch.isfinite(loss)
+
+    def flush(self, done: int, lr: float, result: TrainResult) -> None:
+        """Close the window ending at step `done`: one host sync, a curve point, the bar or a log line."""
+        tc = self.tc
+        mean_loss = float(self.running / (done - self.start))  # the one host sync per log window
+        if self.first is not None:
+            result.initial_loss, self.first = float(self.first), None
+        if not bool(self.finite) or not math.isfinite(mean_loss):
+            raise NonFiniteLoss(f"non-finite loss between steps {self.start + 1} and {done} (lr {lr:.3g})",
+                                result.curves)
+        now = time.perf_counter()
+        img_s = (done - self.start) * tc.batch_size / max(now - self.time, 1e-9)
+        result.curves.append({"step": done, "epoch": round(done / self.per_epoch, 4), "loss": mean_loss, "lr": lr})
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{img_s:.1f}")
+            self.bar.update(done - self.bar.n)
+        elif self.rank0:
+            eta = (tc.steps - done) * (now - self.time) / (done - self.start)
+            self.log(f"step {done}/{tc.steps} loss {mean_loss:.4f} lr {lr:.3e} {img_s:.1f} img/s ETA {eta:.0f}s")
+        self.running.zero_()
+        self.start, self.time = done, now
+
+    def leave_out(self, seconds: float) -> None:
+        """Time spent outside training (periodic evaluation): not in the window's images per second."""
+        self.time += seconds
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _resume(ckpt_path: Path, base: torch.nn.Module, optimizer: torch.optim.Optimizer, config_hash: str,
+            log: Callable[[str], None]) -> TrainResult:
+    """A fresh TrainResult, or the one of the checkpoint at `ckpt_path` with model, optimizer and RNGs restored."""
+    result = TrainResult(steps_done=0)
+    if not ckpt_path.exists():
+        return result
+    state = load_checkpoint(ckpt_path)
+    if state.get("config_hash") != config_hash:
+        raise ConfigError(f"{ckpt_path}: checkpoint was written by another config (hash "
+                          f"{state.get('config_hash')}, now {config_hash}); delete it to start over")
+    base.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    result.steps_done = result.resumed_from = state["step"]
+    result.curves = list(state.get("curves", []))
+    result.initial_loss = state.get("initial_loss")
+    log(f"resumed from {ckpt_path} at step {state['step']}")
+    return result
+
+
 def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: torch.device, folder: Path,
           config_hash: str, evaluate: Callable[[torch.nn.Module], dict[str, Any]],
           on_eval: Callable[[int, dict[str, Any]], bool] | None = None, world: World | None = None,
@@ -117,20 +186,8 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
     world = world or World()
     base = model.module if hasattr(model, "module") else model
     optimizer = build_optimizer(base.param_groups(), tc)
-    result = TrainResult(steps_done=0)
     ckpt_path = folder / CHECKPOINT
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        if state.get("config_hash") != config_hash:
-            raise ConfigError(f"{ckpt_path}: checkpoint was written by another config (hash "
-                              f"{state.get('config_hash')}, now {config_hash}); delete it to start over")
-        base.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        result.steps_done = result.resumed_from = state["step"]
-        result.curves = list(state.get("curves", []))
-        result.initial_loss = state.get("initial_loss")
-        log(f"resumed from {ckpt_path} at step {state['step']}")
+    result = _resume(ckpt_path, base, optimizer, config_hash, log)
 
     sampler = StepBatchSampler(len(train_set), tc.batch_size, cfg.run.seed, result.steps_done, tc.steps,
                                world.rank, world.size)
@@ -141,11 +198,7 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
     aux_weight = cfg.model.aux_weight
     ignore = cfg.data.ignore_index
 
-    running = torch.zeros((), device=device)
-    first = None  # the first step's loss, kept on the device until the first log
-    finite = torch.ones((), dtype=torch.bool, device=device)
-    window_start, window_time = result.steps_done, time.perf_counter()
-    bar = _progress(tc.steps, result.steps_done) if world.rank == 0 else None
+    window = _LossWindow(device, result.steps_done, tc, sampler.per_epoch, world.rank == 0, log)
     model.train()
     loop_start = time.perf_counter()
     batches = iter(loader)
@@ -162,33 +215,11 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        running += loss.detach()
-        if step == 0:
-            first = loss.detach().clone()
-        finite &= torch.isfinite(loss.detach())
+        window.add(step, loss.detach())
         done = result.steps_done = step + 1
 
         if done % tc.log_every == 0 or done == tc.steps:
-            mean_loss = float(running / (done - window_start))  # the one host sync per log window
-            if first is not None:
-                result.initial_loss, first = float(first), None
-            if not bool(finite) or not math.isfinite(mean_loss):
-                raise NonFiniteLoss(f"non-finite loss between steps {window_start + 1} and {done} (lr {lr:.3g})",
-                                    result.curves)
-            now = time.perf_counter()
-            img_s = (done - window_start) * tc.batch_size / max(now - window_time, 1e-9)
-            result.curves.append({"step": done, "epoch": round(done / sampler.per_epoch, 4), "loss": mean_loss,
-                                  "lr": lr})
-            if bar is not None:
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{img_s:.1f}")
-                bar.update(done - bar.n)
-            elif world.rank == 0:
-                eta = (tc.steps - done) * (now - window_time) / (done - window_start)
-                log(f"step {done}/{tc.steps} loss {mean_loss:.4f} lr {lr:.3e} {img_s:.1f} img/s "
-                    f"ETA {eta:.0f}s")
-            running.zero_()
-            window_start, window_time = done, now
-
+            window.flush(done, lr, result)
         if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps and world.rank == 0:
             save_checkpoint(ckpt_path, base, optimizer, done, config_hash, {"curves": result.curves,
                                                                           "initial_loss": result.initial_loss})
@@ -199,11 +230,10 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
             model.train()
             result.curves.append({"step": done, "epoch": round(done / sampler.per_epoch, 4),
                                   "val_miou": metrics["miou"]})
-            window_time += time.perf_counter() - t_eval
+            window.leave_out(time.perf_counter() - t_eval)
             if on_eval is not None and on_eval(done, metrics):
                 result.pruned = True
                 break
-    if bar is not None:
-        bar.close()
+    window.close()
     result.train_seconds = time.perf_counter() - loop_start - result.eval_seconds
     return result
