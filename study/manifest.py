@@ -9,12 +9,15 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from study.atomic import atomic_write_text
 
 MANIFEST_FILE = "study.json"
-KINDS = ("grid", "search")
+# What a study is, from its file to its report: a grid of variants judged on the paper's claims, an Optuna search,
+# controls judged by what their data's construction implies, or an A/A pair judged by the claims rule.
+StudyKind = Literal["grid", "search", "controls", "aa"]
+KINDS: tuple[str, ...] = get_args(StudyKind)
 
 
 class ManifestError(ValueError):
@@ -30,7 +33,7 @@ class StudyManifest:
     study_file: str = ""
     base_config: str = ""
     command: str = ""
-    kind: str = "grid"  # grid | search
+    kind: StudyKind = "grid"
     baseline: str | None = None
     paper_table: str | None = None
     seeds: tuple[int, ...] = ()
@@ -110,6 +113,8 @@ class StudyManifest:
             raise ManifestError("study manifest: field 'throughput' must be per_variant or per_run")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if values.get("kind", "grid") == "grid" and (data.get("controls") or data.get("aa")):  # written before the
+            values["kind"] = "controls" if data.get("controls") else "aa"                   # kinds were typed
         values.update(seeds=tuple(seeds), objective=dict(objective), overrides=dict(data.get("overrides") or {}),
                       variants=dict(data.get("variants") or {}), variant_order=tuple(data.get("variant_order") or []))
         return cls(**values)

@@ -110,12 +110,14 @@ def _write(tmp_path: Path, body: str) -> Path:
 
 
 def test_study_files_carry_the_pair(tmp_path):
-    spec = load_study(_write(tmp_path, "kind: controls\naa: {a: A, b: B, seeds_per_group: 3}\n"))
-    assert spec.aa == {"a": "A", "b": "B", "seeds_per_group": 3} and spec.controls == ()
+    spec = load_study(_write(tmp_path, "kind: aa\naa: {a: A, b: B, seeds_per_group: 3}\n"))
+    assert spec.aa == {"a": "A", "b": "B", "seeds_per_group": 3} and spec.controls == () and spec.kind == "aa"
     with pytest.raises(ConfigError, match="aa: b names variant 'C'"):
-        load_study(_write(tmp_path, "kind: controls\naa: {a: A, b: C, seeds_per_group: 3}\n"))
-    with pytest.raises(ConfigError, match="controls: a study of kind controls"):
+        load_study(_write(tmp_path, "kind: aa\naa: {a: A, b: C, seeds_per_group: 3}\n"))
+    with pytest.raises(ConfigError, match="aa: a study of kind aa names its A/A pair"):
         load_study(_write(tmp_path, "aa: {a: A, b: B, seeds_per_group: 3}\n"))
+    with pytest.raises(ConfigError, match="controls: a study of kind controls"):
+        load_study(_write(tmp_path, "kind: controls\naa: {a: A, b: B, seeds_per_group: 3}\n"))
 
 
 def test_an_aa_study_renders_its_section_and_index_line(tmp_path):

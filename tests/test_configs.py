@@ -20,7 +20,7 @@ def test_run_configs_load(path):
 def test_study_files_load(path):
     spec = load_study(path)
     assert spec.name == path.stem
-    if spec.kind == "grid":
+    if spec.search is None:
         assert len(grid_cells(spec)) == len(spec.variants) * len(spec.seeds)
     else:
         assert spec.search.n_trials >= 1

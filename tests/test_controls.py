@@ -1,5 +1,6 @@
 """The controls' judgement (study.results.controls) and its report block, on hand-computed cases."""
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -151,16 +152,18 @@ def test_a_variant_without_runs_gives_a_row_not_a_silent_drop():
     assert row.n == 0 and row.concluded == "too few seeds"
 
 
-def test_the_kind_comes_from_the_study_file_not_the_name():
-    from study.report.render import study_kind
+def test_the_kind_comes_from_the_study_file_to_the_manifest_not_from_the_name():
+    from study.manifest import StudyManifest
     from study.search.space import study_manifest
 
-    spec = load_study(STUDY)
-    manifest = study_manifest(spec, "cmd", Path.cwd())
-    assert study_kind(manifest) == "controls"
+    assert study_manifest(load_study(STUDY), "cmd", Path.cwd()).kind == "controls"
+    assert study_manifest(load_study(STUDY.parents[0] / "aa_probe.yaml"), "cmd", Path.cwd()).kind == "aa"
     renamed = study_manifest(load_study(STUDY.parents[0] / "table1.yaml"), "cmd", Path.cwd())
-    assert study_kind(renamed) == "grid" and study_kind(type(renamed)(**{**renamed.__dict__, "name": "my_controls"})) \
-        == "grid"  # a name is only a name
+    assert renamed.kind == "grid" and dataclasses.replace(renamed, name="my_controls").kind == "grid"  # only a name
+    # a manifest written before kinds were typed says grid beside its comparisons or pair: read as what it is
+    old = {"name": "x", "kind": "grid", "aa": {"a": "A", "b": "B", "seeds_per_group": 3}}
+    assert StudyManifest.from_dict(old).kind == "aa"
+    assert StudyManifest.from_dict({"name": "x", "controls": [{"a": "A"}]}).kind == "controls"
 
 
 def test_block_renders_the_table_and_the_rule():

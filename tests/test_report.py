@@ -210,12 +210,14 @@ def test_bounded_intervals_bench_throughput_and_image_interval(tmp_path):
     assert "Throughput of FCN comes from bench/<variant>.json" in md and "| 420.0 " in md
 
 
-def test_the_index_puts_real_data_before_the_probe_s_mechanism_checks(tmp_path):
+def test_the_index_is_sectioned_by_the_summarys_section_field(tmp_path):
     from study.report.render import SUMMARY_FILE, render_index
 
-    for name, data in (("zprobe", "probe (2000 training, 300 evaluation images)"), ("areal", "camvid (367 training)")):
+    # the section field decides, not the data's words: a real data set whose name starts with "probe" stays real
+    for name, data, section in (("zprobe", "probe (2000 training)", "probe"), ("areal", "probes-of-streets", "real")):
         (tmp_path / name).mkdir()
-        (tmp_path / name / SUMMARY_FILE).write_text(json.dumps({"description": name, "conclusion": "c", "data": data}))
+        (tmp_path / name / SUMMARY_FILE).write_text(json.dumps({"description": name, "conclusion": "c", "data": data,
+                                                                "section": section}))
     render_index(tmp_path, [("zprobe", ""), ("areal", "")])
     text = (tmp_path / "index.md").read_text()
     real, probe = text.split("## Mechanism checks on the context probe")

@@ -46,9 +46,9 @@ CONVENTION = ("mIoU averages all classes of the data set, classes absent from th
 SUMMARY_FILE = "summary.json"  # reports/<study>/summary.json: the index's line for the study
 
 
-def study_kind(manifest: Any) -> str:
-    """search | controls (a study file of kind controls: its manifest lists comparisons or an A/A pair) | grid."""
-    return "search" if manifest.kind == "search" else "controls" if manifest.controls or manifest.aa else "grid"
+SECTIONS = {"real": ("Real data", "evidence about the paper's claims on real images"),
+            "probe": ("Mechanism checks on the context probe", "data built so that the paper's mechanism can show, with "
+                      "controls; not evidence about ADE20K")}  # the index's sections, in order, by summary["section"]
 
 
 def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str, Any]]:
@@ -56,7 +56,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     manifest = load_manifest(study_dir)
     df = read_table(study_dir)
     records = load_records(study_dir)
-    kind = study_kind(manifest)
+    kind = manifest.kind
     paper = load_paper_table(manifest.paper_table)
     summary = summarize_variants(df)
     fig_dir = out_dir / "figures"
@@ -77,10 +77,11 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     except ValueError as e:
         raise ResultsError(f"{study_dir / MANIFEST_FILE}: {e}") from None
     controls = judge_controls(df, comparisons) if kind == "controls" else None
-    aa = judge_aa(df, pair, margin=manifest.equivalence_margin, planned=manifest.seeds) if pair else None
+    aa = judge_aa(df, pair, margin=manifest.equivalence_margin, planned=manifest.seeds) if kind == "aa" and pair \
+        else None
     late = added_after(manifest.registrations)
     claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin, added_after=late) \
-        if controls is None else []
+        if kind in ("grid", "search") else []
     sensitivity = judge_claims(df, paper, plan=plan, margin=manifest.equivalence_margin, exclude_untrained=False) \
         if claims and facts["untrained"] else None
     trials, search, importances = search_section.load(study_dir) if kind == "search" else (None, None, {})
@@ -92,7 +93,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
         blocks.append(Block("text", manifest.description))
     blocks += conclusion_blocks(facts=facts, claims=claims, summary=summary, warnings=warnings, kind=kind, amp=amp,
                                 lead=search_section.lead(search) if search else
-                                controls_lead(controls, aa) if controls is not None else (),
+                                controls_lead(controls or [], aa) if kind in ("controls", "aa") else (),
                                 own_caveats=manifest.caveats or ())
     if facts["completed"] == 0:
         blocks.append(Block("text", "No run completed: there is nothing to compare. The failures are listed below."))
@@ -125,8 +126,9 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     blocks += _provenance_blocks(df, records, manifest)
     days = facts["dates"]
     parts = ([controls_line(controls)] if controls else []) + ([aa_line(aa)] if aa is not None else [])
-    line = "; ".join(parts) if controls is not None else one_line(kind, claims, search)
-    entry = {"kind": kind, "description": manifest.description, "conclusion": line,
+    line = "; ".join(parts) if kind in ("controls", "aa") else one_line(kind, claims, search)
+    section = "probe" if facts["data"] and all(d == "probe" for d in facts["data"]) else "real"
+    entry = {"kind": kind, "section": section, "description": manifest.description, "conclusion": line,
              "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else "",
              "claims": [row_summary(c) for c in claims], "m": manifest.equivalence_margin,
              "controls": [_plain(r) for r in controls or []], "aa": _plain(aa) if aa is not None else None}
@@ -299,7 +301,7 @@ def families_text(claims: int, rows: int, controls: int, alpha: float = 0.05) ->
 def render_index(reports_dir: Path, studies: list[tuple[str, str]]) -> None:
     """reports/index.md: every rendered study (name, description) with its one-line conclusion, data, seeds and
     the day its last run finished, from reports/<study>/summary.json (the description alone where that is absent)."""
-    groups: dict[bool, list[str]] = {True: [], False: []}  # real data first, then the probe's mechanism checks
+    groups: dict[str, list[str]] = {key: [] for key in SECTIONS}  # real data first, then the probe's mechanism checks
     families = {"claims": 0, "rows": 0, "controls": 0}
     for name, desc in sorted(studies):
         path = Path(reports_dir) / name / SUMMARY_FILE
@@ -310,17 +312,14 @@ def render_index(reports_dir: Path, studies: list[tuple[str, str]]) -> None:
         families["controls"] += bool(entry.get("controls"))
         cells = [f"[{name}]({name}/index.md)", entry.get("description") or desc,
                  *(str(entry.get(k, "")) for k in ("conclusion", "data", "seeds", "date"))]
-        groups[not str(entry.get("data", "")).startswith("probe")].append(
+        groups[entry.get("section", "real")].append(
             "| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     head = ["| study | what it tests | conclusion (each study one Holm family) | data | seeds | date |",
             "|---|---|---|---|---|---|"]
     lines = ["# Reports", "", "Every shipped study: what it tests, what the harness concluded, on which data and "
              "seeds, and the day its last run finished. Each report opens with its conclusion in sentences.",
              "", families_text(**families)]
-    for real, title, what in ((True, "Real data", "evidence about the paper's claims on real images"),
-                              (False, "Mechanism checks on the context probe",
-                               "data built so that the paper's mechanism can show, with controls; not evidence "
-                               "about ADE20K")):
-        if groups[real]:
-            lines += ["", f"## {title}", "", what[0].upper() + what[1:] + ".", "", *head, *groups[real]]
+    for key, (title, what) in SECTIONS.items():
+        if groups[key]:
+            lines += ["", f"## {title}", "", what[0].upper() + what[1:] + ".", "", *head, *groups[key]]
     atomic_write_text(Path(reports_dir) / "index.md", "\n".join(lines) + "\n")

@@ -21,7 +21,7 @@ def progress(study: optuna.Study, spec: StudySpec, started: float, workers: int)
     trials = study.get_trials(deepcopy=False)
     wanted = spec_cells(spec)
     by_cell = {c: ts for c, ts in trials_by_cell(trials).items() if wanted is None or c in wanted}
-    total = len(grid_cells(spec)) if spec.kind == "grid" else spec.search.n_trials
+    total = len(grid_cells(spec)) if spec.search is None else spec.search.n_trials
     states = Counter(cell_state(ts, spec) for ts in by_cell.values())
     done = states["completed"] + states["failed"] + states["pruned"]
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
@@ -43,7 +43,7 @@ def progress(study: optuna.Study, spec: StudySpec, started: float, workers: int)
 def audit(study: optuna.Study, spec: StudySpec) -> list[str]:
     """Problems with the study's coverage: every cell must have completed (or been pruned/failed) exactly once."""
     by_cell = trials_by_cell(study.get_trials(deepcopy=False))
-    expected = [run_id(v, s) for v, s in grid_cells(spec)] if spec.kind == "grid" else sorted(by_cell)
+    expected = [run_id(v, s) for v, s in grid_cells(spec)] if spec.search is None else sorted(by_cell)
     problems = []
     for cell in expected:
         trials = by_cell.get(cell, [])

@@ -65,7 +65,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
 
 def spec_cells(spec: StudySpec) -> set[str] | None:
     """The cells a grid's study file asks for now; None for a search (every trial it asked is its own)."""
-    return {run_id(v, s) for v, s in grid_cells(spec)} if spec.kind == "grid" else None
+    return {run_id(v, s) for v, s in grid_cells(spec)} if spec.search is None else None
 
 
 def worker_alive(t: FrozenTrial, now: float) -> bool:
@@ -88,7 +88,7 @@ def check_unchanged(spec: StudySpec, trials: list[FrozenTrial], out_dir: str, cl
         if t.state not in (TrialState.COMPLETE, TrialState.RUNNING) or "config_hash" not in t.user_attrs:
             continue
         variant, seed = t.user_attrs["variant"], t.user_attrs["seed"]
-        if spec.kind == "grid" and variant not in spec.variants:
+        if spec.search is None and variant not in spec.variants:
             continue
         cfg = cell_config(spec, variant, seed, t.user_attrs.get("overrides"), out_dir, cli)
         if config_hash(cfg) != t.user_attrs["config_hash"]:
@@ -111,7 +111,7 @@ def check_same_data(spec: StudySpec, trials: list[FrozenTrial], out_dir: str, cl
         if t.state != TrialState.COMPLETE or "variant" not in t.user_attrs:
             continue
         variant, seed = t.user_attrs["variant"], t.user_attrs["seed"]
-        if spec.kind == "grid" and variant not in spec.variants:
+        if spec.search is None and variant not in spec.variants:
             continue
         path = run_dir(out_dir, spec.name, variant, seed) / RECORD_FILE
         try:
@@ -158,7 +158,7 @@ def cells_to_enqueue(spec: StudySpec, trials: list[FrozenTrial],
     retries left (or --retry-failed); with --retry-failed, a search's cells that only failed."""
     by_cell = trials_by_cell(trials)
     out = []
-    if spec.kind == "grid":
+    if spec.search is None:
         for variant, seed in grid_cells(spec):
             mine = by_cell.get(run_id(variant, seed), [])
             if any(t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING) for t in mine):
@@ -183,7 +183,7 @@ def prepare(study: optuna.Study, spec: StudySpec, out_dir: str, cli: tuple[str, 
     check_same_data(spec, trials, out_dir, cli)
     check_space(spec, trials)
     new = cells_to_enqueue(spec, trials, retry_failed)
-    for _, attrs in new if spec.kind == "grid" else ():
+    for _, attrs in new if spec.search is None else ():
         try:
             cell_config(spec, attrs["variant"], attrs["seed"], None, out_dir, cli)
         except ConfigError as e:
@@ -264,7 +264,7 @@ def cell_state(trials: list[FrozenTrial], spec: StudySpec) -> str:
 def cells_left(study: optuna.Study | None, spec: StudySpec) -> tuple[int, int]:
     """(cells still to run, cells in the study) from a study's trials (None: not created yet); enqueues nothing."""
     by_cell = trials_by_cell(study.get_trials(deepcopy=False)) if study is not None else {}
-    if spec.kind == "grid":
+    if spec.search is None:
         cells = [run_id(v, s) for v, s in grid_cells(spec)]
         return sum(1 for c in cells if cell_state(by_cell.get(c, []), spec) == "pending"), len(cells)
     total = spec.search.n_trials

@@ -9,6 +9,7 @@ its seeds are the plan's, and the cells of the rounds so far are `StudySpec.cell
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from study.config import Config, ConfigError
 from study.config_files import apply_overrides, from_dict, load_yaml_mapping, read_yaml
-from study.manifest import Comparison, StudyManifest, parse_aa
+from study.manifest import KINDS, Comparison, StudyKind, StudyManifest, parse_aa
 
 if TYPE_CHECKING:  # imported when a study file asks for it: the statistics load scipy
     from study.results.sequential import SequentialPlan
@@ -84,10 +85,7 @@ class StudySpec:
     # the study this one re-runs (fresh seeds, another backbone): its report sets the two studies' verdicts side by side
     confirms: str | None = None
     caveats: tuple[str, ...] = ()  # what a reader of the report must know, in the conclusion's caveats
-
-    @property
-    def kind(self) -> str:
-        return "search" if self.search else "grid"
+    kind: StudyKind = "grid"  # the study file's kind (a study with search: is a search)
 
 
 def _err(path: Path, key: str, message: str) -> ConfigError:
@@ -144,16 +142,18 @@ def _on_demand(path: Path, raw: Any) -> SequentialPlan:
 
 
 def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]
-              ) -> tuple[tuple[dict[str, Any], ...], dict[str, Any] | None]:
-    """A controls study's comparisons and its A/A pair, checked: each names the study's variants."""
+              ) -> tuple[StudyKind, tuple[dict[str, Any], ...], dict[str, Any] | None]:
+    """The study's kind, and a controls study's comparisons or an A/A study's pair, checked: each names the
+    study's variants."""
     kind = raw.get("kind", "search" if "search" in raw else "grid")
-    if kind not in ("grid", "search", "controls") or (kind == "search") != ("search" in raw):
-        raise _err(path, "kind", "must be grid or controls (a study with search: is a search)")
-    if (kind == "controls") != ("controls" in raw or "aa" in raw):
-        raise _err(path, "controls", "a study of kind controls lists its comparisons under controls: or its A/A "
-                                     "pair under aa: (and only it)")
-    if kind != "controls":
-        return (), None
+    if kind not in KINDS or (kind == "search") != ("search" in raw):
+        raise _err(path, "kind", "must be grid, controls or aa (a study with search: is a search)")
+    if (kind == "controls") != ("controls" in raw):
+        raise _err(path, "controls", "a study of kind controls lists its comparisons under controls: (and only it)")
+    if (kind == "aa") != ("aa" in raw):
+        raise _err(path, "aa", "a study of kind aa names its A/A pair under aa: (and only it)")
+    if kind not in ("controls", "aa"):
+        return kind, (), None
     aa = None
     if "aa" in raw:
         try:
@@ -161,7 +161,7 @@ def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]
         except ValueError as e:
             raise ConfigError(f"{path}: {e}") from None
     items = raw.get("controls", [])
-    if not isinstance(items, list) or (not items and aa is None):
+    if not isinstance(items, list) or (kind == "controls" and not items):
         raise _err(path, "controls", "expected a list of comparisons {a, b, expected, margin, why}")
     out = []
     for i, item in enumerate(items):
@@ -173,7 +173,7 @@ def _controls(path: Path, raw: dict[str, Any], variants: dict[str, Any]
             if v not in variants:
                 raise _err(path, f"controls[{i}]", f"names variant {v!r}, which the study does not have")
         out.append(dict(item))
-    return tuple(out), aa
+    return kind, tuple(out), aa
 
 
 STUDY_KEYS = {"name", "description", "base_config", "paper_table", "baseline", "seeds", "objective", "overrides",
@@ -206,12 +206,12 @@ def load_study(path: str | Path) -> StudySpec:
     if paper_table is not None and paper_table not in ("table1", "table2", "table3", "table4"):
         raise _err(path, "paper_table", "must be table1, table2, table3 or table4")
 
-    controls, aa = _controls(path, raw, variants)
+    kind, controls, aa = _controls(path, raw, variants)
     spec = StudySpec(name=name, path=path, base_config=base_config, description=str(raw.get("description", "")),
                      paper_table=paper_table, baseline=baseline, seeds=tuple(seeds), metric=metric,
                      direction=direction, overrides=overrides, variants=variants, search=search,
                      max_retries=max_retries, throughput=throughput, on_demand=on_demand, controls=controls,
-                     aa=aa, **reading)
+                     aa=aa, kind=kind, **reading)
     for variant in variants:  # surface every grid cell's config error now, naming the variant
         try:
             cell_config(spec, variant, seeds[0])
@@ -410,8 +410,9 @@ def suggest(trial: Any, search: SearchSpec) -> dict[str, Any]:
 
 def study_manifest(spec: StudySpec, command: str, root: Path,
                    registrations: list[dict[str, Any]] | None = None) -> StudyManifest:
-    """What the report needs to know about the study, written to results/<study>/study.json; `registrations`
-    (study.registration) carries the study file's recorded history along."""
+    """What the report needs to know about the study, written to results/<study>/study.json: derived from the spec,
+    every field the two share taken by name, the rest said here; `registrations` (study.registration) carries the
+    study file's recorded history along."""
     def rel(p: Path) -> str:
         try:
             return str(p.resolve().relative_to(root.resolve()))
@@ -423,28 +424,11 @@ def study_manifest(spec: StudySpec, command: str, root: Path,
         space = {p.key: {"type": p.type, "low": p.low, "high": p.high, "log": p.log,
                          "choices": [list(c) if isinstance(c, tuple) else c for c in p.choices]}
                  for p in spec.search.params}
-    return StudyManifest(
-        name=spec.name,
-        description=spec.description,
-        study_file=rel(spec.path),
-        base_config=rel(spec.base_config),
-        command=command,
-        kind=spec.kind,
-        baseline=spec.baseline,
-        paper_table=spec.paper_table,
-        seeds=tuple(spec.seeds),
-        objective={"metric": spec.metric, "direction": spec.direction},
-        overrides=spec.overrides,
-        variants=spec.variants,
-        variant_order=tuple(spec.variants),
-        space=space,
-        n_trials=spec.search.n_trials if spec.search else None,
-        throughput=spec.throughput,
+    shared = {f.name for f in dataclasses.fields(StudyManifest)} & {f.name for f in dataclasses.fields(StudySpec)}
+    return StudyManifest(**{name: getattr(spec, name) for name in shared} | dict(
+        study_file=rel(spec.path), base_config=rel(spec.base_config), command=command, seeds=tuple(spec.seeds),
+        objective={"metric": spec.metric, "direction": spec.direction}, variant_order=tuple(spec.variants),
+        space=space, n_trials=spec.search.n_trials if spec.search else None,
         seeds_on_demand=spec.on_demand.to_dict() if spec.on_demand else None,
-        equivalence_margin=spec.equivalence_margin,
-        controls=[dict(c) for c in spec.controls] or None,
-        aa=dict(spec.aa) if spec.aa else None,
-        confirms=spec.confirms,
-        caveats=list(spec.caveats) or None,
-        registrations=registrations,
-    )
+        controls=[dict(c) for c in spec.controls] or None, aa=dict(spec.aa) if spec.aa else None,
+        caveats=list(spec.caveats) or None, registrations=registrations))
