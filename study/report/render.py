@@ -124,15 +124,20 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     blocks += _qualitative_blocks(records, study_dir, out_dir, manifest.baseline, summary)
     blocks += _failure_blocks(df, records, pruned=kind != "search")
     blocks += _provenance_blocks(df, records, manifest)
-    days = facts["dates"]
+    return blocks, _entry(manifest, facts, claims, controls, aa, search)
+
+
+def _entry(manifest: Any, facts: dict[str, Any], claims: list, controls: list | None, aa: dict | None,
+           search: dict | None) -> dict[str, Any]:
+    """The study's summary.json: the index's line (kind, section, conclusion, data, seeds, date) and every row."""
+    kind, days = manifest.kind, facts["dates"]
     parts = ([controls_line(controls)] if controls else []) + ([aa_line(aa)] if aa is not None else [])
     line = "; ".join(parts) if kind in ("controls", "aa") else one_line(kind, claims, search)
     section = "probe" if facts["data"] and all(d == "probe" for d in facts["data"]) else "real"
-    entry = {"kind": kind, "section": section, "description": manifest.description, "conclusion": line,
-             "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else "",
-             "claims": [row_summary(c) for c in claims], "m": manifest.equivalence_margin,
-             "controls": [_plain(r) for r in controls or []], "aa": _plain(aa) if aa is not None else None}
-    return blocks, entry
+    return {"kind": kind, "section": section, "description": manifest.description, "conclusion": line,
+            "data": data_text(facts), "seeds": seeds_text(facts["seeds"]), "date": days[1] if days else "",
+            "claims": [row_summary(c) for c in claims], "m": manifest.equivalence_margin,
+            "controls": [_plain(r) for r in controls or []], "aa": _plain(aa) if aa is not None else None}
 
 
 def _plain(value: Any) -> Any:
