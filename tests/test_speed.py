@@ -54,7 +54,10 @@ def test_in_fp32_narrow_models_get_channels_last_and_wide_or_unknown_ones_nchw()
     unknown = resolve(CPU, tc, None, AVX2, torch_bf16=False)
     assert not unknown.channels_last and "model width unknown" in unknown.why
     assert resolve(CPU, TrainConfig(amp=False), 32, AMX, torch_bf16=True).channels_last  # fp32 on AMX: by width
-    assert not resolve(CPU, tc, 32, AVX512_BF16, torch_bf16=True).channels_last  # bf16 without AMX: unmeasured
+    zen4 = resolve(CPU, tc, 32, AVX512_BF16, torch_bf16=True)  # bf16 without AMX: by width too (measured on Zen 4)
+    assert (zen4.dtype, zen4.channels_last) == ("bfloat16", True) and "bf16 without AMX, narrow model" in zen4.why
+    wide = resolve(CPU, tc, NARROW + 1, AVX512_BF16, torch_bf16=True)
+    assert not wide.channels_last and "channels_last measured to pay only up to 128" in wide.why
     assert not resolve(CPU, TrainConfig(channels_last=False), 32, AVX2, torch_bf16=False).channels_last
 
 

@@ -143,8 +143,9 @@ def _entry(manifest: Any, facts: dict[str, Any], claims: list, controls: list | 
 def _plain(value: Any) -> Any:
     """A result as JSON values: nan as None, tuples as lists, numpy scalars as Python numbers, a dataclass row as
     its fields."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a row: its fields, its verdict in words
+        words = {k: getattr(value, k) for k in ("label", "rule_label", "false") if hasattr(value, k)}
+        value = dataclasses.asdict(value) | {"verdict" if k == "label" else k: v for k, v in words.items()}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
