@@ -183,3 +183,30 @@ def test_provenance_names_the_cpu_model(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (_ for _ in ()).throw(OSError("no /proc")))
     monkeypatch.setattr(env.platform, "processor", lambda: "i386")
     assert env.cpu_model() == "i386"
+
+
+def test_without_gpus_the_worker_count_comes_from_the_cores_and_a_runs_threads(monkeypatch):
+    import argparse
+
+    from study.search import runner
+
+    monkeypatch.setattr(runner, "usable_cores", lambda: 8)
+    monkeypatch.setattr(runner, "gpu_count", lambda: 0)
+
+    def args(**kw):
+        return argparse.Namespace(**{"workers": None, "executor": "local", "gpus": None, **kw})
+
+    a = args()
+    assert runner.cpu_workers(a, 0) == ("8 worker(s): 8 usable core(s), 1 thread(s) a run (run.threads unset: one; "
+                                        "--workers N overrides)") and a.workers == 8
+    a = args()
+    assert runner.cpu_workers(a, 3).startswith("2 worker(s): 8 usable core(s), 3 thread(s) a run (run.threads;")
+    assert a.workers == 2
+    a = args()
+    assert runner.cpu_workers(a, 16) is not None and a.workers == 1  # never fewer than one
+    a = args(workers=3)
+    assert runner.cpu_workers(a, 0) is None and a.workers == 3  # --workers overrides
+    assert runner.cpu_workers(args(executor="slurm"), 0) is None
+    monkeypatch.setattr(runner, "gpu_count", lambda: 2)
+    assert runner.cpu_workers(args(), 0) is None  # GPUs: one worker per GPU, as before
+    assert runner.cpu_workers(args(gpus="cpu"), 0) is not None  # GPUs there but not asked for

@@ -24,7 +24,15 @@ from study.config import ConfigError, config_hash
 from study.manifest import ManifestError, read_manifest, write_manifest
 from study.registration import finished_runs, register
 from study.search.outputs import audit, export_records, progress, write_search_outputs
-from study.search.placement import PlacementError, Slot, describe, local_plan
+from study.search.placement import (
+    PlacementError,
+    Slot,
+    describe,
+    gpu_count,
+    local_plan,
+    parse_gpus,
+    usable_cores,
+)
 from study.search.queue import StudyError, cells_left, open_study, prepare
 from study.search.rounds import check_plan, keep_plan, next_cells, plan_line, start_cells
 from study.search.slurm import check_storage, node_slots, submit_and_wait
@@ -41,7 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m study sweep", description="Run a grid or Optuna study.")
     p.add_argument("study_file")
     p.add_argument("overrides", nargs="*", help="dotted config overrides applied to every cell")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: 1 on CPU, one per GPU; with GPUs, N spread over them)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: on CPU, usable cores / "
+                   "the study's run.threads, one thread a run when unset; one per GPU; with GPUs, N spread over them)")
     p.add_argument("--gpus", default=None,
                    help="GPUs for local workers, e.g. 0,1,2,3 (default: every visible GPU; 'cpu' for none)")
     p.add_argument("--workers-per-gpu", type=int, default=1, help="cells run side by side on one GPU (default 1)")
@@ -74,6 +83,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
+
+
+def cpu_workers(args: argparse.Namespace, run_threads: int) -> str | None:
+    """Without GPUs and without --workers: as many workers as this process's cores hold runs of `run_threads`
+    threads (the study's run.threads; 0, torch's default, counts as one: narrow models train best at one thread a
+    run, side by side). Sets args.workers and returns the line that says why; None where it chose nothing."""
+    asked = parse_gpus(args.gpus)  # None: every visible GPU; []: none ('cpu')
+    if args.workers is not None or args.executor != "local" or (asked if asked is not None else gpu_count()):
+        return None
+    cores, threads = usable_cores(), max(1, run_threads)
+    args.workers = max(1, cores // threads)
+    return (f"{args.workers} worker(s): {cores} usable core(s), {threads} thread(s) a run "
+            f"({'run.threads' if run_threads else 'run.threads unset: one'}; --workers N overrides)")
 
 
 def plan_for(args: argparse.Namespace) -> tuple[list[Slot], bool]:
@@ -239,6 +261,10 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
         if args.worker_only:
             work(spec, url, args.out, cli, worker_run_fn(args, run_fn))
             return 0
+        chosen = cpu_workers(args, cell_config(spec, *grid_cells(spec)[0], None, args.out, cli).run.threads) \
+            if spec.search is None and not args.worker_only else None
+        if chosen:
+            print(f"[{spec.name}] {chosen}", flush=True)
         slots, has_gpus = plan_for(args)
         if args.dry_run:
             dry_run(args, spec, url, slots)
