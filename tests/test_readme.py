@@ -43,7 +43,27 @@ def test_the_numbers_in_the_readme_are_the_default_studys_and_the_rules():
     assert f"trains the {len(paper_variants)} Table 1 variants and the FCN matched to B1236-AVE-DR's capacity over " \
            f"{len(study['seeds'])} seeds" in " ".join(README.split())
     assert f"with {POWER:.0%} power" in README
-    top = README.split("## What a report says")[0].replace("CVPR 2017", "").replace("Table 1", "")
+    top = README.split("## What a report says")[0]
+    for name in ("CVPR 2017", "Table 1", "Zen 4"):  # names, not measurements
+        top = top.replace(name, "")
+    # the only numbers before the report section: the Python version, the variant and seed counts, the cores, and
+    # the measured times, each of which stands in docs/speed.md's table of the two commands
+    speed = (REPO / "docs/speed.md").read_text()
+    table = speed[speed.index("## The two commands"):].split("\n\n")[2]
+    times = re.findall(r"\d+ min \d+ s", " ".join(README.split()))
+    assert times and all(t in table for t in times), times
+    for t in times:
+        top = top.replace(t, "")
     numbers = re.findall(r"(?<![\w.-])\d+(?:\.\d+)?(?![\w.])", top)
-    # the only numbers before the report section: the Python version, the variant and seed counts, the cores
     assert set(numbers) <= {"3.11", str(len(paper_variants)), str(len(study["seeds"])), "2"}, numbers
+
+
+def test_the_readmes_aa_figures_are_the_shipped_reports():
+    import json
+
+    aa = json.loads((REPO / "reports/aa_probe/summary.json").read_text())["aa"]
+    rates = {r["n"]: f"{100 * r['rate']:.2f}%" for r in aa["resampled"]}
+    text = " ".join(README.split())
+    assert f"{aa['false']} of its {aa['n']} fixed groups decided" in text
+    assert f"decides falsely {rates[3]} of the time at 3 seeds, {rates[5]} at 5 and {rates[10]} at 10" in text
+    assert all(r["rate"] + 2 * r["se"] <= 0.05 for r in aa["resampled"])  # "within its 5%"
