@@ -71,8 +71,10 @@ def test_as_implied(expected, lo, hi, answer):
 
 
 def test_concluded_words():
-    assert concluded(0.5, 6.0, 2.0) == "better" and concluded(0.5, 1.0, 2.0) == "better, by less than 2"
-    assert concluded(-6.0, -0.5, 2.0) == "worse" and concluded(-1.0, -0.5, 2.0) == "worse, by less than 2"
+    assert concluded(0.5, 6.0, 2.0) == "better by an unknown amount" and concluded(2.5, 6.0, 2.0) == \
+        "better by at least 2" and concluded(0.5, 1.0, 2.0) == "better by less than 2"
+    assert concluded(-6.0, -0.5, 2.0) == "worse by an unknown amount" and concluded(-1.0, -0.5, 2.0) == \
+        "worse by less than 2"
     assert concluded(-1.0, 3.0, 2.0) == "not worse by 2 or more"
     assert concluded(-3.0, 1.0, 2.0) == "not better by 2 or more"
     assert concluded(math.nan, math.nan, 2.0) == "too few seeds"
@@ -118,7 +120,7 @@ def test_judge_a_null_control_and_a_collapse():
     assert local.diff == pytest.approx(0.0, abs=1e-9) and local.as_implied == "yes"
     assert local.p_adjusted == pytest.approx(min(1.0, 3 * 0.00241), abs=1e-4)  # Bonferroni over 3
     worse = rows[("PRES-B1-MAX", "PRES-B1-AVE")]
-    assert worse.diff == pytest.approx(25.0 - 60.4) and worse.as_implied == "no" and worse.concluded == "worse"
+    assert worse.diff == pytest.approx(25.0 - 60.4) and worse.as_implied == "no" and worse.concluded == "worse by at least 2"
     vs_fcn = rows[("PRES-B1-MAX", "PRES-FCN")]
     assert vs_fcn.n == 4 and vs_fcn.seeds == (0, 1, 2, 3) and vs_fcn.as_implied == "no"
 
@@ -170,7 +172,7 @@ def test_block_renders_the_table_and_the_rule():
     df = _table({"LOC-FCN": FCN, "LOC-B1236-AVE-DR": [f + 0.001 for f in FCN]})
     md = to_markdown(controls_blocks(df, judge_controls(df, _comparisons(df))))
     assert "| control " in md and "| as implied? " in md and "no difference (within ±2)" in md
-    assert "| local " in md and "| better, by less than 2 " in md and "TOST" in md
+    assert "| local " in md and "| better by less than 2 " in md and "TOST" in md
     assert "No control comparison" in to_markdown(controls_blocks(_table({"FCN": FCN}, {"FCN": "proportion"}), []))
 
 
@@ -233,7 +235,7 @@ def test_a_control_expected_contradicted_is_judged_so_by_both_rules():
     cmp = Comparison("DIL-B1-AVE", "DIL-B1-MAX", "worse", 2.0, "specks dilute an average")
     (row,) = judge_controls(df, [cmp])
     assert row.diff == pytest.approx(-1.5) and row.p_adjusted < 0.05
-    assert row.as_implied == "yes" and row.concluded == "worse, by less than 2"
+    assert row.as_implied == "yes" and row.concluded == "worse by less than 2"
     assert row.rule_verdict == "contradicted" and row.rule_as_implied == "yes"
     md = to_markdown(controls_blocks(df, [row]))
     assert "b beats a (a beats b: contradicted)" in md

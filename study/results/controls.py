@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from study.manifest import EXPECTATIONS, Comparison
+from study.results.claims import equivalence, size_reading
 from study.results.stats import MIN_SEEDS, Verdict
 from study.results.table import ResultsError, trained_mask
 
@@ -61,21 +62,12 @@ def paired_tests(diffs: Sequence[float], *, margin: float, alpha: float) -> dict
 
 
 def concluded(lo: float, hi: float, margin: float) -> str:
-    """What an interval [lo, hi] of Δ = a - b says, in words."""
+    """What an interval [lo, hi] of Δ = a - b says against ±margin, in the words a claim row's size reading uses
+    (study.results.claims.size_reading); "undecided" where it excludes none of -m, 0, +m."""
     if math.isnan(lo):
         return "too few seeds"
-    m = f"{margin:g}"
-    if lo > 0:
-        return f"better, by less than {m}" if hi < margin else "better"
-    if hi < 0:
-        return f"worse, by less than {m}" if lo > -margin else "worse"
-    if -margin < lo and hi < margin:
-        return f"equivalent within ±{m}"
-    if lo > -margin:
-        return f"not worse by {m} or more"
-    if hi < margin:
-        return f"not better by {m} or more"
-    return "undecided"
+    reading = size_reading(lo, hi, margin)
+    return "undecided" if reading == "inconclusive" else reading
 
 
 def as_implied(expected: str, lo: float, hi: float, margin: float) -> str:
@@ -151,7 +143,6 @@ def _claims_rule(df: pd.DataFrame, comparisons: Sequence[Comparison], alpha: flo
     study's comparisons, the rule's intervals, and "equivalent within ±m" for an inconclusive row inside the margin
     (`trained_only`: without the runs the training check flagged, as the verdicts are; every completed run is the
     sensitivity analysis)."""
-    from study.results.claims import equivalence
     from study.results.stats import decide
 
     names = list(dict.fromkeys(v for c in comparisons for v in (c.a, c.b)))
