@@ -84,3 +84,25 @@ def test_shipped_tables_are_what_todays_code_builds_from_the_shipped_records():
     for inputs in studies:
         shipped = pd.read_parquet(inputs / "runs.parquet")
         pd.testing.assert_frame_equal(shipped, build_table(inputs), check_dtype=False, obj=inputs.name)
+
+
+def test_no_shipped_record_holds_a_machine_path():
+    """Every location a shipped record names (data root, feature cache, output folder, ...) is relative to the
+    repository, so the records say nothing of the machine they ran on and a clone reproduces them where it is."""
+    import json
+
+    def paths(value, where=""):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from paths(v, f"{where}.{k}" if where else k)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from paths(v, f"{where}[{i}]")
+        elif isinstance(value, str) and value.startswith(("/", "~")):
+            yield where, value
+
+    shipped = Path(__file__).resolve().parents[1] / "reports" / "_inputs"
+    found = [f"{record.relative_to(shipped)}: {key} = {value}"
+             for record in sorted(shipped.glob("*/runs/*/record.json"))
+             for key, value in paths(json.loads(record.read_text())["config"])]
+    assert not found, "absolute paths in shipped records:\n" + "\n".join(found)

@@ -28,8 +28,12 @@ def study_file(tmp_path):
 
 
 def sweep(study_file: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """The sweep command as a user types it, with one local worker unless `extra` says otherwise (the machine's
+    own choice is tested in test_placement.py)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "study", "sweep", str(study_file), "--out", str(out), *extra],
+    workers = () if "--workers" in extra else ("--workers", "1")
+    return subprocess.Popen([sys.executable, "-m", "study", "sweep", str(study_file), "--out", str(out), *workers,
+                             *extra],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 

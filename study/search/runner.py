@@ -262,7 +262,7 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
             work(spec, url, args.out, cli, worker_run_fn(args, run_fn))
             return 0
         chosen = cpu_workers(args, cell_config(spec, *grid_cells(spec)[0], None, args.out, cli).run.threads) \
-            if spec.search is None and not args.worker_only else None
+            if spec.search is None and run_fn is None else None  # a given run_fn (a stand-in) runs in this process
         if chosen:
             print(f"[{spec.name}] {chosen}", flush=True)
         slots, has_gpus = plan_for(args)
