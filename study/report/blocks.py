@@ -109,7 +109,7 @@ CSS = ("body{font-family:system-ui,sans-serif;font-size:15px;line-height:1.45;ma
        ".tw{overflow-x:auto;max-width:100%}"
        "table{border-collapse:collapse;font-size:13px;margin:.8em 0}th,td{border:1px solid #ccc;padding:3px 6px;"
        "text-align:right;white-space:nowrap}th{background:#f3f3f3;white-space:normal;vertical-align:bottom}"
-       "td.l,th.l{text-align:left}td:first-child{white-space:normal}"
+       "td.l,th.l{text-align:left}td.l{white-space:normal;min-width:6em}td:first-child{white-space:normal}"
        "td.ok,strong.ok{background:#d8f0d8}td.bad,strong.bad{background:#f6d5d5}"
        "td.open,strong.open{background:#fbefc8}td.none,strong.none{background:#e8e8e8}strong.ok,strong.bad,"
        "strong.open,strong.none{padding:0 .25em;border-radius:3px}"
