@@ -186,7 +186,7 @@ class DataConfig:
     ignore_index: int = 255
     workers: int = 0  # DataLoader worker processes
     cache: bool = False  # keep decoded images in memory (per worker): for small data sets such as CamVid
-    probe_kind: str = added("proportion")  # probe: the cue (proportion) or a control (presence, local, misaligned, diluted, shortcut)
+    probe_kind: str = added("proportion")  # probe: the cue (proportion) or a control (presence, local, local_fine, misaligned, diluted, shortcut)
     mean: tuple[float, float, float] = added((0.485, 0.456, 0.406))  # input normalisation (RGB in [0, 1]):
     std: tuple[float, float, float] = added((0.229, 0.224, 0.225))  # the backbone's own; default ImageNet's
     # frozen features (model.freeze_backbone): augmentation happens on the stored maps, not on images

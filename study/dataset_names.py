@@ -9,4 +9,4 @@ from __future__ import annotations
 DATASETS = ("probe", "camvid", "ade20k", "cityscapes", "voc", "labelmefacade", "folder")
 ROOTLESS = ("probe",)  # built in memory: no data.root
 # The context probe's cue (study.data.synthetic): the measured probe and its four controls.
-PROBE_KINDS = ("proportion", "presence", "local", "misaligned", "diluted", "shortcut")
+PROBE_KINDS = ("proportion", "presence", "local", "local_fine", "misaligned", "diluted", "shortcut")

@@ -264,9 +264,8 @@ def test_window_sum_by_hand():
     assert synthetic.window_sum(a, 0).tolist() == a.tolist()
 
 
-def _local_label_by_hand(image, y, x):
-    """The local rule read off the image at pixel (y, x), looking only within LOCAL_RADIUS px of it."""
-    r, k = synthetic.LOCAL_RADIUS, synthetic.LOCAL_CELLS
+def _local_label_by_hand(image, y, x, r=synthetic.LOCAL_RADIUS, k=synthetic.LOCAL_CELLS):
+    """The local rule read off the image at pixel (y, x), looking only within r px of it (k cells each side)."""
     top, left = max(0, 2 * (y // 2 - k)), max(0, 2 * (x // 2 - k))
     bottom, right = min(image.shape[0], 2 * (y // 2 + k + 1)), min(image.shape[1], 2 * (x // 2 + k + 1))
     assert max(y - top, bottom - 1 - y, x - left, right - 1 - x) <= r  # the window lies within r px
@@ -287,6 +286,24 @@ def test_local_label_is_decided_within_the_window():
         shares.append([float((label == c).mean()) for c in (synthetic.ROAD, synthetic.WATER, synthetic.IGNORE)])
     road, water, ignored = np.mean(shares, axis=0)
     assert 0.3 < road < 0.6 and 0.3 < water < 0.6 and ignored < 0.25
+
+
+def test_local_fine_label_is_decided_within_5_px_a_scale_no_bin_has():
+    assert synthetic.FINE_RADIUS == 5  # a 10 px window: the 6x6 bin's cell at 128 px is 21.3 px, the 3x3 bin's 42.7
+    rng = np.random.default_rng(1)
+    shares, dots = [], []
+    for index in range(4):
+        image, label, surface = synthetic.render_scene(2, "train", index, kind="local_fine")
+        assert np.array_equal(label, surface)
+        for y, x in rng.integers(0, 128, size=(150, 2)):
+            by_hand = _local_label_by_hand(image, int(y), int(x), synthetic.FINE_RADIUS, synthetic.FINE_CELLS)
+            assert label[y, x] == by_hand
+        shares.append([float((label == c).mean()) for c in (synthetic.ROAD, synthetic.WATER, synthetic.IGNORE)])
+        dots.append((_colour(image, RED).sum() + _colour(image, BLUE).sum()) / 4 / (64 * 64))
+    road, water, ignored = np.mean(shares, axis=0)
+    assert 0.35 < road < 0.5 and 0.35 < water < 0.5 and ignored < 0.2
+    assert 0.25 < np.mean(dots) < 0.35  # dots on 30% of the 2x2 cells
+    assert class_names(DataConfig(probe_kind="local_fine")) == ("road", "water")
 
 
 def test_local_scene_with_odd_size_ignores_the_last_row():

@@ -17,6 +17,10 @@ Controls (`data.probe_kind`, docs/context_probe.md), each a question whose answe
   blue dots and 1-3 blue marks of the same size, so a mark is not the cue, its colour is.
 - `local`: no regions; a pixel's class is the majority cue colour among the dots within 11 px of it, so it is
   decided inside the backbone's receptive field and nothing beyond it carries information (ties: ignore label).
+  Its 22 px window is the scale of one cell of the 6x6 bin (21.3 px at 128), so that bin's average is a box
+  filter at the label's own scale: a route the pyramid may take, not information it adds.
+- `local_fine`: the local control at a scale no bin has: the majority within 5 px (a 10 px window, half the 6x6
+  bin's cell and a quarter of the 3x3 bin's), dots on 30% of the cells.
 - `misaligned`: the proportion cue, split at 1/4, 5/12 or 3/4: half-way between bin-6 cell boundaries, 10.7 px
   (at 128) from every boundary of bins 2, 3 and 6.
 - `diluted`: the presence control plus 4-16 red specks (4 px squares) scattered over every surface: a region is
@@ -71,6 +75,9 @@ CUE_REVERSED = 0.2  # shortcut control: share of scenes whose dots carry the oth
 LOCAL_DENSITY = 0.15  # local control: share of 2x2 cells holding a dot, red or blue with even odds
 LOCAL_CELLS = 5  # local control: a pixel counts the dots of the cells within 5 cells of its own, i.e. within
 LOCAL_RADIUS = 2 * LOCAL_CELLS + 1  # 11 px of it (Chebyshev): well inside the probe backbone's ~71 px field
+FINE_CELLS = 2  # local_fine control: within 2 cells, i.e. 5 px (a 10 px window): half the 6x6 bin's 21.3 px cell
+FINE_RADIUS = 2 * FINE_CELLS + 1
+FINE_DENSITY = 0.3  # local_fine control: denser dots, so that a 5x5-cell window is seldom a tie
 
 
 def _rng(data_seed: int, split: str, index: int) -> np.random.Generator:
@@ -105,7 +112,7 @@ def _stripes(h: int, w: int, period: int, lo: float, hi: float, vertical: bool) 
 
 def class_names(extras: bool = False, kind: str = "proportion") -> tuple[str, ...]:
     """The classes a probe scene uses: road and water only in the local control (no objects)."""
-    if kind == "local":
+    if kind in ("local", "local_fine"):
         return CLASSES[:2]
     return CLASSES if extras else CLASSES[:CORE]
 
@@ -146,15 +153,17 @@ def window_sum(a: np.ndarray, r: int) -> np.ndarray:
     return s[k: k + h, k: k + w] - s[:h, k: k + w] - s[k: k + h, :w] + s[:h, :w]
 
 
-def _render_local(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The local control: i.i.d. red/blue dots; a pixel's class is the majority colour within LOCAL_RADIUS px."""
+def _render_local(rng: np.random.Generator, h: int, w: int, cells: int = LOCAL_CELLS, density: float = LOCAL_DENSITY
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The local controls: i.i.d. red/blue dots on `density` of the 2x2 cells; a pixel's class is the majority
+    colour within 2 * cells + 1 px (the (2 * cells + 1)^2 cells around its own)."""
     image = np.repeat(_u8(rng.normal(0.45, 0.09, (h, w)))[:, :, None], 3, axis=2)
     gh, gw = h // 2, w // 2
-    has_dot = rng.random((gh, gw)) < LOCAL_DENSITY
+    has_dot = rng.random((gh, gw)) < density
     red = rng.random((gh, gw)) < 0.5
     rows, cols = np.nonzero(has_dot)
     _paint_dots(image, rows, cols, np.where(red[rows, cols], ROAD, WATER))
-    score = window_sum(np.where(has_dot, np.where(red, 1, -1), 0), LOCAL_CELLS)
+    score = window_sum(np.where(has_dot, np.where(red, 1, -1), 0), cells)
     cells = np.where(score > 0, ROAD, np.where(score < 0, WATER, IGNORE)).astype(np.uint8)
     label = np.full((h, w), IGNORE, dtype=np.uint8)  # an odd last row / column belongs to no cell
     label[: 2 * gh, : 2 * gw] = np.repeat(np.repeat(cells, 2, axis=0), 2, axis=1)
@@ -198,6 +207,8 @@ def render_scene(data_seed: int, split: str, index: int, size: tuple[int, int] =
     h, w = size
     if kind == "local":
         return _render_local(rng, h, w)
+    if kind == "local_fine":
+        return _render_local(rng, h, w, FINE_CELLS, FINE_DENSITY)
     grey = _u8(rng.normal(0.45, 0.09, (h, w)))
     surface, curb = _layout(rng, h, w, SPLIT_AT[kind])
     image = np.repeat(grey[:, :, None], 3, axis=2)

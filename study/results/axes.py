@@ -121,7 +121,7 @@ DATA = Axis("data", ("data.name",), lambda c: str(c["data"]["name"]), str, str, 
 PROBE_KIND = Axis("probe_kind", ("data.probe_kind",),
                   lambda c: str(c["data"].get("probe_kind", "proportion")) if c["data"]["name"] == "probe" else None,
                   _dash(), _undash(), "the probe's construction: proportion (default) or a control (presence, local, "
-                  "misaligned, diluted); '-' for other data sets")
+                  "local_fine, misaligned, diluted, shortcut); '-' for other data sets")
 
 AXES: tuple[Axis, ...] = (BACKBONE, DEPTH, PPM, BINS, POOL, REDUCTION, BRANCH, AUX_WEIGHT, OUTPUT_STRIDE, AUGMENT,
                           CROP, STEPS, BATCH, LR, DATA, PROBE_KIND)
