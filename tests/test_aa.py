@@ -161,13 +161,26 @@ def test_the_vectorised_rule_gives_decide_s_verdicts_on_many_random_groups():
 
 
 def test_the_resampled_level_on_differences_whose_verdicts_are_known():
-    ones = resampled_level([1.0] * 30, sizes=(3, 5, 10), draws=100)  # every group all 1: p = 0, decided
+    ones = resampled_level([1.0] * 30, sizes=(3, 5, 10), draws=100, flip=False)  # every group all 1: p = 0, decided
     assert [(r["n"], r["groups"], r["regroupings"], r["false"], r["rate"], r["se"]) for r in ones] == [
         (3, 100, 10, 100, 1.0, 0.0), (5, 102, 17, 102, 1.0, 0.0), (10, 102, 34, 102, 1.0, 0.0)]
     zeros = resampled_level([0.0] * 30, sizes=(3,), draws=100)  # all 0: p = 1, never decided
     assert (zeros[0]["rate"], zeros[0]["se"]) == (0.0, 0.0)
     short = resampled_level([1.0, 2.0, 3.0, 4.0], sizes=(3, 5))  # fewer differences than n: no group
     assert short[1]["groups"] == 0 and math.isnan(short[1]["rate"]) and short[0]["groups"] >= 20000
+    assert resampled_level([0.0] * 30, sizes=(3,), draws=100)[0]["rate"] == 0.0  # a flipped 0 is still 0
+
+
+def test_the_resampled_level_flips_signs_as_the_twins_exchangeability_allows():
+    """Thirty differences of 1, each with a random sign: a group is decided exactly when its signs agree beyond what
+    its size allows. n = 3: all three alike (sd 0, p 0), 2/8; n = 5: all alike, 2/32 (4 to 1 gives t = 1.5 against
+    2.776); n = 10: all alike or 9 to 1 (t = 4.0 against 2.262), 22/1024 (8 to 2: t = 2.25, just short)."""
+    rates = resampled_level([1.0] * 30, sizes=(3, 5, 10), draws=60000, seed=5)
+    for r, want in zip(rates, (2 / 8, 2 / 32, 22 / 1024)):
+        assert abs(r["rate"] - want) < 4 * r["se"], (r, want)
+    skewed = [-1.0] * 27 + [9.0] * 3  # a pool whose mean is 0 but whose bulk is negative, as a stall-heavy pool
+    raw, flipped = (resampled_level(skewed, sizes=(10,), draws=20000, flip=f)[0]["rate"] for f in (False, True))
+    assert raw > 0.05 > flipped  # without signs the bulk's direction is decided in many groups of 10
 
 
 def test_the_monte_carlo_se_is_between_regroupings_by_hand():
@@ -176,7 +189,7 @@ def test_the_monte_carlo_se_is_between_regroupings_by_hand():
     chance 2 / C(6, 3) = 1/10, else 0, so the two groups of a regrouping are not independent (one false verdict
     excludes the other). The se is the sd of the per-regrouping rates over sqrt(regroupings): sqrt(0.25 x 0.1 x 0.9
     / R), not the binomial sqrt(0.05 x 0.95 / 2R) over groups."""
-    (r,) = resampled_level([1, 1, 1, 0, 0, 0], sizes=(3,), draws=20000, seed=3)
+    (r,) = resampled_level([1, 1, 1, 0, 0, 0], sizes=(3,), draws=20000, seed=3, flip=False)
     reps, k = r["regroupings"], r["false"]  # k regroupings had rate 1/2, the others 0
     assert (reps, r["groups"]) == (10000, 20000) and r["rate"] == k / 20000
     assert r["se"] == pytest.approx(0.5 * math.sqrt(k * (reps - k) / (reps * (reps - 1))) / math.sqrt(reps))

@@ -41,8 +41,8 @@ def test_untrained_runs_and_caveats():
                                      "seed where both runs of a row trained, the stall rates are compared as an "
                                      "outcome of their own, and counting every completed run is the sensitivity "
                                      "analysis under the verdicts.")
-    assert untrained_text(FACTS, "controls").endswith("they count in the control comparisons, as every completed "
-                                                      "run does.")
+    assert untrained_text(FACTS, "controls").endswith("a comparison counts a seed where both of its runs trained, "
+                                                      "and lists the runs left out.")
     assert untrained_text({**FACTS, "untrained": []}).startswith("Did not train: none (every completed run")
     assert untrained_text({**FACTS, "untrained": [], "unjudged": ["PRES-FCN"]}) == (
         "Did not train: none flagged (every run the training check judged passed it; not judged: PRES-FCN).")

@@ -54,7 +54,7 @@ def resampled_line(aa: dict[str, Any], level: list[dict[str, Any]]) -> str:
     rates = ", ".join(f"{_pct(r['rate'], 2)} (se {100 * r['se']:.2f}%) at n = {r['n']}" for r in level)
     parts = [f"at n = {', '.join(ns)} {said[k]}" for k, ns in where.items() if ns]
     text = (f"Resampled level: the same rule on random regroupings of the {len(aa['differences'])} observed paired "
-            f"differences into disjoint groups of n decides falsely {rates}. Against the rule's {100 * GOAL:g}%: "
+            f"differences, each with a random sign, into disjoint groups of n decides falsely {rates}. Against the rule's {100 * GOAL:g}%: "
             + "; ".join(parts))
     own = next((r for r in level if r["n"] == aa["seeds_per_group"]), None)
     if own is not None and aa["n"]:
@@ -118,15 +118,18 @@ def aa_blocks(aa: dict[str, Any], fig_dir: Path | None = None) -> list[Block]:
         "masks) drawn from a stream of its own, the seed's backbone draw, data order and augmentation kept, as two "
         "variants of one seed differ. The study file's seeds, in order, are cut into disjoint groups fixed before any "
         "run; each group is one "
-        "comparison 'a beats b' judged by the code that judges the paper's claims (the paired t-test on every "
-        f"completed run, its interval{margin}), as a Holm family of one row, the most liberal family the rule "
+        "comparison 'a beats b' judged by the code that judges the paper's claims (the paired t-test on the seeds "
+        f"where both runs trained, its interval{margin}), as a Holm family of one row, the most liberal family the rule "
         f"forms (a study of m rows tests each at alpha/m to alpha = {aa['alpha']:g}). A false verdict is supported or "
         "contradicted; the rate's interval is the exact (Clopper-Pearson) 95% binomial interval.")))
     if any(r["groups"] for r in aa.get("resampled", ())):
         blocks.append(Block("text", (
-            "Resampled level: every seed both variants completed gives one paired difference; each regrouping "
-            "shuffles them (a fixed-seed generator: the same runs give the same numbers) and cuts them into "
-            "disjoint groups of n, each judged by the same rule as a family of one row (the table's groups judged). "
+            "Resampled level: every seed where both variants' runs trained gives one paired difference; each "
+            "regrouping shuffles them, gives each a random sign (the twins are exchangeable, so under the A/A's "
+            "null a difference and its negative are equally likely; the signs keep the pool's own chance mean and "
+            "skew out of every group) and cuts them into disjoint groups of n, each judged by the same rule as a "
+            "family of one row (the table's groups judged; a fixed-seed generator: the same runs give the same "
+            "numbers). "
             "Its Monte Carlo se is the sd of the regroupings' rates over the square root of their number: "
             "groups of one regrouping are cut from the same differences without replacement, so they are not "
             "independent draws and the binomial se over groups, which assumes they are, does not apply. It is the "

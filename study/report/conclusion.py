@@ -145,7 +145,8 @@ def untrained_text(facts: Mapping[str, Any], kind: str = "grid") -> str:
     runs = facts["untrained"]
     if runs:
         listed = ", ".join(f"{v} seed {s}" for v, s in runs)
-        judged = ("they count in the control comparisons, as every completed run does" if kind in ("controls", "aa")
+        judged = ("a comparison counts a seed where both of its runs trained, and lists the runs left out"
+                  if kind in ("controls", "aa")
                   else "the verdicts count a seed where both runs of a row trained, the stall rates are compared "
                        "as an outcome of their own, and counting every completed run is the sensitivity analysis "
                        "under the verdicts")

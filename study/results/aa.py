@@ -12,7 +12,7 @@ A false verdict is "supported" or "contradicted" (the two are the same model); i
 (Clopper-Pearson) 95% interval.
 
 Beside the fixed groups, the resampled level (`resampled_level`): the same rule over many random regroupings of the
-observed paired differences into disjoint groups of n (3, 5, 10), its false-verdict rate with its Monte Carlo error.
+observed paired differences, each with a random sign, into disjoint groups of n (3, 5, 10), its false-verdict rate with its Monte Carlo error.
 It says how the rule behaves on this noise at each n, given these differences; it does not replace the fixed groups,
 whose verdicts are the study's.
 """
@@ -134,11 +134,17 @@ def false_verdicts(groups: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
 
 
 def resampled_level(diffs: Sequence[float], sizes: Sequence[int] = SIZES, draws: int = DRAWS, seed: int = 0,
-                    alpha: float = ALPHA) -> list[dict[str, Any]]:
+                    alpha: float = ALPHA, flip: bool = True) -> list[dict[str, Any]]:
     """The claims rule's false-verdict rate over random regroupings of the observed paired differences, per group
     size n in `sizes`: each regrouping shuffles the differences (a numpy Generator seeded with `seed`, so the same
-    differences give the same numbers) and cuts them into disjoint groups of n, each judged as its own family of
-    one row (`false_verdicts`); regroupings are drawn until at least `draws` groups are judged.
+    differences give the same numbers), gives each a random sign (`flip`) and cuts them into disjoint groups of n,
+    each judged as its own family of one row (`false_verdicts`); regroupings are drawn until at least `draws`
+    groups are judged.
+
+    Why the signs: twins are exchangeable (which one is `a` is a name), so under the A/A's null a difference and its
+    negative are equally likely. Without flips every regrouping inherits the pool's own mean and skew, which a pool
+    of a few dozen differences carries by chance and which groups of larger n pick up ever more often: the rate
+    would then grow with n for a reason that is the pool's, not the rule's.
 
     Per n: n, regroupings, groups judged, false verdicts, rate, and `se`, its Monte Carlo standard error: the sd
     of the per-regrouping rates over sqrt(regroupings). The regroupings are independent given the differences, the
@@ -156,6 +162,8 @@ def resampled_level(diffs: Sequence[float], sizes: Sequence[int] = SIZES, draws:
         if per:
             reps = -(-draws // per)
             shuffled = rng.permuted(np.tile(d, (reps, 1)), axis=1)[:, :per * n]
+            if flip:
+                shuffled = shuffled * rng.choice((-1.0, 1.0), size=shuffled.shape)
             false = false_verdicts(shuffled.reshape(reps * per, n), alpha).reshape(reps, per)
             rates = false.mean(axis=1)
             se = float(rates.std(ddof=1) / math.sqrt(reps)) if reps > 1 else math.nan
