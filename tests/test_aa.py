@@ -176,7 +176,7 @@ def test_the_resampled_level_flips_signs_as_the_twins_exchangeability_allows():
     its size allows. n = 3: all three alike (sd 0, p 0), 2/8; n = 5: all alike, 2/32 (4 to 1 gives t = 1.5 against
     2.776); n = 10: all alike or 9 to 1 (t = 4.0 against 2.262), 22/1024 (8 to 2: t = 2.25, just short)."""
     rates = resampled_level([1.0] * 30, sizes=(3, 5, 10), draws=60000, seed=5)
-    for r, want in zip(rates, (2 / 8, 2 / 32, 22 / 1024)):
+    for r, want in zip(rates, (2 / 8, 2 / 32, 22 / 1024), strict=True):
         assert abs(r["rate"] - want) < 4 * r["se"], (r, want)
     skewed = [-1.0] * 27 + [9.0] * 3  # a pool whose mean is 0 but whose bulk is negative, as a stall-heavy pool
     raw, flipped = (resampled_level(skewed, sizes=(10,), draws=20000, flip=f)[0]["rate"] for f in (False, True))
