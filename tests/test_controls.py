@@ -178,7 +178,7 @@ def test_block_renders_the_table_and_the_rule():
 
 def test_the_study_file_runs_every_control_with_its_probe_and_margin():
     spec = load_study(STUDY)
-    assert len(spec.seeds) >= 5 and len(spec.controls) == 12
+    assert len(spec.seeds) >= 5 and len(spec.controls) == 13
     comparisons = [Comparison.from_dict(c) for c in spec.controls]
     presence = re.search(r"margin ([0-9.]+) mIoU points on the\s+presence controls", spec.description)
     local = re.search(r"margin ([0-9.]+) points on the local null", spec.description)
@@ -187,7 +187,7 @@ def test_the_study_file_runs_every_control_with_its_probe_and_margin():
     assert {c.a for c in comparisons if c.expected == "worse"} == {"DIL-B1-AVE", "SHO-B1236-AVE-DR"}
     assert {c.margin for c in comparisons if c.a.startswith(("LOC", "LFN"))} == {float(local.group(1))} == {0.5}
     fine = [c for c in comparisons if c.a.startswith("LFN")]  # the local null at no bin's scale, bins one by one
-    assert {c.b for c in fine} == {"LFN-FCN"} and {c.expected for c in fine} == {"equivalent"}
+    assert {c.b for c in fine} == {"LFN-FCN", "LFN-FCN-CAP-DR"} and {c.expected for c in fine} == {"equivalent"}
     assert {tuple(spec.variants[c.a]["model.bins"]) for c in fine} == {(1, 2, 3, 6), (6,), (1, 2, 3)}
     for cmp in comparisons:
         kinds = {spec.variants[v]["data.probe_kind"] for v in (cmp.a, cmp.b)}
