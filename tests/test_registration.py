@@ -62,6 +62,22 @@ def test_a_sweep_keeps_the_history_and_counts_the_runs_that_had_ended(tmp_path):
     assert read_manifest(study_dir).registrations == second  # through study.json and back
 
 
+def test_a_sweep_resumed_from_a_copy_continues_its_history(tmp_path):
+    (tmp_path / "base.yaml").write_text(STAND_IN_BASE)
+    path = tmp_path / "grid.yaml"
+    path.write_text(V2)
+    copy = tmp_path / "shipped"
+    history = [*register(None, V1, "t0", 0), *register(None, V1.replace("[0, 1]", "[0, 1, 2]"), "t1", 2)]
+    write_manifest(copy, StudyManifest(name="grid", registrations=history))
+    study_dir = tmp_path / "out" / "grid"
+    fake_run(cell_config(load_study(path), "FCN", 0, out_dir=str(tmp_path / "out")))
+    regs = registered(study_dir, load_study(path), copy)
+    assert regs[:2] == history and regs[2]["digest"] == digest(V2) and regs[2]["finished"] == 1
+    assert [e["finished"] for e in registered(study_dir, load_study(path))] == [1]  # without the copy: a new start
+    write_manifest(study_dir, StudyManifest(name="grid", registrations=regs[:1]))
+    assert len(registered(study_dir, load_study(path), copy)) == 2  # its own history first: the copy is not read
+
+
 def test_the_history_is_rebuilt_from_the_study_files_commits(tmp_path):
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}

@@ -226,13 +226,18 @@ def take_finished(spec, source: Path, out_dir: str, cli: tuple[str, ...]) -> int
     return taken
 
 
-def registered(study_dir: Path, spec) -> list[dict]:
+def registered(study_dir: Path, spec, source: Path | None = None) -> list[dict]:
     """The study file's registrations with the file as this sweep finds it (study.registration): the first sweep
-    records it before any cell runs; a later one that finds it changed records that, with the runs ended by then."""
+    records it before any cell runs; a later one that finds it changed records that, with the runs ended by then.
+    A sweep resumed from another copy of the study's records (`source`, --resume-from) continues that copy's
+    history when its own folder has none, so what changed before the copy was made is not lost."""
     previous = read_manifest(study_dir)
+    history = previous.registrations if previous else None
+    if not history and source is not None:
+        copied = read_manifest(source)
+        history = copied.registrations if copied else None
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    return register(previous.registrations if previous else None, Path(spec.path).read_text(), at,
-                    finished_runs(study_dir))
+    return register(history, Path(spec.path).read_text(), at, finished_runs(study_dir))
 
 
 def check_study_data(spec, out_dir: str, cli: tuple[str, ...]) -> None:
@@ -291,7 +296,7 @@ def sweep(args: argparse.Namespace, run_fn: RunFn | None) -> int:
                          + (["--seeds", args.seeds] if args.seeds else [])
                          + (["--storage", redact(args.storage)] if args.storage else []))
     try:
-        registrations = registered(study_dir, spec)
+        registrations = registered(study_dir, spec, Path(args.resume_from) if args.resume_from else None)
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
