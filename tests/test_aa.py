@@ -216,6 +216,9 @@ def test_the_resampled_sentence_places_alpha_against_rate_and_two_se():
     assert ("at n = 3 under it by more than 2 se (the rule decides less often than its alpha); at n = 5 within 2 se "
             "of it; at n = 10 over it by more than 2 se (the rule over-decides)") in line
     assert "The fixed groups' interval (3.7%-12.7%) does not hold the resampled rate at their n = 3." in line
+    assert "The 450 differences have mean +0.00 and sd 0.00 mIoU points" in line
+    spread = resampled_line({**aa, "differences": [1.0, 2.0, 3.0, float("nan")]}, level)
+    assert "The 3 differences have mean +2.00 and sd 1.00 mIoU points" in spread  # a nan (no pair) is left out
 
 
 def test_the_section_shows_the_resampled_table_and_both_figures(tmp_path):

@@ -149,6 +149,9 @@ def test_noxfile_docstring_names_every_session():
 QUOTED = [
     ("context_probe.md", "aa_probe", ["11 false verdicts of 150", "7.3%", "3.7-12.7%", "4.67%", "4.76%", "4.84%",
                                       "se 0.07%"]),
+    ("context_probe.md", "aa_probe_max", ["3 false verdicts of 60", "5.0%", "1.0-13.9%", "3.54%", "3.20%", "3.58%",
+                                          "173", "sd 5.32", "7 of 360"]),
+    ("context_probe.md", "aa_probe", ["sd 1.98"]),
     ("statistics.md", "table1", ["-0.36", "1.0 to 2.7", "21 to 116", "+0.61"]),
 ]
 

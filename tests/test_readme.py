@@ -67,3 +67,8 @@ def test_the_readmes_aa_figures_are_the_shipped_reports():
     assert f"{aa['false']} of its {aa['n']} fixed groups decided" in text
     assert f"decides falsely {rates[3]} of the time at 3 seeds, {rates[5]} at 5 and {rates[10]} at 10" in text
     assert all(r["rate"] + 2 * r["se"] <= 0.05 for r in aa["resampled"])  # "within its 5%"
+    report = json.loads((REPO / "reports/aa_probe_max/summary.json").read_text())["aa"]
+    stalled = sum(k for k, _ in report["stalls"].values())
+    runs = sum(n for _, n in report["stalls"].values())
+    assert (f"A max-pooled A/A, whose runs can stall, decided {report['false']} of {report['n']} fixed groups "
+            f"({stalled} of its {runs} runs did not train: left out)") in text

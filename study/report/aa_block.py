@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,11 @@ def resampled_line(aa: dict[str, Any], level: list[dict[str, Any]]) -> str:
     text = (f"Resampled level: the same rule on random regroupings of the {len(aa['differences'])} observed paired "
             f"differences, each with a random sign, into disjoint groups of n decides falsely {rates}. Against the rule's {100 * GOAL:g}%: "
             + "; ".join(parts))
+    d = [x for x in aa["differences"] if math.isfinite(x)]
+    if len(d) > 1:
+        mean = sum(d) / len(d)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+        text += f". The {len(d)} differences have mean {mean:+.2f} and sd {sd:.2f} mIoU points"
     own = next((r for r in level if r["n"] == aa["seeds_per_group"]), None)
     if own is not None and aa["n"]:
         held = aa["rate_low"] <= own["rate"] <= aa["rate_high"]
