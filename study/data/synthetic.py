@@ -18,7 +18,7 @@ Controls (`data.probe_kind`, docs/context_probe.md), each a question whose answe
 - `local`: no regions; a pixel's class is the majority cue colour among the dots within 11 px of it, so it is
   decided inside the backbone's receptive field and nothing beyond it carries information (ties: ignore label).
   Its 22 px window is the scale of one cell of the 6x6 bin (21.3 px at 128), so that bin's average is a box
-  filter at the label's own scale: a route the pyramid may take, not information it adds.
+  filter at the label's own scale (a route to the answer, not information); `local_fine` has no such bin.
 - `local_fine`: the local control at a scale no bin has: the majority within 5 px (a 10 px window, half the 6x6
   bin's cell and a quarter of the 3x3 bin's), dots on 30% of the cells.
 - `misaligned`: the proportion cue, split at 1/4, 5/12 or 3/4: half-way between bin-6 cell boundaries, 10.7 px
