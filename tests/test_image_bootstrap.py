@@ -128,6 +128,7 @@ def test_the_two_level_interval_adds_the_seeds_spread():
     assert all(math.isnan(v) for v in two_level_interval(boot, "A", "B", [0, 9]))
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_claim_rows_carry_the_image_interval_at_full_size(tmp_path):
     """6 runs x 2000 images x 150 classes x 2000 resamples (ADE20K's size); its speed is a benchmark's business,
     not a timed assertion that a loaded machine fails."""

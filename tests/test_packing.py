@@ -76,6 +76,7 @@ def test_the_verdict_needs_a_real_speed_up():
     assert verdict([{"members": 8, "ratio": PAYS}])[0] == 8
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_the_command_measures_a_tiny_config_and_reports_a_ratio(tmp_path, capsys):
     from study.throughput.packing import main
 
@@ -96,6 +97,7 @@ def test_the_command_measures_a_tiny_config_and_reports_a_ratio(tmp_path, capsys
     assert main(["configs/probe.yaml", "--device", "tpu"]) == 2
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_frozen_feature_heads_are_measured_on_stored_maps():
     """With model.freeze_backbone the members are heads on maps (channels of the backbone's stages, the feature
     crop in cells) and the labels are at output stride x that: what a frozen-feature run trains."""

@@ -24,6 +24,7 @@ def files(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_report_content_and_determinism(tmp_path):
     study = fabricate(tmp_path / "results", MIOU)
     write_table(study)
@@ -131,6 +132,7 @@ def test_search_studies_lead_with_the_search_and_count_pruned_trials(tmp_path):
     assert "The paper's claims" not in md and "every_run.png" not in md  # one seed per trial: no verdicts
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_protocol_differences_are_warned(tmp_path):
     study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.52, 0.51], "B1-AVE": [0.6, 0.61, 0.59]})
     path = study / "runs" / "B1-AVE__s0" / "record.json"
@@ -144,6 +146,7 @@ def test_protocol_differences_are_warned(tmp_path):
     assert "rows differ in device: cpu, cuda:0" in md and "rows differ in eval_mode: slide, whole" in md
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_the_conclusion_comes_first_then_verdicts_forest_every_run_and_measured(tmp_path):
     study = fabricate(tmp_path / "results", MIOU)
     out = tmp_path / "reports"
@@ -225,6 +228,7 @@ def test_the_index_is_sectioned_by_the_summarys_section_field(tmp_path):
     assert "each study one Holm family" in probe
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_many_seeds_print_per_seed_tables_ten_seeds_wide(tmp_path):
     study = fabricate(tmp_path / "results", {"FCN": [0.5 + i / 1000 for i in range(12)],
                                              "B1-AVE": [0.6 + i / 1000 for i in range(12)]})

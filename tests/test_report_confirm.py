@@ -1,5 +1,6 @@
 """A confirmation study's report sets the original study's verdicts beside its own (study.report.confirm_block)."""
 
+import pytest
 from fabricate import fabricate
 
 from study.report.__main__ import main as report_main
@@ -7,6 +8,7 @@ from study.report.__main__ import main as report_main
 FCN = [0.50, 0.52, 0.51, 0.50, 0.49]
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_the_confirmation_names_what_moved_and_what_one_study_lacks(tmp_path):
     results = tmp_path / "results"
     noise = [0.001, -0.002, 0.0, 0.002, -0.001]

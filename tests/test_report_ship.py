@@ -69,6 +69,7 @@ def test_the_shipped_reports_rerender_byte_for_byte(tmp_path):
     assert [name for name in before if after[name] != before[name]] == []
 
 
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
 def test_shipped_tables_are_what_todays_code_builds_from_the_shipped_records():
     """A fresh clone may see runs.parquet older than the records and rebuild it: both paths must give one table,
     so the shipped reports re-render to the same bytes either way."""
