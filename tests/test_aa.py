@@ -11,7 +11,8 @@ from study.config import ConfigError
 from study.manifest import parse_aa
 from study.report.aa_block import aa_blocks, aa_line, resampled_line
 from study.report.blocks import to_markdown
-from study.results.aa import clopper_pearson, false_verdicts, judge_aa, resampled_level
+from study.results.aa import clopper_pearson, false_verdicts, judge_aa, noise_sources, resampled_level
+from study.results.images import image_variance
 from study.results.stats import decide
 from study.search.space import load_study
 
@@ -246,3 +247,43 @@ def test_a_run_that_did_not_train_leaves_its_seed_out_of_its_group_and_is_counte
     from study.report.blocks import to_markdown
 
     assert "B: 1 of 6 runs." in to_markdown(aa_blocks(aa))
+
+
+def test_the_noise_split_by_hand():
+    """Differences 1, 2, 3 spread over seeds by a variance of 1.0 points²; an image part of 0.25 leaves 0.75."""
+    noise = noise_sources([1.0, 2.0, 3.0, math.nan], 0.25)
+    assert noise == pytest.approx({"n": 3, "total": 1.0, "image": 0.25, "training": 0.75, "share": 0.25,
+                                   "training_sd": math.sqrt(0.75)})
+    assert noise_sources([1.0, 2.0, 3.0], None) is None and noise_sources([1.0, 2.0], 0.1) is None
+    assert noise_sources([1.0, 2.0, 3.0], 4.0)["training"] == 0.0  # an image part above the total leaves nothing
+
+
+def test_image_variance_holds_the_models_and_resamples_the_images_by_hand():
+    """Seed 0: a - b is 0 and 2 points over two resamples (variance 2.0); seed 1: 0 on both (0.0); mean 1.0."""
+    boot = {("A", 0): np.array([0.50, 0.52]), ("B", 0): np.array([0.50, 0.50]),
+            ("A", 1): np.array([0.60, 0.70]), ("B", 1): np.array([0.60, 0.70])}
+    assert image_variance(boot, "A", "B", [0, 1]) == pytest.approx(1.0)
+    assert image_variance(boot, "A", "B", [0, 2]) is None  # seed 2 has no counts
+
+
+def test_the_section_says_where_the_spread_comes_from(tmp_path):
+    """Per-image counts in the records give the evaluation sample's share of the A/A spread; none, no sentence."""
+    from fabricate import fabricate
+
+    from study.report.__main__ import main as report_main
+
+    rng = np.random.default_rng(0)
+    counts = {(v, s): (rng.integers(0, 50, (12, 4)), rng.integers(50, 100, (12, 4)))
+              for v in ("AA", "AA-TWIN") for s in range(len(A))}
+    study = fabricate(tmp_path / "results", {"AA": A, "AA-TWIN": B},
+                      variants={"AA": {"model.ppm": False}, "AA-TWIN": {"model.ppm": False, "run.twin": 1}},
+                      name="aa_probe", paper_table=None, baseline=None, per_image=counts,
+                      aa={"a": "AA", "b": "AA-TWIN", "seeds_per_group": 3})
+    out = tmp_path / "reports"
+    assert report_main([str(study), "--out", str(out)]) == 0
+    md = (out / "aa_probe" / "index.md").read_text()
+    total = np.var([100 * (a - b) for a, b in zip(A, B, strict=True)], ddof=1)
+    assert f"of the {total:.2f} points² its 7 differences spread over seeds" in md
+    assert "scoring more images could not bring the differences' sd below" in md
+    aa = judge_aa(_table(A=A, B=B), {"a": "A", "b": "B", "seeds_per_group": 3})
+    assert aa["noise"] is None and "Where the spread comes from" not in to_markdown(aa_blocks(aa))

@@ -151,7 +151,7 @@ QUOTED = [
                                       "se 0.07%"]),
     ("context_probe.md", "aa_probe_max", ["3 false verdicts of 60", "5.0%", "1.0-13.9%", "3.54%", "3.20%", "3.58%",
                                           "173", "sd 5.32", "7 of 360"]),
-    ("context_probe.md", "aa_probe", ["sd 1.98"]),
+    ("context_probe.md", "aa_probe", ["sd 1.98", "0.24 points²", "6% of the 3.93 points²", "sd 1.92"]),
     ("statistics.md", "table1", ["-0.36", "1.0 to 2.7", "21 to 116", "+0.61"]),
 ]
 

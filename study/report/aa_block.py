@@ -70,6 +70,20 @@ def resampled_line(aa: dict[str, Any], level: list[dict[str, Any]]) -> str:
     return text + "."
 
 
+def noise_line(aa: dict[str, Any]) -> str:
+    """Where the paired differences' spread comes from: the evaluation sample's upper-bound share, and the sd that
+    training alone leaves (what scoring more images could not go below)."""
+    noise = aa.get("noise")
+    if not noise:
+        return ""
+    return (f"Where the spread comes from: resampling the evaluation images with each seed's two models held fixed "
+            f"moves a seed's difference by a variance of {noise['image']:.2f} points² on average, "
+            f"{_pct(noise['share'], 0)} of the {noise['total']:.2f} points² its {noise['n']} differences spread over "
+            f"seeds (at most that share is the evaluation sample's: every seed is scored on the same images). "
+            f"Training leaves at least {noise['training']:.2f} points² (sd {noise['training_sd']:.2f}): scoring more "
+            f"images could not bring the differences' sd below that.")
+
+
 def figure_blocks(aa: dict[str, Any], fig_dir: Path) -> list[Block]:
     """The paired differences against a normal, and the fixed groups' t statistics against Student's t."""
     df = aa["seeds_per_group"] - 1
@@ -97,6 +111,8 @@ def aa_blocks(aa: dict[str, Any], fig_dir: Path | None = None) -> list[Block]:
                                     f"{aa['n'] - aa['false'] - aa['equivalent']} inconclusive, {aa['equivalent']} "
                                     f"equivalent, {aa['false']} false."))
     blocks += resampled_blocks(aa)
+    if noise_line(aa):
+        blocks.append(Block("text", noise_line(aa)))
     if aa["n"] and fig_dir is not None:
         blocks += figure_blocks(aa, fig_dir)
     if aa["n"]:

@@ -77,8 +77,8 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     except ValueError as e:
         raise ResultsError(f"{study_dir / MANIFEST_FILE}: {e}") from None
     controls = judge_controls(df, comparisons) if kind == "controls" else None
-    aa = judge_aa(df, pair, margin=manifest.equivalence_margin, planned=manifest.seeds) if kind == "aa" and pair \
-        else None
+    aa = judge_aa(df, pair, margin=manifest.equivalence_margin, planned=manifest.seeds,
+                  images=images.mious) if kind == "aa" and pair else None
     late = added_after(manifest.registrations)
     claims = judge_claims(df, paper, images=images, plan=plan, margin=manifest.equivalence_margin, added_after=late) \
         if kind in ("grid", "search") else []

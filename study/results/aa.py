@@ -20,7 +20,7 @@ whose verdicts are the study's.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from scipy import special, stats
 
 from study.results.claims import equivalence
 from study.results.controls import seed_values
+from study.results.images import image_variance
 from study.results.stats import ALPHA, MIN_SEEDS, Verdict, decide
 
 SIZES = (3, 5, 10)  # group sizes of the resampled level
@@ -71,7 +72,8 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 
 def judge_aa(df: pd.DataFrame, aa: dict[str, Any], *, margin: float | None = None, alpha: float = ALPHA,
-             metric: str = "miou", planned: Sequence[int] = ()) -> dict[str, Any]:
+             metric: str = "miou", planned: Sequence[int] = (),
+             images: Mapping[tuple[str, int], np.ndarray] | None = None) -> dict[str, Any]:
     """The A/A comparisons of a study: one row per group of seeds (verdict, Δ, interval), the false-verdict
     count and rate with its 95% interval, and the seeds left over (fewer than a group).
 
@@ -80,7 +82,8 @@ def judge_aa(df: pd.DataFrame, aa: dict[str, Any], *, margin: float | None = Non
     missing run never regroups the seeds after it. Seeds both variants completed outside the plan (or without one)
     follow, in order. A group is judged on its seeds where both runs trained (the claims' estimand); its runs that
     did not train are counted (`stalls`, per variant) and a group left with fewer than MIN_SEEDS reads "too few
-    seeds"."""
+    seeds". With `images` (study.results.images.bootstrap_mious's resampled mIoUs) `noise` says how much of the
+    differences' spread is the evaluation sample's (`noise_sources`)."""
     a, b, size = aa["a"], aa["b"], aa["seeds_per_group"]
     ra, rb = seed_values(df, a, metric), seed_values(df, b, metric)  # every completed run
     va, vb = seed_values(df, a, metric, trained_only=True), seed_values(df, b, metric, trained_only=True)
@@ -104,7 +107,23 @@ def judge_aa(df: pd.DataFrame, aa: dict[str, Any], *, margin: float | None = Non
             "margin": margin, "leftover": seeds[len(cut) * size:], "waiting": waiting, "planned": len(cut),
             "equivalent": sum(r.verdict is Verdict.EQUIVALENT for r in rows),
             "differences": diffs, "resampled": resampled_level(diffs, alpha=alpha),
+            "noise": noise_sources(diffs, image_variance(images, a, b, shared) if images and metric == "miou" else None),
             "stalls": {v: (len(set(r) - set(t)), len(r)) for v, r, t in ((a, ra, va), (b, rb, vb))}}
+
+
+def noise_sources(diffs: Sequence[float], image: float | None) -> dict[str, float] | None:
+    """The paired differences' variance over seeds (`total`, points²) split into the evaluation sample's part
+    (`image`: study.results.images.image_variance) and what is left (`training`), with `share` = image / total and
+    `training_sd` = sqrt(training). The seeds share one evaluation set, so the sample's part of the spread over
+    seeds is at most `image`: `share` is an upper bound and `training_sd` a lower one, the sd that scoring more
+    images could not go below. None without the image part or with fewer than MIN_SEEDS differences."""
+    d = [x for x in diffs if math.isfinite(x)]
+    if image is None or len(d) < MIN_SEEDS:
+        return None
+    total = float(np.var(d, ddof=1))
+    training = max(total - image, 0.0)
+    return {"n": len(d), "total": total, "image": image, "training": training,
+            "share": image / total if total else math.nan, "training_sd": math.sqrt(training)}
 
 
 def _t(diff: float, sd: float, n: int) -> float:

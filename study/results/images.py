@@ -154,3 +154,13 @@ def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = 100 * (1 - confidence) / 2
     lo, hi = np.percentile(values, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def image_variance(boot: Mapping[tuple[str, int], np.ndarray], a: str, b: str, seeds: Sequence[int]) -> float | None:
+    """The evaluation sample's part of a paired difference a - b (points²): the variance of each seed's difference
+    over image resamples, its models held fixed, averaged over `seeds`; None without seeds or where a run lacks
+    counts."""
+    diffs = _differences(boot, a, b, seeds)
+    if diffs is None:
+        return None
+    return float((100 * diffs).var(axis=1, ddof=1).mean())
