@@ -242,3 +242,14 @@ def test_a_control_expected_contradicted_is_judged_so_by_both_rules():
     assert row.rule_verdict == "contradicted" and row.rule_as_implied == "yes"
     md = to_markdown(controls_blocks(df, [row]))
     assert "b beats a (a beats b: contradicted)" in md
+
+
+def test_null_gains_are_the_equivalence_rows_above_zero_largest_first():
+    from types import SimpleNamespace
+
+    from study.results.controls import null_gains
+
+    rows = [SimpleNamespace(expected="equivalent", ci_low=0.1, diff=0.6), SimpleNamespace(expected="better", ci_low=2,
+            diff=5.0), SimpleNamespace(expected="equivalent", ci_low=-0.2, diff=0.3),
+            SimpleNamespace(expected="equivalent", ci_low=0.4, diff=1.5)]
+    assert [r.diff for r in null_gains(rows)] == [1.5, 0.6]

@@ -137,3 +137,35 @@ def test_a_folder_data_set_is_named_and_a_class_absent_from_evaluation_is_a_cave
     assert facts["absent"] == 1 and facts["absent_names"] == ["b"] and facts["classes"] == 3
     text = " ".join(caveats(facts, pd.DataFrame({"miou_std": []}), [], "grid"))
     assert "No evaluation image has a pixel of b: it counts 0 in every run's mIoU" in text and "above 66.67" in text
+
+
+def test_a_null_control_that_gained_bounds_the_claims_of_a_study_on_the_same_data(tmp_path):
+    """A controls study beside a claims study, on the same data: its null row that gained (about +1 point, interval
+    above 0) becomes a caveat naming the supported rows whose interval reaches down to that gain."""
+    fcn = [0.770, 0.772, 0.771, 0.769, 0.770]
+    gained = [f + d / 100 for f, d in zip(fcn, [1.0, 1.1, 0.9, 1.0, 1.05], strict=True)]
+    comparison = {"a": "LOC-B1-AVE", "b": "LOC-FCN", "expected": "equivalent", "margin": 0.5, "why": "local labels"}
+    nulls = fabricate(tmp_path / "results", {"LOC-FCN": fcn, "LOC-B1-AVE": gained}, variants=LOCAL,
+                      name="my_nulls", paper_table=None, baseline="LOC-FCN", controls=[comparison])
+    study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.52, 0.51], "B1-AVE": [0.506, 0.527, 0.518]})
+    assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
+    caveats = (tmp_path / "reports" / "table1" / "index.md").read_text().split("Caveats:")[1].split("\n## ")[0]
+    assert ("Null controls (my_nulls, labels that need no context): in 1 of its 1 comparisons where the "
+            "construction implies no difference, a came out above b, by up to 1.01 [") in caveats
+    assert "(LOC-B1-AVE vs LOC-FCN, local): on this data a variant gains that much with no context to use." in caveats
+    assert ("Of this study's supported rows, 1 has an interval reaching down to 1.01 or below, so on their own they "
+            "do not exclude a gain of that size without context: PPM beats the FCN baseline (B1-AVE vs FCN, 0.70 [")\
+        in caveats
+    assert report_main([str(nulls), "--out", str(tmp_path / "reports")]) == 0
+    assert "Null controls" not in (tmp_path / "reports" / "my_nulls" / "index.md").read_text()  # no claim rows
+
+
+def test_a_null_control_that_held_adds_no_caveat(tmp_path):
+    fcn = [0.770, 0.772, 0.771, 0.769, 0.770]
+    held = [f + d / 100 for f, d in zip(fcn, [0.2, 0.1, -0.1, 0.2, 0.0], strict=True)]
+    comparison = {"a": "LOC-B1-AVE", "b": "LOC-FCN", "expected": "equivalent", "margin": 2, "why": "local labels"}
+    fabricate(tmp_path / "results", {"LOC-FCN": fcn, "LOC-B1-AVE": held}, variants=LOCAL, name="my_nulls",
+              paper_table=None, baseline="LOC-FCN", controls=[comparison])
+    study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.52, 0.51], "B1-AVE": [0.506, 0.527, 0.518]})
+    assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
+    assert "Null controls" not in (tmp_path / "reports" / "table1" / "index.md").read_text()

@@ -7,6 +7,8 @@ import pandas as pd
 
 from study.report.aa_block import aa_line
 from study.report.blocks import Block, ci, fmt
+from study.results.controls import null_gains
+from study.results.stats import Verdict
 
 EXPECTED = {"better": "a beats b", "worse": "b beats a (a beats b: contradicted)",
             "non-inferior": "a at least as good as b (within {m})",
@@ -25,6 +27,27 @@ def controls_lead(rows: list[dict], aa: dict | None = None) -> list[Block]:
              f"(as implied: {r.rule_as_implied})" for r in rows]
     return first + [Block("text", f"The controls (data whose answer the construction fixes): {controls_line(rows)}."),
                     Block("list", items=lines)]
+
+
+def null_caveat(study: str, rows: list, claims: list) -> str:
+    """A caveat for a study on the data a controls study's null comparisons ran on: the largest gain a variant showed
+    where the construction implies none (study.results.controls.null_gains), and this study's supported rows that
+    whose interval reaches down to that gain ("" when no null gained)."""
+    gains = null_gains(rows)
+    if not gains:
+        return ""
+    top = gains[0]
+    nulls = sum(r.expected == "equivalent" for r in rows)
+    reach = [f"{c.claim} ({c.better} vs {c.worse}, {fmt(c.diff)} {ci(c.ci_low, c.ci_high)})" for c in claims
+             if c.verdict is Verdict.SUPPORTED and c.ci_low <= top.diff]
+    reading = (f"Of this study's supported rows, {len(reach)} {'has an interval' if len(reach) == 1 else 'have intervals'} "
+               f"reaching down to {fmt(top.diff)} or below, so on their own they do not exclude a gain of that size without context: "
+               + "; ".join(reach) + "." if reach else
+               f"Every supported row of this study has its interval above {fmt(top.diff)}.")
+    return (f"Null controls ({study}, labels that need no context): in {len(gains)} of its {nulls} comparisons "
+            f"where the construction implies no difference, a came out above b, by up to {fmt(top.diff)} "
+            f"{ci(top.ci_low, top.ci_high)} ({top.a} vs {top.b}, {top.control}): on this data a variant gains that "
+            f"much with no context to use. " + reading)
 
 
 def controls_line(rows: list[dict]) -> str:

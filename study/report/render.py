@@ -26,7 +26,7 @@ from study.report.aa_block import aa_blocks, aa_line
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
 from study.report.conclusion import conclusion_blocks, data_text, one_line
 from study.report.confirm_block import confirmation_blocks, replicated_by_blocks
-from study.report.controls_block import controls_blocks, controls_lead, controls_line
+from study.report.controls_block import controls_blocks, controls_lead, controls_line, null_caveat
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.registration_block import registration_blocks
 from study.report.verdicts import claim_blocks
@@ -94,7 +94,7 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     blocks += conclusion_blocks(facts=facts, claims=claims, summary=summary, warnings=warnings, kind=kind, amp=amp,
                                 lead=search_section.lead(search) if search else
                                 controls_lead(controls or [], aa) if kind in ("controls", "aa") else (),
-                                own_caveats=manifest.caveats or ())
+                                own_caveats=[*(manifest.caveats or ()), *_null_caveats(study_dir, df, claims)])
     if facts["completed"] == 0:
         blocks.append(Block("text", "No run completed: there is nothing to compare. The failures are listed below."))
     if kind == "search":
@@ -163,6 +163,27 @@ def _replications(study_dir: Path, name: str, paper: pd.DataFrame | None) -> lis
         if other.confirms == name:
             found.append((other.name, other.description, _original_claims(folder, paper) or []))
     return found
+
+
+def _null_caveats(study_dir: Path, df: pd.DataFrame, claims: list) -> list[str]:
+    """For a study with claim rows: a caveat from each controls study beside it that ran on the same data, where
+    a null comparison gained (study.report.controls_block.null_caveat)."""
+    if not claims or "data" not in df.columns:
+        return []
+    data, out = set(df["data"].astype(str)), []
+    for folder in sorted(p for p in study_dir.parent.iterdir() if p != study_dir and (p / MANIFEST_FILE).is_file()):
+        other = load_manifest(folder)
+        if other.kind != "controls" or not other.controls:
+            continue
+        table = read_table(folder)
+        if set(table["data"].astype(str)) != data:
+            continue
+        try:
+            rows = judge_controls(table, [Comparison.from_dict(c) for c in other.controls])
+        except (ValueError, TypeError) as e:
+            raise ResultsError(f"{folder / MANIFEST_FILE}: {e}") from None
+        out += [text for text in [null_caveat(other.name, rows, claims)] if text]
+    return out
 
 
 def _original_claims(folder: Path, paper: pd.DataFrame | None) -> list[dict[str, Any]] | None:

@@ -193,6 +193,12 @@ class ControlRow:
         return self.rule_verdict_every_run.label(self.margin)
 
 
+def null_gains(rows: Sequence[ControlRow]) -> list[ControlRow]:
+    """The null comparisons (expected equivalent) whose interval lies wholly above 0: a gains on b where the
+    construction implies none. Largest Δ first."""
+    return sorted((r for r in rows if r.expected == "equivalent" and r.ci_low > 0), key=lambda r: -r.diff)
+
+
 def judge_controls(df: pd.DataFrame, comparisons: Sequence[Comparison], *, alpha: float = ALPHA,
                    metric: str = "miou") -> list[ControlRow]:
     """One row per comparison of the study file, in its order (a variant without runs gives "too few seeds"):
