@@ -34,6 +34,7 @@ def added(default: Any) -> Any:
 Pool = Literal["avg", "max", "none"]  # none: branches on the unpooled map (the capacity-matched FCN)
 Branch = Literal["conv", "raw"]
 PpmNorm = Literal["bn", "none", "gn"]
+Optimizer = Literal["sgd", "adamw"]  # sgd: the paper's (momentum); adamw: Adam with decoupled weight decay
 POOLS, BRANCHES, PPM_NORMS = get_args(Pool), get_args(Branch), get_args(PpmNorm)
 
 
@@ -248,6 +249,7 @@ class TrainConfig:
     # every seed shares is the task's, not a stall; study.results.table.judged)
     trained_sibling_ratio: float = added(1.5)
     warmup_steps: int = added(0)  # linear lr warm-up: step s (0-based) runs at (s + 1) / warmup_steps of the poly lr
+    optimizer: Optimizer = added("sgd")  # sgd (momentum) or adamw (betas 0.9 / 0.999; momentum unused)
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", "must be >= 1")

@@ -52,6 +52,7 @@ def test_base_chain_then_file_then_cli(tmp_path):
         ("train.trained_loss_ratio=1.5", "train.trained_loss_ratio"),
         ("train.trained_sibling_ratio=0.9", "train.trained_sibling_ratio"),
         ("train.warmup_steps=900", "train.warmup_steps"),
+        ("train.optimizer=adam", "train.optimizer"),
         ("run.pack=1", "run.pack: unknown key"),  # packed training left the product: an old setting is refused
     ],
 )
@@ -190,6 +191,7 @@ ADDED_DEFAULTS = {
     ("train", "trained_loss_ratio"): 0.45,
     ("train", "trained_sibling_ratio"): 1.5,
     ("train", "warmup_steps"): 0,
+    ("train", "optimizer"): "sgd",
     ("bench", "peak_seconds"): 0.4,
     ("run", "twin"): 0,
 }

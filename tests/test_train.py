@@ -24,6 +24,20 @@ def test_param_groups_get_ten_times_the_lr():
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.1])
 
 
+def test_adamw_takes_the_same_groups_schedule_and_decay():
+    """One AdamW step on a zero gradient moves a weight only by the decoupled decay: w (1 - lr x wd)."""
+    backbone, new = [torch.nn.Parameter(torch.ones(2))], [torch.nn.Parameter(torch.ones(3))]
+    cfg = TrainConfig(lr=0.02, head_lr_mult=10.0, steps=10, poly_power=1.0, optimizer="adamw", weight_decay=0.5)
+    opt = build_optimizer({"backbone": backbone, "new": new}, cfg)
+    assert isinstance(opt, torch.optim.AdamW) and [g["lr"] for g in opt.param_groups] == pytest.approx([0.02, 0.2])
+    for p in backbone + new:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert backbone[0].tolist() == pytest.approx([1 - 0.02 * 0.5] * 2) and new[0].tolist() == pytest.approx([0.9] * 3)
+    assert set_lr(opt, 5, cfg) == pytest.approx(0.01) and opt.param_groups[1]["lr"] == pytest.approx(0.1)
+    assert isinstance(build_optimizer({"backbone": backbone, "new": new}, TrainConfig()), torch.optim.SGD)
+
+
 def test_linear_warmup_ramps_to_the_poly_lr_then_follows_it():
     # W = 4, 10 steps, power 1: poly = 0.1 * (1 - s/10); warm-up factor (s + 1) / 4 on steps 0-3
     cfg = TrainConfig(lr=0.1, steps=10, poly_power=1.0, warmup_steps=4)

@@ -1,4 +1,4 @@
-"""SGD with the backbone / new-layer parameter groups and the poly learning-rate schedule."""
+"""The optimiser (SGD, or AdamW) with the backbone / new-layer parameter groups, and the poly learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -23,15 +23,18 @@ def scheduled_lr(base_lr: float, step: int, cfg: TrainConfig) -> float:
     return lr
 
 
-def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: TrainConfig) -> torch.optim.SGD:
-    """Backbone at lr, new layers (pyramid, heads) at lr x head_lr_mult; weight decay on every parameter."""
+def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Backbone at lr, new layers (pyramid, heads) at lr x head_lr_mult; weight decay on every parameter (SGD's
+    L2 term, or AdamW's decoupled decay)."""
     param_groups = [
         {"params": groups["backbone"], "lr": cfg.lr, "base_lr": cfg.lr, "name": "backbone"},
         {"params": groups["new"], "lr": cfg.lr * cfg.head_lr_mult, "base_lr": cfg.lr * cfg.head_lr_mult,
          "name": "new"},
     ]
-    return torch.optim.SGD([g for g in param_groups if g["params"]], lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
+    used = [g for g in param_groups if g["params"]]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(used, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(used, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
