@@ -34,7 +34,6 @@ def added(default: Any) -> Any:
 Pool = Literal["avg", "max", "none"]  # none: branches on the unpooled map (the capacity-matched FCN)
 Branch = Literal["conv", "raw"]
 PpmNorm = Literal["bn", "none", "gn"]
-Optimizer = Literal["sgd", "adamw"]  # sgd: the paper's (momentum); adamw: Adam with decoupled weight decay
 POOLS, BRANCHES, PPM_NORMS = get_args(Pool), get_args(Branch), get_args(PpmNorm)
 
 
@@ -249,7 +248,7 @@ class TrainConfig:
     # every seed shares is the task's, not a stall; study.results.table.judged)
     trained_sibling_ratio: float = added(1.5)
     warmup_steps: int = added(0)  # linear lr warm-up: step s (0-based) runs at (s + 1) / warmup_steps of the poly lr
-    optimizer: Optimizer = added("sgd")  # sgd (momentum) or adamw (betas 0.9 / 0.999; momentum unused)
+    optimizer: str = added("sgd")  # sgd (momentum) or adamw (betas 0.9 / 0.999; momentum unused)
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", "must be >= 1")
@@ -265,6 +264,7 @@ class TrainConfig:
         _check(0 <= self.trained_loss_ratio <= 1, "train.trained_loss_ratio", "must be in [0, 1]")
         _check(self.trained_sibling_ratio >= 1, "train.trained_sibling_ratio", "must be >= 1")
         _check(0 <= self.warmup_steps <= self.steps, "train.warmup_steps", "must be in [0, train.steps]")
+        _check(self.optimizer in ("sgd", "adamw"), "train.optimizer", f"must be 'sgd' or 'adamw', got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def test_base_chain_then_file_then_cli(tmp_path):
         ("train.trained_loss_ratio=1.5", "train.trained_loss_ratio"),
         ("train.trained_sibling_ratio=0.9", "train.trained_sibling_ratio"),
         ("train.warmup_steps=900", "train.warmup_steps"),
-        ("train.optimizer=adam", "train.optimizer"),
+        ("train.optimizer=adam", "train.optimizer: must be 'sgd' or 'adamw'"),
         ("run.pack=1", "run.pack: unknown key"),  # packed training left the product: an old setting is refused
     ],
 )
