@@ -140,7 +140,7 @@ def test_a_folder_data_set_is_named_and_a_class_absent_from_evaluation_is_a_cave
 
 
 def test_a_null_control_that_gained_bounds_the_claims_of_a_study_on_the_same_data(tmp_path):
-    """A controls study beside a claims study, on the same data: its null row that gained (about +1 point, interval
+    """A controls study beside a claims study, on the same data and recipe: its null row that gained (about +1 point, interval
     above 0) becomes a caveat naming the supported rows whose interval reaches down to that gain."""
     fcn = [0.770, 0.772, 0.771, 0.769, 0.770]
     gained = [f + d / 100 for f, d in zip(fcn, [1.0, 1.1, 0.9, 1.0, 1.05], strict=True)]
@@ -158,6 +158,18 @@ def test_a_null_control_that_gained_bounds_the_claims_of_a_study_on_the_same_dat
         in caveats
     assert report_main([str(nulls), "--out", str(tmp_path / "reports")]) == 0
     assert "Null controls" not in (tmp_path / "reports" / "my_nulls" / "index.md").read_text()  # no claim rows
+
+
+def test_a_null_control_on_another_recipe_bounds_nothing(tmp_path):
+    fcn = [0.770, 0.772, 0.771, 0.769, 0.770]
+    gained = [f + d / 100 for f, d in zip(fcn, [1.0, 1.1, 0.9, 1.0, 1.05], strict=True)]
+    comparison = {"a": "LOC-B1-AVE", "b": "LOC-FCN", "expected": "equivalent", "margin": 0.5, "why": "local labels"}
+    other_recipe = {v: {**o, "train.lr": 0.02} for v, o in LOCAL.items()}
+    fabricate(tmp_path / "results", {"LOC-FCN": fcn, "LOC-B1-AVE": gained}, variants=other_recipe, name="my_nulls",
+              paper_table=None, baseline="LOC-FCN", controls=[comparison])
+    study = fabricate(tmp_path / "results", {"FCN": [0.5, 0.52, 0.51], "B1-AVE": [0.506, 0.527, 0.518]})
+    assert report_main([str(study), "--out", str(tmp_path / "reports")]) == 0
+    assert "Null controls" not in (tmp_path / "reports" / "table1" / "index.md").read_text()
 
 
 def test_a_null_control_that_held_adds_no_caveat(tmp_path):
