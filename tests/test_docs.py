@@ -153,9 +153,11 @@ QUOTED = [
                                           "173", "sd 5.32", "7 of 360"]),
     ("context_probe.md", "aa_probe", ["sd 1.98", "0.24 points²", "6% of the 3.93 points²", "sd 1.92"]),
     ("statistics.md", "table1", ["-0.36", "1.0 to 2.7", "21 to 116", "+0.61"]),
-    ("results.md", "aa_probe_v2", ["sd 2.60", "3% of"]),
+    ("results.md", "aa_probe_v2", ["2.60"]),
     ("results.md", "aa_probe", ["1.98"]),
-    ("results.md", "table1_v2", ["11 of 15 claim rows in both studies keep their verdict here", "80 runs"]),
+    ("results.md", "table1_v2", ["11 of 15 claim rows", "80 runs"]),
+    ("results.md", "table1_v3", ["13 of 15 claim rows", "80 runs"]),
+    ("results.md", "aa_probe_v3", ["1.00"]),
 ]
 
 
