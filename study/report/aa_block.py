@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,7 @@ def resampled_line(aa: dict[str, Any], level: list[dict[str, Any]]) -> str:
             + "; ".join(parts))
     d = [x for x in aa["differences"] if math.isfinite(x)]
     if len(d) > 1:
-        mean = sum(d) / len(d)
-        sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
-        text += f". The {len(d)} differences have mean {mean:+.2f} and sd {sd:.2f} mIoU points"
+        text += f". The {len(d)} differences have mean {statistics.fmean(d):+.2f} and sd {statistics.stdev(d):.2f} mIoU points"
     own = next((r for r in level if r["n"] == aa["seeds_per_group"]), None)
     if own is not None and aa["n"]:
         held = aa["rate_low"] <= own["rate"] <= aa["rate_high"]
@@ -111,8 +110,9 @@ def aa_blocks(aa: dict[str, Any], fig_dir: Path | None = None) -> list[Block]:
                                     f"{aa['n'] - aa['false'] - aa['equivalent']} inconclusive, {aa['equivalent']} "
                                     f"equivalent, {aa['false']} false."))
     blocks += resampled_blocks(aa)
-    if noise_line(aa):
-        blocks.append(Block("text", noise_line(aa)))
+    noise = noise_line(aa)
+    if noise:
+        blocks.append(Block("text", noise))
     if aa["n"] and fig_dir is not None:
         blocks += figure_blocks(aa, fig_dir)
     if aa["n"]:

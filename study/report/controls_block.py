@@ -31,7 +31,7 @@ def controls_lead(rows: list[dict], aa: dict | None = None) -> list[Block]:
 
 def null_caveat(study: str, rows: list, claims: list) -> str:
     """A caveat for a study on the data a controls study's null comparisons ran on: the largest gain a variant showed
-    where the construction implies none (study.results.controls.null_gains), and this study's supported rows that
+    where the construction implies none (study.results.controls.null_gains), and this study's supported rows
     whose interval reaches down to that gain ("" when no null gained)."""
     gains = null_gains(rows)
     if not gains:

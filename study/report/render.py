@@ -31,7 +31,7 @@ from study.report.measured import every_run_blocks, measured_blocks, paper_block
 from study.report.registration_block import registration_blocks
 from study.report.verdicts import claim_blocks
 from study.results.aa import judge_aa
-from study.results.axes import RECIPE_COLUMN
+from study.results.axes import RECIPE_COLUMN, TRAINING
 from study.results.claims import judge_claims, load_paper_table, match_paper, row_summary
 from study.results.controls import judge_controls
 from study.results.images import bootstrap_mious
@@ -166,14 +166,11 @@ def _replications(study_dir: Path, name: str, paper: pd.DataFrame | None) -> lis
     return found
 
 
-TRAINING_AXES = ("steps", "batch", "lr", "crop", "augment")  # results-table axes of how a model is trained
-
-
 def _null_caveats(study_dir: Path, df: pd.DataFrame, claims: list) -> list[str]:
     """For a study with claim rows: a caveat from each controls study beside it that ran on the same data with the
     same training recipe (the results table's recipe column and its training axes), where a null comparison gained
     (study.report.controls_block.null_caveat)."""
-    keys = [c for c in ("data", RECIPE_COLUMN, *TRAINING_AXES) if c in df.columns]
+    keys = [c for c in ("data", RECIPE_COLUMN, *(a.column for a in TRAINING)) if c in df.columns]
     if not claims or "data" not in keys:
         return []
     same, out = {c: set(df[c].astype(str)) for c in keys}, []

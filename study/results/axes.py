@@ -125,6 +125,7 @@ PROBE_KIND = Axis("probe_kind", ("data.probe_kind",),
 
 AXES: tuple[Axis, ...] = (BACKBONE, DEPTH, PPM, BINS, POOL, REDUCTION, BRANCH, AUX_WEIGHT, OUTPUT_STRIDE, AUGMENT,
                           CROP, STEPS, BATCH, LR, DATA, PROBE_KIND)
+TRAINING = (AUGMENT, CROP, STEPS, BATCH, LR)  # the axes of how a model is trained (beside the recipe column)
 RECIPE_COLUMN = "recipe"  # results-table column: hash of the config less its axes (recipe_of)
 NOT_RECIPE = {("run", "seed")}  # hashed, yet differs within a variant: never part of the recipe
 
