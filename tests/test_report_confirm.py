@@ -48,3 +48,33 @@ def test_a_missing_original_is_said_not_guessed(tmp_path):
     assert report_main([str(confirm), "--out", str(tmp_path / "reports")]) == 0
     md = (tmp_path / "reports" / "table1_confirm" / "index.md").read_text()
     assert "The study table1 is not beside this one" in md
+
+
+LOCAL = {"LOC-FCN": {"data.probe_kind": "local", "model.ppm": False},
+         "LOC-B1-AVE": {"data.probe_kind": "local", "model.bins": [1], "model.pool": "avg", "model.reduction": False}}
+NULL = {"a": "LOC-B1-AVE", "b": "LOC-FCN", "expected": "equivalent", "margin": 2, "why": "local labels"}
+
+
+@pytest.mark.slow  # a couple of seconds: the full suite runs it
+def test_a_controls_confirmation_sets_each_comparison_beside_the_original_and_names_what_moved(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "reports"
+    fcn = [0.770, 0.772, 0.771, 0.769, 0.770]
+    # the first edition: within ±0.2 points on every seed (equivalent within 2); the second: +5 points on every
+    # seed, give or take 0.1 (a null that gains: against what the construction implies, by both rules)
+    fabricate(results, {"LOC-FCN": fcn, "LOC-B1-AVE": [f + d / 100 for f, d in zip(fcn, [0.2, 0.1, -0.1, 0.2, 0.0],
+                                                                                        strict=True)]},
+              variants=LOCAL, name="controls", paper_table=None, baseline="LOC-FCN", controls=[NULL])
+    again = fabricate(results, {"LOC-FCN": fcn, "LOC-B1-AVE": [f + d / 100 for f, d in zip(fcn, [5, 5.1, 4.9, 5, 5],
+                                                                                             strict=True)]},
+                      variants=LOCAL, name="controls_v3", paper_table=None, baseline="LOC-FCN", controls=[NULL],
+                      confirms="controls")
+    assert report_main([str(again), "--out", str(out)]) == 0
+    section = (out / "controls_v3" / "index.md").read_text().split("## Replication of controls")[1].split("\n## ")[0]
+    assert ("0 of 1 control comparisons in both studies read the same here (as implied by the control rule, and the "
+            "claims rule's verdict); moved: LOC-B1-AVE vs LOC-FCN: yes, equivalent within ±2 -> no, supported.") \
+        in section
+    assert "| local " in section and "| moved " in section and "| 0.08 [-0.04, 0.20] " in section and "| 5.00 [4.93, 5.07] " in section
+    assert report_main([str(results / "controls"), "--out", str(out)]) == 0
+    original = (out / "controls" / "index.md").read_text().split("## Replications of this study")[1].split("\n## ")[0]
+    assert ("- controls_v3: 0 of 1 comparisons read the same; moved (here -> there): LOC-B1-AVE vs LOC-FCN: yes, "
+            "equivalent within ±2 -> no, supported. fabricated") in original

@@ -124,3 +124,61 @@ def _p(v: float) -> str:
     if v != v:  # nan
         return ""
     return "< 0.001" if v < 0.001 else fmt(v, 3)
+
+
+def _control_cell(row) -> list[str]:
+    if row is None:
+        return ["not in the study", "", ""]
+    return [f"{fmt(row.diff)} {ci(row.ci_low, row.ci_high)}", row.as_implied, row.rule_label]
+
+
+def _control_moved(before, after) -> bool:
+    return (before.as_implied, before.rule_verdict) != (after.as_implied, after.rule_verdict)
+
+
+def controls_confirmation_blocks(original: list | None, here: list, name: str) -> list[Block]:
+    """A controls study that re-runs another (`confirms:`): each comparison's reading there and here, side by side
+    (Δ and interval, as implied by the control rule, the claims rule's verdict), and the comparisons that moved."""
+    blocks = [Block("heading", f"Replication of {name}")]
+    if original is None:
+        return blocks + [Block("text", f"The study {name} is not beside this one (its folder next to this study's), "
+                                       "so its comparisons cannot be set beside these.")]
+    before = {(r.a, r.b): r for r in original}
+    both = [r for r in here if (r.a, r.b) in before]
+    moved = [r for r in both if _control_moved(before[(r.a, r.b)], r)]
+    only_here = [r for r in here if (r.a, r.b) not in before]
+    blocks.append(Block("text", (
+        f"{len(both) - len(moved)} of {len(both)} control comparisons in both studies read the same here (as implied "
+        "by the control rule, and the claims rule's verdict)"
+        + ("; moved: " + "; ".join(f"{r.a} vs {r.b}: {before[(r.a, r.b)].as_implied}, "
+                                   f"{before[(r.a, r.b)].rule_label} -> {r.as_implied}, {r.rule_label}" for r in moved)
+           if moved else "; none moved")
+        + (f"; {len(only_here)} only here" if only_here else "") + ".")))
+    rows = [[r.control, f"{r.a} vs {r.b}", _expected(r), *_control_cell(before.get((r.a, r.b))), *_control_cell(r),
+             "" if (r.a, r.b) not in before else "moved" if r in moved else "same"] for r in here]
+    blocks.append(Block("table", headers=["control", "a vs b", "expected", f"{name}: Δ [interval]", "as implied?",
+                                          "claims rule", "here: Δ [interval]", "as implied?", "claims rule",
+                                          "moved?"], rows=rows))
+    blocks.append(Block("text", "Each study is judged alone by the same rules (its own seeds, its own Bonferroni and "
+                                "Holm families)."))
+    return blocks
+
+
+def controls_replicated_by_blocks(here: list, others: list[tuple[str, str, list]]) -> list[Block]:
+    """The other direction, in the controls study that was re-run: one item per study that confirms it."""
+    if not others:
+        return []
+    mine = {(r.a, r.b): r for r in here}
+    items = []
+    for name, description, theirs in others:
+        both = [r for r in theirs if (r.a, r.b) in mine]
+        moved = [r for r in both if _control_moved(mine[(r.a, r.b)], r)]
+        items.append(f"{name}: {len(both) - len(moved)} of {len(both)} comparisons read the same"
+                     + ("; moved (here -> there): " + "; ".join(
+                         f"{r.a} vs {r.b}: {mine[(r.a, r.b)].as_implied}, {mine[(r.a, r.b)].rule_label} -> "
+                         f"{r.as_implied}, {r.rule_label}" for r in moved) if moved else "; none moved")
+                     + (f". {description}" if description else "."))
+    return [Block("heading", "Replications of this study"),
+            Block("text", "Controls studies that re-run this one (`confirms:` in their study files), each judged alone "
+                          "by the same rules; their reports set every comparison side by side."),
+            Block("list", items=items)]

@@ -26,7 +26,14 @@ from study.report.aa_block import aa_blocks, aa_line
 from study.report.blocks import PRECISION_RULE, Block, to_html, to_markdown
 from study.report.conclusion import conclusion_blocks, data_text, one_line
 from study.report.confirm_block import confirmation_blocks, replicated_by_blocks
-from study.report.controls_block import controls_blocks, controls_lead, controls_line, null_caveat
+from study.report.controls_block import (
+    controls_blocks,
+    controls_confirmation_blocks,
+    controls_lead,
+    controls_line,
+    controls_replicated_by_blocks,
+    null_caveat,
+)
 from study.report.measured import every_run_blocks, measured_blocks, paper_blocks
 from study.report.registration_block import registration_blocks
 from study.report.verdicts import claim_blocks
@@ -109,11 +116,17 @@ def build_blocks(study_dir: Path, out_dir: Path) -> tuple[list[Block], dict[str,
     if claims or kind == "grid":
         blocks += claim_blocks(claims, fig_dir, images, sensitivity)
     blocks += registration_blocks(manifest.registrations, facts["runs"])
-    if manifest.confirms:
+    if manifest.confirms and kind == "controls":
+        blocks += controls_confirmation_blocks(_original_controls(study_dir.parent / manifest.confirms),
+                                               controls or [], manifest.confirms)
+    elif manifest.confirms:
         blocks += confirmation_blocks(_original_claims(study_dir.parent / manifest.confirms, paper), claims,
                                       manifest.confirms)
     if claims:
         blocks += replicated_by_blocks(claims, _replications(study_dir, manifest.name, paper))
+    if controls:
+        blocks += controls_replicated_by_blocks(controls, _replications(study_dir, manifest.name, paper,
+                                                                        judge=_original_controls))
     if kind != "search":
         blocks += every_run_blocks(summary, facts["untrained"], fig_dir)
         blocks += measured_blocks(df, summary, manifest.baseline, records, load_bench(study_dir))
@@ -156,13 +169,16 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _replications(study_dir: Path, name: str, paper: pd.DataFrame | None) -> list[tuple[str, str, list[Any]]]:
-    """(name, description, claim rows) of every study beside this one whose study file confirms it, by name."""
+def _replications(study_dir: Path, name: str, paper: pd.DataFrame | None, judge: Any = None
+                  ) -> list[tuple[str, str, list[Any]]]:
+    """(name, description, rows) of every study beside this one whose study file confirms it, by name: its claim
+    rows, or what `judge(folder)` gives (a controls study's comparisons)."""
     found = []
     for folder in sorted(p for p in study_dir.parent.iterdir() if p != study_dir and (p / MANIFEST_FILE).is_file()):
         other = load_manifest(folder)
         if other.confirms == name:
-            found.append((other.name, other.description, _original_claims(folder, paper) or []))
+            rows = judge(folder) if judge else _original_claims(folder, paper)
+            found.append((other.name, other.description, rows or []))
     return found
 
 
@@ -195,6 +211,18 @@ def _original_claims(folder: Path, paper: pd.DataFrame | None) -> list[dict[str,
         return None
     original = load_manifest(folder)
     return judge_claims(read_table(folder), paper, margin=original.equivalence_margin)
+
+
+def _original_controls(folder: Path) -> list[Any] | None:
+    """The control comparisons of the controls study a confirmation re-runs, judged from its folder (None: absent)."""
+    if not (folder / MANIFEST_FILE).is_file():
+        return None
+    original = load_manifest(folder)
+    try:
+        comparisons = [Comparison.from_dict(c) for c in original.controls or ()]
+    except ValueError as e:
+        raise ResultsError(f"{folder / MANIFEST_FILE}: {e}") from None
+    return judge_controls(read_table(folder), comparisons)
 
 
 def _figure_blocks(df: pd.DataFrame, summary: pd.DataFrame, records: list, fig_dir: Path) -> list[Block]:
