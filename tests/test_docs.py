@@ -158,6 +158,8 @@ QUOTED = [
     ("results.md", "table1_v2", ["11 of 15 claim rows", "80 runs"]),
     ("results.md", "table1_v3", ["13 of 15 claim rows", "80 runs"]),
     ("results.md", "aa_probe_v3", ["1.00"]),
+    ("results.md", "table1_v4", ["12 of 15 claim rows", "80 runs"]),
+    ("context_probe.md", "aa_probe_v3", ["sd 1.00"]),
 ]
 
 
