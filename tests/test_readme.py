@@ -37,7 +37,7 @@ def test_every_link_in_the_readme_resolves():
 def test_the_numbers_in_the_readme_are_the_default_studys_and_the_rules():
     from study.results.power import POWER
 
-    study = yaml.safe_load((REPO / "configs/studies/table1.yaml").read_text())
+    study = yaml.safe_load((REPO / "configs/studies/table1_v3.yaml").read_text())
     paper_variants = [v for v in study["variants"] if v != "FCN-CAP-DR"]
     assert "FCN-CAP-DR" in study["variants"]
     assert f"trains the {len(paper_variants)} Table 1 variants and the FCN matched to B1236-AVE-DR's capacity over " \
@@ -60,6 +60,7 @@ def test_the_numbers_in_the_readme_are_the_default_studys_and_the_rules():
 
 def test_the_readmes_aa_figures_are_the_shipped_reports():
     import json
+    import statistics
 
     aa = json.loads((REPO / "reports/aa_probe/summary.json").read_text())["aa"]
     rates = {r["n"]: f"{100 * r['rate']:.2f}%" for r in aa["resampled"]}
@@ -70,5 +71,9 @@ def test_the_readmes_aa_figures_are_the_shipped_reports():
     report = json.loads((REPO / "reports/aa_probe_max/summary.json").read_text())["aa"]
     stalled = sum(k for k, _ in report["stalls"].values())
     runs = sum(n for _, n in report["stalls"].values())
+    sd = {name: statistics.stdev(json.loads((REPO / f"reports/{name}/summary.json").read_text())["aa"]["differences"])
+          for name in ("aa_probe", "aa_probe_v3")}
+    assert (f"The twins' paired sd is {sd['aa_probe']:.2f} mIoU points on the probe's first edition and "
+            f"{sd['aa_probe_v3']:.2f} on its second") in text
     assert (f"A max-pooled A/A, whose runs can stall, decided {report['false']} of {report['n']} fixed groups "
             f"({stalled} of its {runs} runs did not train: left out)") in text
