@@ -198,14 +198,31 @@ def _table_bytes(df: pd.DataFrame) -> dict[str, bytes]:
     return {TABLE_FILE: buffer.getvalue(), "runs.csv": df.to_csv(index=False).encode()}
 
 
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether `path` already holds `data`: the same bytes, or for a parquet file the same table (columns, types
+    and values), whatever pandas or pyarrow version stamped the file it is in."""
+    if not path.is_file():
+        return False
+    old = path.read_bytes()
+    if old == data or path.suffix != ".parquet":
+        return old == data
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(io.BytesIO(old)).equals(pq.read_table(io.BytesIO(data)))  # schema metadata aside
+    except Exception:  # noqa: BLE001 - an unreadable file is rewritten
+        return False
+
+
 def write_table(study_dir: str | Path) -> pd.DataFrame:
     """Build the table from the records and write runs.parquet and runs.csv next to the runs (atomically); a file
-    that already holds the same bytes is left alone, so re-running a finished study changes nothing on disk."""
+    that already holds the same table is left alone, so re-running a finished study, or re-rendering shipped
+    inputs under another pandas, changes nothing on disk."""
     study_dir = Path(study_dir)
     df = build_table(study_dir)
     for name, data in _table_bytes(df).items():
         path = study_dir / name
-        if not (path.is_file() and path.read_bytes() == data):
+        if not _holds(path, data):
             atomic_write_bytes(path, data)
     return df
 
