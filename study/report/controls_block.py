@@ -136,6 +136,12 @@ def _control_moved(before, after) -> bool:
     return (before.as_implied, before.rule_verdict) != (after.as_implied, after.rule_verdict)
 
 
+def _moved_text(pairs: list) -> str:
+    """'a vs b: yes, equivalent within ±M -> no, supported; ...' for (before, after) pairs of one comparison."""
+    return "; ".join(f"{b.a} vs {b.b}: {b.as_implied}, {b.rule_label} -> {a.as_implied}, {a.rule_label}"
+                     for b, a in pairs)
+
+
 def controls_confirmation_blocks(original: list | None, here: list, name: str) -> list[Block]:
     """A controls study that re-runs another (`confirms:`): each comparison's reading there and here, side by side
     (Δ and interval, as implied by the control rule, the claims rule's verdict), and the comparisons that moved."""
@@ -150,9 +156,7 @@ def controls_confirmation_blocks(original: list | None, here: list, name: str) -
     blocks.append(Block("text", (
         f"{len(both) - len(moved)} of {len(both)} control comparisons in both studies read the same here (as implied "
         "by the control rule, and the claims rule's verdict)"
-        + ("; moved: " + "; ".join(f"{r.a} vs {r.b}: {before[(r.a, r.b)].as_implied}, "
-                                   f"{before[(r.a, r.b)].rule_label} -> {r.as_implied}, {r.rule_label}" for r in moved)
-           if moved else "; none moved")
+        + ("; moved: " + _moved_text([(before[(r.a, r.b)], r) for r in moved]) if moved else "; none moved")
         + (f"; {len(only_here)} only here" if only_here else "") + ".")))
     rows = [[r.control, f"{r.a} vs {r.b}", _expected(r), *_control_cell(before.get((r.a, r.b))), *_control_cell(r),
              "" if (r.a, r.b) not in before else "moved" if r in moved else "same"] for r in here]
@@ -174,9 +178,8 @@ def controls_replicated_by_blocks(here: list, others: list[tuple[str, str, list]
         both = [r for r in theirs if (r.a, r.b) in mine]
         moved = [r for r in both if _control_moved(mine[(r.a, r.b)], r)]
         items.append(f"{name}: {len(both) - len(moved)} of {len(both)} comparisons read the same"
-                     + ("; moved (here -> there): " + "; ".join(
-                         f"{r.a} vs {r.b}: {mine[(r.a, r.b)].as_implied}, {mine[(r.a, r.b)].rule_label} -> "
-                         f"{r.as_implied}, {r.rule_label}" for r in moved) if moved else "; none moved")
+                     + ("; moved (here -> there): " + _moved_text([(mine[(r.a, r.b)], r) for r in moved])
+                        if moved else "; none moved")
                      + (f". {description}" if description else "."))
     return [Block("heading", "Replications of this study"),
             Block("text", "Controls studies that re-run this one (`confirms:` in their study files), each judged alone "

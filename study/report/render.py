@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +170,8 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _replications(study_dir: Path, name: str, paper: pd.DataFrame | None, judge: Any = None
-                  ) -> list[tuple[str, str, list[Any]]]:
+def _replications(study_dir: Path, name: str, paper: pd.DataFrame | None,
+                  judge: Callable[[Path], list[Any] | None] | None = None) -> list[tuple[str, str, list[Any]]]:
     """(name, description, rows) of every study beside this one whose study file confirms it, by name: its claim
     rows, or what `judge(folder)` gives (a controls study's comparisons)."""
     found = []
