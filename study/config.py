@@ -249,6 +249,9 @@ class TrainConfig:
     trained_sibling_ratio: float = added(1.5)
     warmup_steps: int = added(0)  # linear lr warm-up: step s (0-based) runs at (s + 1) / warmup_steps of the poly lr
     optimizer: str = added("sgd")  # sgd (momentum) or adamw (betas 0.9 / 0.999; momentum unused)
+    # the loss averages over every loss_stride-th pixel of the labels in each direction, each pixel's logits exactly
+    # as at full size (1: every pixel, the paper's loss; 2: a quarter of them, skipping most of the full-size work)
+    loss_stride: int = added(1)
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", "must be >= 1")
@@ -264,6 +267,7 @@ class TrainConfig:
         _check(0 <= self.trained_loss_ratio <= 1, "train.trained_loss_ratio", "must be in [0, 1]")
         _check(self.trained_sibling_ratio >= 1, "train.trained_sibling_ratio", "must be >= 1")
         _check(0 <= self.warmup_steps <= self.steps, "train.warmup_steps", "must be in [0, train.steps]")
+        _check(self.loss_stride >= 1, "train.loss_stride", "must be >= 1")
         _check(self.optimizer in ("sgd", "adamw"), "train.optimizer", f"must be 'sgd' or 'adamw', got {self.optimizer!r}")
 
 

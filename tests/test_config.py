@@ -53,6 +53,7 @@ def test_base_chain_then_file_then_cli(tmp_path):
         ("train.trained_sibling_ratio=0.9", "train.trained_sibling_ratio"),
         ("train.warmup_steps=900", "train.warmup_steps"),
         ("train.optimizer=adam", "train.optimizer: must be 'sgd' or 'adamw'"),
+        ("train.loss_stride=0", "train.loss_stride: must be >= 1"),
         ("run.pack=1", "run.pack: unknown key"),  # packed training left the product: an old setting is refused
     ],
 )
@@ -192,6 +193,7 @@ ADDED_DEFAULTS = {
     ("train", "trained_sibling_ratio"): 1.5,
     ("train", "warmup_steps"): 0,
     ("train", "optimizer"): "sgd",
+    ("train", "loss_stride"): 1,
     ("bench", "peak_seconds"): 0.4,
     ("run", "twin"): 0,
 }

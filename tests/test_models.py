@@ -195,3 +195,24 @@ def test_a_twin_redraws_the_pyramid_and_heads_and_keeps_the_backbone():
     assert all(not torch.equal(plain[k], one[k]) and not torch.equal(one[k], two[k]) for k in new)
     assert all(torch.equal(one[k], one_again[k]) for k in one) and torch.equal(after1, after1_again)
     assert not torch.equal(after0, after1)  # the twin's dropout masks come from its own stream
+
+
+@pytest.mark.parametrize("corners, stride", [(True, 2), (False, 2), (True, 3)])
+def test_sampled_logits_are_the_full_size_logits_at_those_pixels(corners, stride):
+    torch.manual_seed(0)
+    model = build_model(tiny(dropout=0.0, align_corners=corners), 4).train()  # aux on; no dropout to redraw
+    x = torch.randn(2, 3, 48, 40)
+    full, sampled = model(x), model(x, sample_stride=stride)
+    for key in ("out", "aux"):
+        assert sampled[key].shape == (2, 4, -(-48 // stride), -(-40 // stride))
+        torch.testing.assert_close(sampled[key], full[key][..., ::stride, ::stride], rtol=1e-5, atol=1e-5)
+
+
+def test_sampled_bilinear_weights_by_hand():
+    from study.models.pspnet import sampled_bilinear_weights
+
+    # 3 points up to 5 with aligned corners sit at 0, 0.5, 1, 1.5, 2; every second one is an input point itself
+    assert sampled_bilinear_weights(3, 5, 2, True).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert sampled_bilinear_weights(3, 5, 1, True)[1].tolist() == [0.5, 0.5, 0]
+    # without: output point j of 2 -> 4 sits at input j / 2 - 0.25, clamped at 0: point 0 at 0, point 2 at 0.75
+    assert sampled_bilinear_weights(2, 4, 2, False).tolist() == [[1, 0], [0.25, 0.75]]

@@ -162,3 +162,21 @@ def test_a_twin_is_its_own_run_on_the_seed_s_data(tiny_cfg):
     assert config_hash(tiny_cfg("run.twin=0")) == config_hash(tiny_cfg()) != config_hash(tiny_cfg("run.twin=1"))
     assert twin.config["run"]["twin"] == 1 and twin.config_hash != plain.config_hash
     assert [c.get("loss") for c in twin.curves] != [c.get("loss") for c in plain.curves]
+
+
+def test_loss_stride_hands_the_loss_every_second_pixel_of_logits_and_labels(tiny_cfg, monkeypatch):
+    import study.train.loop as loop
+
+    seen = []
+
+    def spy(outputs, targets, aux_weight, ignore_index=255):
+        seen.append((tuple(outputs["out"].shape), tuple(outputs["aux"].shape), tuple(targets.shape)))
+        return loop.segmentation_loss.__wrapped__(outputs, targets, aux_weight, ignore_index)
+
+    spy.__wrapped__ = loop.segmentation_loss
+    monkeypatch.setattr(loop, "segmentation_loss", spy)
+    rec = run_one(tiny_cfg("bench.enabled=false", "model.aux_weight=0.4", "train.loss_stride=2"))
+    assert rec.status == "completed" and rec.config["train"]["loss_stride"] == 2
+    # 32 px scenes, batch 4, 4 classes: the loss sees 16 x 16 of both, every step; evaluation stays at full size
+    assert seen == [((4, 4, 16, 16), (4, 4, 16, 16), (4, 16, 16))] * 6
+    assert 0 <= rec.metrics["miou"] <= 1

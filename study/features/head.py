@@ -25,10 +25,10 @@ class FrozenFeatureHead(nn.Module):
             p.requires_grad_(False)
         net.backbone.eval()
 
-    def forward(self, maps: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, maps: torch.Tensor, *, sample_stride: int = 1) -> dict[str, torch.Tensor]:
         features = torch.split(maps, self.splits, dim=1)
         size = (maps.shape[-2] * self.stride, maps.shape[-1] * self.stride)
-        return self.net.decode(features, size)
+        return self.net.decode(features, size, sample_stride=sample_stride)
 
     def train(self, mode: bool = True) -> FrozenFeatureHead:
         super().train(mode)

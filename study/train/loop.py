@@ -197,6 +197,7 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
     autocast, memory_format = speed.autocast(device), speed.memory_format
     aux_weight = cfg.model.aux_weight
     ignore = cfg.data.ignore_index
+    stride = tc.loss_stride  # the loss's pixels: every stride-th of the labels in each direction
 
     window = _LossWindow(device, result.steps_done, tc, sampler.per_epoch, world.rank == 0, log)
     model.train()
@@ -209,8 +210,10 @@ def train(model: torch.nn.Module, train_set: Dataset, *, cfg: Config, device: to
         targets = targets.to(device, non_blocking=True)
         result.data_seconds += time.perf_counter() - t0
         lr = set_lr(optimizer, step, tc)
+        if stride > 1:
+            targets = targets[:, ::stride, ::stride]
         with autocast:
-            outputs = model(images)
+            outputs = model(images, sample_stride=stride) if stride > 1 else model(images)
         loss = segmentation_loss(outputs, targets, aux_weight, ignore)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
