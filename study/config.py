@@ -34,7 +34,8 @@ def added(default: Any) -> Any:
 Pool = Literal["avg", "max", "none"]  # none: branches on the unpooled map (the capacity-matched FCN)
 Branch = Literal["conv", "raw"]
 PpmNorm = Literal["bn", "none", "gn"]
-POOLS, BRANCHES, PPM_NORMS = get_args(Pool), get_args(Branch), get_args(PpmNorm)
+Context = Literal["own", "shuffled"]  # shuffled: each image's branches pool another image's map (a control)
+POOLS, BRANCHES, PPM_NORMS, CONTEXTS = get_args(Pool), get_args(Branch), get_args(PpmNorm), get_args(Context)
 
 
 class PyramidSpecError(ConfigError):
@@ -62,6 +63,8 @@ class PyramidSpec:
     branch: conv (pool -> 1x1 conv -> norm -> ReLU, the paper) | raw (the pooled maps as they are; no paper row).
     norm: the conv branch's norm: bn (paper) | none (the conv gets a bias) | gn (GroupNorm, per image).
     align_corners: bilinear upsampling of the branches and of the network's logits.
+    context: own (the paper) | shuffled (each image's branches pool the map of the image before it in the batch: the
+        pyramid's layers, parameters and batch statistics kept, the image's own context taken out; a control).
     """
 
     bins: tuple[int, ...] = (1, 2, 3, 6)
@@ -70,6 +73,7 @@ class PyramidSpec:
     branch: str = "conv"
     norm: str = "bn"
     align_corners: bool = True
+    context: str = "own"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bins", tuple(self.bins))
@@ -90,6 +94,9 @@ class PyramidSpec:
              "raw branches concatenate pooled maps at full width: set {reduction}=false"),
             (self.norm in PPM_NORMS, "norm", f"must be one of {', '.join(PPM_NORMS)}"),
             (not (raw and self.norm != "bn"), "norm", "raw branches have no conv or norm: leave {norm} at bn"),
+            (self.context in CONTEXTS, "context", f"must be one of {', '.join(CONTEXTS)}"),
+            (not (self.context == "shuffled" and self.pool == "none"), "context",
+             "'shuffled' swaps pooled context between images: it needs {pool} avg or max"),
         ]
         return [(key, template) for ok, key, template in rules if not ok]
 
@@ -98,7 +105,8 @@ PAPER_PYRAMID = PyramidSpec()  # the paper's module: bins 1, 2, 3, 6, average po
 
 # The config key of each pyramid option: a PyramidSpecError names it.
 PYRAMID_KEYS = {"bins": "model.bins", "pool": "model.pool", "reduction": "model.reduction",
-                "branch": "model.ppm_branch", "norm": "model.ppm_norm", "align_corners": "model.align_corners"}
+                "branch": "model.ppm_branch", "norm": "model.ppm_norm", "align_corners": "model.align_corners",
+                "context": "model.ppm_context"}
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class ModelConfig:
     aux_weight: float = 0.4  # 0 builds no aux head
     backbone_bn: str = added("batch")  # batch: BN trains as usual; frozen: backbone BN statistics and affine fixed
     ppm_norm: str = added("bn")  # the branches' norm after their 1x1 conv: bn (paper) | none (conv with bias) | gn
+    ppm_context: str = added("own")  # own (paper) | shuffled: the branches pool another image's map (a control)
     # frozen ImageNet features: the backbone never trains (eval mode, no gradients); its output maps are computed
     # once per image and copy, cached (study/features), and runs train the pyramid and heads on the stored maps
     freeze_backbone: bool = added(False)
@@ -157,7 +166,8 @@ class ModelConfig:
         config key of an option that breaks the spec's rules."""
         try:
             return PyramidSpec(bins=self.pyramid_bins, pool=self.pool, reduction=self.reduction,
-                               branch=self.ppm_branch, norm=self.ppm_norm, align_corners=self.align_corners)
+                               branch=self.ppm_branch, norm=self.ppm_norm, align_corners=self.align_corners,
+                               context=self.ppm_context)
         except PyramidSpecError as e:
             raise ConfigError(e.render(PYRAMID_KEYS)) from None
 

@@ -181,6 +181,7 @@ def test_recipe_fields_keep_old_hashes_at_their_defaults():
 ADDED_DEFAULTS = {
     ("model", "backbone_bn"): "batch",
     ("model", "ppm_norm"): "bn",
+    ("model", "ppm_context"): "own",
     ("model", "freeze_backbone"): False,
     ("data", "probe_kind"): "proportion",
     ("data", "mean"): (0.485, 0.456, 0.406),

@@ -81,6 +81,8 @@ def test_the_options_come_as_one_spec():
     (dict(branch="raw"), "branch", "model.ppm_branch"),
     (dict(norm="ln"), "norm", "model.ppm_norm"),
     (dict(branch="raw", reduction=False, norm="gn"), "norm", "model.ppm_norm"),
+    (dict(context="other"), "context", "model.ppm_context"),
+    (dict(pool="none", context="shuffled"), "context", "model.ppm_context"),
 ])
 def test_each_rule_is_the_specs_and_the_config_names_its_own_key(changes, field, config_key):
     # one rule set (PyramidSpec.__post_init__): the model names the spec's field, the config its own key, and
@@ -88,7 +90,8 @@ def test_each_rule_is_the_specs_and_the_config_names_its_own_key(changes, field,
     with pytest.raises(ValueError) as spec_error:
         PyramidSpec(**changes)
     assert str(spec_error.value).startswith(f"{field}: ") and "\n" not in str(spec_error.value)
-    keys = {"bins": "bins", "pool": "pool", "reduction": "reduction", "branch": "ppm_branch", "norm": "ppm_norm"}
+    keys = {"bins": "bins", "pool": "pool", "reduction": "reduction", "branch": "ppm_branch", "norm": "ppm_norm",
+            "context": "ppm_context"}
     cfg = ModelConfig(**{keys[k]: v for k, v in changes.items()})
     with pytest.raises(ConfigError) as config_error:
         cfg.validate()
@@ -196,3 +199,20 @@ def test_the_capacity_matched_fcn_has_the_pyramids_parameters_and_no_context():
     x2 = x.clone()
     x2[..., 0, 0] += 5.0  # a far-away change moves no other cell: no pooling, 1x1 convs only
     assert torch.equal(ppm(x2)[..., 3:, 3:], y[..., 3:, 3:])
+
+
+def test_shuffled_context_pools_the_previous_image_and_keeps_the_pyramids_layers():
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, 6, 6)
+    raw = dict(bins=(1,), pool="avg", reduction=False, branch="raw")
+    own = PyramidPooling(8, PyramidSpec(**raw))(x)
+    shuffled = PyramidPooling(8, PyramidSpec(**raw, context="shuffled"))(x)
+    assert torch.equal(shuffled[:, :8], x)  # each image keeps its own map beside the branches
+    # image i's global average is image i-1's (the first takes the last's): a hand-made roll of the own output
+    assert torch.equal(shuffled[:, 8:], own[[2, 0, 1], 8:])
+    alone = PyramidPooling(8, PyramidSpec(**raw, context="shuffled"))(x[:1])
+    assert torch.equal(alone[:, 8:], torch.zeros(1, 8, 6, 6))  # nobody else's context to take: none at all
+    conv = dict(bins=(1, 2, 3, 6), pool="max", reduction=True)
+    a, b = PyramidPooling(8, PyramidSpec(**conv)), PyramidPooling(8, PyramidSpec(**conv, context="shuffled"))
+    assert [t.shape for t in a.state_dict().values()] == [t.shape for t in b.state_dict().values()]
+    assert ModelConfig(ppm_context="shuffled").pyramid.context == "shuffled"

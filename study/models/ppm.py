@@ -38,7 +38,10 @@ class PyramidPooling(nn.Module):
     option for study that maps to no row of the paper. `norm` replaces the branch's BatchNorm: "none" (the conv
     gets a bias; as detectron2's ASPP image-pooling branch) or "gn" (GroupNorm, per image). `pool="none"` is the
     capacity-matched FCN: the same branches, convolutions and concatenation on the unpooled map, so it has the
-    pyramid's parameters and sees no context beyond the backbone's receptive field.
+    pyramid's parameters and sees no context beyond the backbone's receptive field. `context="shuffled"` is the
+    control for what the pooled maps carry: every branch pools the map of the image before it in the batch (the
+    last image's for the first; an image alone in its batch gets zeros), so the pyramid keeps its layers, its
+    parameters and its batch statistics and loses the image's own context.
     """
 
     def __init__(self, in_channels: int, spec: PyramidSpec = PAPER_PYRAMID):
@@ -65,8 +68,11 @@ class PyramidPooling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
         outs = [x]
+        pooled_from = x
+        if self.spec.context == "shuffled":  # pooling is per image, so pooling the rolled map rolls the pooled maps
+            pooled_from = x.roll(1, dims=0) if x.shape[0] > 1 else torch.zeros_like(x)
         for branch in self.branches:
-            y = branch(x)
+            y = branch(pooled_from)
             outs.append(y if y.shape[-2:] == size else
                         F.interpolate(y, size=size, mode="bilinear", align_corners=self.spec.align_corners))
         return torch.cat(outs, dim=1)
