@@ -160,6 +160,7 @@ QUOTED = [
     ("results.md", "aa_probe_v3", ["1.00"]),
     ("results.md", "table1_v4", ["12 of 15 claim rows", "80 runs"]),
     ("context_probe.md", "aa_probe_v3", ["sd 1.00"]),
+    ("results.md", "aa_probe_v5", ["1.38", "60 runs"]),
 ]
 
 
