@@ -161,6 +161,9 @@ QUOTED = [
     ("results.md", "table1_v4", ["12 of 15 claim rows", "80 runs"]),
     ("context_probe.md", "aa_probe_v3", ["sd 1.00"]),
     ("results.md", "aa_probe_v5", ["1.38", "60 runs"]),
+    ("results.md", "context_shuffle_v3", ["30 runs"]),
+    ("context_probe.md", "context_shuffle_v3", ["-0.08", "[-0.30, 0.15]", "1.72", "[1.45, 1.99]", "7.74", "[3.80, 11.68]",
+                                                "75.91", "77.47", "equivalent within ±0.5"]),
 ]
 
 
