@@ -379,6 +379,9 @@ class Config:
                "data.feature_flip and data.feature_crop apply with model.freeze_backbone only")
         _check(not frozen or self.eval.mode == "whole", "eval.mode",
                "frozen-feature runs score the stored maps in one pass: eval.mode must be whole")
+        _check(self.model.ppm_context == "own" or self.eval.mode == "whole", "eval.mode",
+               "model.ppm_context=shuffled swaps context between the images of a batch; crops of one image would "
+               "swap it among themselves: eval.mode must be whole")
         stride, size, cells = self.model.output_stride, self.data.resize, self.data.feature_crop
         if frozen and size is not None:  # known before any map is stored: refused before a study starts
             _check(size[0] % stride == 0 and size[1] % stride == 0, "data.resize",

@@ -64,6 +64,13 @@ def test_errors_name_the_key(override, key):
     assert message.startswith(key) and "\n" not in message
 
 
+def test_shuffled_context_is_scored_on_whole_images_only():
+    # crops of one image in a batch would pass its own context among themselves
+    with pytest.raises(ConfigError, match=r"^eval.mode: model.ppm_context=shuffled"):
+        load_config(None, ["model.ppm_context=shuffled", "eval.mode=slide"])
+    assert load_config(None, ["model.ppm_context=shuffled", "eval.mode=whole"]).model.ppm_context == "shuffled"
+
+
 def test_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
