@@ -162,6 +162,10 @@ QUOTED = [
     ("context_probe.md", "aa_probe_v3", ["sd 1.00"]),
     ("results.md", "aa_probe_v5", ["1.38", "60 runs"]),
     ("results.md", "context_shuffle_v3", ["30 runs"]),
+    ("results.md", "aa_probe_v6", ["1.05", "60 runs"]),
+    ("results.md", "context_shuffle_b1_v3", ["30 runs"]),
+    ("context_probe.md", "context_shuffle_b1_v3", ["4.06", "[3.45, 4.67]", "74.2", "76.7"]),
+    ("context_probe.md", "table1_v3", ["+1.59"]),
     ("context_probe.md", "context_shuffle_v3", ["-0.08", "[-0.30, 0.15]", "1.72", "[1.45, 1.99]", "7.74", "[3.80, 11.68]",
                                                 "75.91", "77.47", "equivalent within ±0.5"]),
 ]
