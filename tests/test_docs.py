@@ -166,6 +166,9 @@ QUOTED = [
     ("results.md", "context_shuffle_b1_v3", ["30 runs"]),
     ("context_probe.md", "context_shuffle_b1_v3", ["4.06", "[3.45, 4.67]", "74.2", "76.7"]),
     ("context_probe.md", "table1_v3", ["+1.59"]),
+    ("context_probe.md", "aa_probe_max_v3", ["4 false verdicts of 60", "6.7%", "1.8-16.2%", "5.22%", "4.86%",
+                                             "4.71%", "sd 1.51", "se 0.07%"]),
+    ("results.md", "aa_probe_max_v3", ["360 runs"]),
     ("context_probe.md", "context_shuffle_v3", ["-0.08", "[-0.30, 0.15]", "1.72", "[1.45, 1.99]", "7.74", "[3.80, 11.68]",
                                                 "75.91", "77.47", "equivalent within ±0.5"]),
 ]
