@@ -204,8 +204,10 @@ def _holds(path: Path, data: bytes) -> bool:
     if not path.is_file():
         return False
     old = path.read_bytes()
-    if old == data or path.suffix != ".parquet":
-        return old == data
+    if old == data:
+        return True
+    if path.suffix != ".parquet":
+        return False
     import pyarrow.parquet as pq
 
     try:
